@@ -1,0 +1,544 @@
+// Package state is the exporter's memory: which issuances it has seen (and
+// for which watches), how far each source has read, and the persisted
+// counters. It is a bbolt database: every change is one transaction that
+// either reaches the disk whole (fsync) or not at all, so a SIGKILL at any
+// instant neither loses a counted issuance nor counts one twice, and a write
+// touches only the pages it changes.
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bberrors "go.etcd.io/bbolt/errors"
+
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+// formatVersion is the layout of the buckets. A file with a newer version is
+// refused rather than misread.
+const formatVersion = 1
+
+// ExpiredGrace is how long after its NotAfter an issuance is still recorded.
+// Older ones are ignored when seen and pruned when no longer recent, so an
+// issuance can never be pruned and then counted again.
+const ExpiredGrace = 24 * time.Hour
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketIssuances = []byte("issuances")  // tbs_sha256 → record
+	bucketFirstSeen = []byte("first_seen") // first seen (8) | tbs (32) | watch → ∅
+	bucketExpiry    = []byte("expiry")     // not_after (8) | tbs (32) → ∅
+	bucketCounters  = []byte("counters")   // name \0 label values… → uint64
+	bucketCursors   = []byte("cursors")    // source → opaque
+	bucketIDs       = []byte("ids")        // source → { id (8) → tbs (32) | not_after (8) }
+	bucketLogs      = []byte("logs")       // log → opaque position (CT log tailing)
+
+	keyFormat  = []byte("format")
+	keyVersion = []byte("version")
+	keyCreated = []byte("created")
+	keyCount   = []byte("issuances")
+
+	formatName = []byte("ct_exporter state")
+)
+
+// Counter names persisted in the state file.
+const (
+	CounterNewCertificates = "new_certificates" // labels: watch, issuer, verdict
+)
+
+// Policy is what the current configuration says about recent issuances.
+type Policy struct {
+	RecentWindow time.Duration
+	SeriesLimit  int // recent series per watch
+	// Verdict judges an issuance for a watch; false when the watch is not
+	// configured (any more).
+	Verdict func(watchName string, is *Issuance) (watch.Verdict, bool)
+}
+
+// Store is an open state file.
+type Store struct {
+	db   *bbolt.DB
+	path string
+	now  func() time.Time
+
+	writeMu sync.Mutex // one transaction at a time, applied in commit order
+
+	mu          sync.RWMutex // guards what follows: the in-memory mirror
+	policy      Policy
+	refreshed   bool
+	counters    map[string]uint64
+	count       uint64
+	exposed     map[string][]Recent // watch → recent series
+	dropped     map[string]uint64
+	writeErrors uint64
+}
+
+// Options tune Open; the zero value is fine.
+type Options struct {
+	Now func() time.Time // for tests
+}
+
+// Open opens the state file, creating it when it does not exist. A file that
+// exists but cannot be read is never replaced: the error says what to do.
+func Open(path string, opts Options) (*Store, error) {
+	s := &Store{
+		path:     path,
+		now:      opts.Now,
+		counters: map[string]uint64{},
+		exposed:  map[string][]Recent{},
+		dropped:  map[string]uint64{},
+		policy:   Policy{RecentWindow: 168 * time.Hour, SeriesLimit: 1000},
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := create(path, s.now()); err != nil {
+			return nil, fmt.Errorf("state: create %s: %w", path, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("state: %w", err)
+	case fi.Size() == 0:
+		// bbolt would initialize an empty file; ours are never empty (see
+		// create), so this one lost its content.
+		return nil, damaged(path, errors.New("the file is empty"))
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bberrors.ErrTimeout) {
+			return nil, fmt.Errorf("state: %s is locked: another ct_exporter is using it", path)
+		}
+		return nil, damaged(path, err)
+	}
+	s.db = db
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, damaged(path, err)
+	}
+	return s, nil
+}
+
+func damaged(path string, err error) error {
+	return fmt.Errorf("state: %s cannot be read (%v). It was left untouched. "+
+		"Restore it from a backup, or move it aside to start with an empty state "+
+		"(certificates already reported will then be reported again)", path, err)
+}
+
+// create writes an empty state file under a temporary name and renames it
+// into place, so that a crash never leaves a half-initialized file at path.
+func create(path string, now time.Time) error {
+	tmp := path + ".new"
+	os.Remove(tmp)
+	db, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketMeta, bucketIssuances, bucketFirstSeen, bucketExpiry, bucketCounters, bucketCursors, bucketIDs, bucketLogs} {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyFormat, formatName); err != nil {
+			return err
+		}
+		if err := meta.Put(keyVersion, u64(formatVersion)); err != nil {
+			return err
+		}
+		if err := meta.Put(keyCreated, u64(uint64(now.Unix()))); err != nil {
+			return err
+		}
+		return meta.Put(keyCount, u64(0))
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
+}
+
+func (s *Store) load() error {
+	return s.db.View(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil || string(meta.Get(keyFormat)) != string(formatName) {
+			return errors.New("not a ct_exporter state file")
+		}
+		v, ok := readU64(meta.Get(keyVersion))
+		if !ok {
+			return errors.New("no format version")
+		}
+		if v != formatVersion {
+			return fmt.Errorf("format version %d, this ct_exporter reads version %d", v, formatVersion)
+		}
+		for _, name := range [][]byte{bucketIssuances, bucketFirstSeen, bucketExpiry, bucketCounters, bucketCursors, bucketIDs, bucketLogs} {
+			if tx.Bucket(name) == nil {
+				return fmt.Errorf("bucket %s is missing", name)
+			}
+		}
+		if s.count, ok = readU64(meta.Get(keyCount)); !ok {
+			return errors.New("no issuance count")
+		}
+		return tx.Bucket(bucketCounters).ForEach(func(k, v []byte) error {
+			n, ok := readU64(v)
+			if !ok {
+				return fmt.Errorf("counter %q is corrupt", k)
+			}
+			s.counters[string(k)] = n
+			return nil
+		})
+	})
+}
+
+// Close closes the file. Nothing is lost by not calling it.
+func (s *Store) Close() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.db.Close()
+}
+
+// Path is the file's path.
+func (s *Store) Path() string { return s.path }
+
+// callerError marks an error returned by the function given to Update, so
+// that only failures to write count as write errors.
+type callerError struct{ err error }
+
+func (e callerError) Error() string { return e.err.Error() }
+func (e callerError) Unwrap() error { return e.err }
+
+// Update runs fn in one write transaction. Either everything fn did is on
+// disk when Update returns nil, or nothing is. In-memory effects (counters,
+// recent series) are applied only once the transaction is durable.
+func (s *Store) Update(fn func(*Tx) error) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	tx := &Tx{s: s, now: s.now(), counters: map[string]uint64{}}
+	s.mu.RLock()
+	tx.policy = s.policy
+	s.mu.RUnlock()
+	err := s.db.Update(func(btx *bbolt.Tx) error {
+		tx.btx = btx
+		if err := fn(tx); err != nil {
+			return callerError{err}
+		}
+		if tx.countDelta != 0 {
+			meta := btx.Bucket(bucketMeta)
+			n, _ := readU64(meta.Get(keyCount))
+			if err := meta.Put(keyCount, u64(uint64(int64(n)+tx.countDelta))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		var ce callerError
+		if errors.As(err, &ce) {
+			return ce.err
+		}
+		s.mu.Lock()
+		s.writeErrors++
+		s.mu.Unlock()
+		return fmt.Errorf("state: write %s: %w", s.path, err)
+	}
+	s.apply(tx)
+	return nil
+}
+
+// View runs fn in a read-only transaction; Tx methods that write fail.
+func (s *Store) View(fn func(*Tx) error) error {
+	return s.db.View(func(btx *bbolt.Tx) error {
+		return fn(&Tx{s: s, btx: btx, now: s.now()})
+	})
+}
+
+func (s *Store) apply(tx *Tx) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, d := range tx.counters {
+		s.counters[k] += d
+	}
+	s.count = uint64(int64(s.count) + tx.countDelta)
+	for tbs, n := range tx.scts {
+		for w, items := range s.exposed {
+			for i := range items {
+				if items[i].TBSSHA256 == tbs {
+					s.exposed[w][i].EmbeddedSCTs = n
+				}
+			}
+		}
+	}
+	for _, r := range tx.recent {
+		s.expose(r)
+	}
+}
+
+// expose adds a new recent series for its watch, evicting under the cap the
+// least urgent, oldest series first — so that 1000 authorized certificates
+// never push an unexpected one out.
+func (s *Store) expose(r Recent) {
+	horizon := s.now().Add(-s.policy.RecentWindow)
+	items := slices.DeleteFunc(s.exposed[r.Watch], func(x Recent) bool { return x.FirstSeen.Before(horizon) })
+	if len(items) < s.policy.SeriesLimit {
+		s.exposed[r.Watch] = append(items, r)
+		return
+	}
+	s.dropped[r.Watch]++
+	if len(items) == 0 {
+		s.exposed[r.Watch] = items
+		return
+	}
+	victim := 0
+	for i := range items {
+		if lessUrgent(items[i], items[victim]) {
+			victim = i
+		}
+	}
+	if lessUrgent(items[victim], r) {
+		items[victim] = r
+	}
+	s.exposed[r.Watch] = items
+}
+
+func lessUrgent(a, b Recent) bool {
+	if a.Verdict != b.Verdict {
+		return a.Verdict < b.Verdict
+	}
+	return a.FirstSeen.Before(b.FirstSeen)
+}
+
+// SetPolicy installs the configuration's view of recent issuances and
+// rebuilds the recent series from the state file: verdicts are judged again
+// (a certificate the user authorized changes series), and the cap is applied
+// again. It reads only the issuances first seen within the window.
+func (s *Store) SetPolicy(p Policy) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	now := s.now()
+	byWatch := map[string][]Recent{}
+	err := s.db.View(func(btx *bbolt.Tx) error {
+		issuances := btx.Bucket(bucketIssuances)
+		c := btx.Bucket(bucketFirstSeen).Cursor()
+		start := firstSeenKey(now.Add(-p.RecentWindow), [32]byte{}, "")
+		var cached *Issuance
+		for k, _ := c.Seek(start); k != nil; k, _ = c.Next() {
+			if len(k) < 40 {
+				return fmt.Errorf("%w: first_seen key %x", errCorrupt, k)
+			}
+			w := string(k[40:])
+			if cached == nil || string(cached.TBSSHA256[:]) != string(k[8:40]) {
+				v := issuances.Get(k[8:40])
+				if v == nil {
+					return fmt.Errorf("%w: first_seen names unknown issuance %x", errCorrupt, k[8:40])
+				}
+				is, err := decodeIssuance(k[8:40], v)
+				if err != nil {
+					return err
+				}
+				cached = is
+			}
+			verdict, ok := p.Verdict(w, cached)
+			if !ok {
+				continue
+			}
+			i := cached.watchIndex(w)
+			if i < 0 {
+				return fmt.Errorf("%w: issuance %x has no match for %s", errCorrupt, cached.TBSSHA256, w)
+			}
+			byWatch[w] = append(byWatch[w], newRecent(cached, cached.Watches[i].FirstSeen, w, verdict))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("state: %s: %w", s.path, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.policy = p
+	for w, items := range byWatch {
+		if len(items) > p.SeriesLimit {
+			slices.SortFunc(items, func(a, b Recent) int {
+				switch {
+				case lessUrgent(b, a):
+					return -1
+				case lessUrgent(a, b):
+					return 1
+				}
+				return 0
+			})
+			if !s.refreshed {
+				// Counted at start only: a reload re-selects the same
+				// issuances and must not count them again.
+				s.dropped[w] += uint64(len(items) - p.SeriesLimit)
+			}
+			items = items[:p.SeriesLimit]
+		}
+		byWatch[w] = items
+	}
+	s.exposed = byWatch
+	s.refreshed = true
+	return nil
+}
+
+// Recent is one exposed recent-issuance series, with its label values
+// computed once.
+type Recent struct {
+	Watch        string
+	Verdict      watch.Verdict
+	FirstSeen    time.Time
+	TBSSHA256    [32]byte
+	CertSHA256   [32]byte
+	Issuer       string // label value
+	Serial       string
+	SubjectCN    string
+	DNSNames     string // bounded, comma-joined, escaped
+	EmbeddedSCTs int    // -1 while only the precertificate is known
+}
+
+// MaxDNSNamesLabel bounds the dns_names label value.
+const MaxDNSNamesLabel = 200
+
+func newRecent(is *Issuance, firstSeen time.Time, w string, v watch.Verdict) Recent {
+	return Recent{
+		Watch:        w,
+		Verdict:      v,
+		FirstSeen:    firstSeen,
+		TBSSHA256:    is.TBSSHA256,
+		CertSHA256:   is.CertSHA256,
+		Issuer:       watch.Escape(is.Issuer.Label()),
+		Serial:       is.Serial,
+		SubjectCN:    watch.Escape(is.SubjectCN),
+		DNSNames:     namesLabel(is),
+		EmbeddedSCTs: is.EmbeddedSCTs,
+	}
+}
+
+func namesLabel(is *Issuance) string {
+	names := make([]string, 0, len(is.DNSNames)+len(is.IPs))
+	for _, n := range is.DNSNames {
+		names = append(names, watch.Escape(n))
+	}
+	for _, a := range is.IPs {
+		names = append(names, a.String())
+	}
+	const reserve = len(",+9999 more")
+	var b strings.Builder
+	for i, n := range names {
+		limit := MaxDNSNamesLabel
+		if i < len(names)-1 {
+			limit -= reserve
+		}
+		sep := min(i, 1)
+		if b.Len()+sep+len(n) > limit {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "+%d more", len(names)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(n)
+	}
+	return b.String()
+}
+
+// Counter is one persisted counter's value.
+type Counter struct {
+	Name   string
+	Labels []string
+	Value  uint64
+}
+
+// Snapshot is a consistent copy of what the metrics show; taking it costs no
+// disk I/O.
+type Snapshot struct {
+	Counters     []Counter
+	Recent       []Recent // sorted by watch, then first seen
+	Dropped      map[string]uint64
+	Certificates uint64 // issuances in the file
+	WriteErrors  uint64
+}
+
+// Snapshot copies the in-memory mirror.
+func (s *Store) Snapshot() Snapshot {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	horizon := s.now().Add(-s.policy.RecentWindow)
+	snap := Snapshot{
+		Counters:     make([]Counter, 0, len(s.counters)),
+		Dropped:      make(map[string]uint64, len(s.dropped)),
+		Certificates: s.count,
+		WriteErrors:  s.writeErrors,
+	}
+	for k, v := range s.counters {
+		parts := strings.Split(k, "\x00")
+		snap.Counters = append(snap.Counters, Counter{Name: parts[0], Labels: parts[1:], Value: v})
+	}
+	for w, d := range s.dropped {
+		snap.Dropped[w] = d
+	}
+	for _, items := range s.exposed {
+		for _, r := range items {
+			if !r.FirstSeen.Before(horizon) {
+				snap.Recent = append(snap.Recent, r)
+			}
+		}
+	}
+	slices.SortFunc(snap.Recent, func(a, b Recent) int {
+		if c := strings.Compare(a.Watch, b.Watch); c != 0 {
+			return c
+		}
+		return a.FirstSeen.Compare(b.FirstSeen)
+	})
+	return snap
+}
+
+func counterKey(name string, labels ...string) string {
+	return name + "\x00" + strings.Join(labels, "\x00")
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func readU64(b []byte) (uint64, bool) {
+	if len(b) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b), true
+}
+
+func firstSeenKey(t time.Time, tbs [32]byte, w string) []byte {
+	k := make([]byte, 0, 40+len(w))
+	k = binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
+	k = append(k, tbs[:]...)
+	return append(k, w...)
+}
+
+func expiryKey(t time.Time, tbs [32]byte) []byte {
+	k := make([]byte, 0, 40)
+	k = binary.BigEndian.AppendUint64(k, uint64(max(t.UnixNano(), 0)))
+	return append(k, tbs[:]...)
+}

@@ -1,0 +1,506 @@
+package state
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)} }
+
+func issuance(i int, now time.Time) *Issuance {
+	var seed [8]byte
+	binary.BigEndian.PutUint64(seed[:], uint64(i))
+	is := &Issuance{
+		TBSSHA256:    sha256.Sum256(append([]byte("tbs"), seed[:]...)),
+		CertSHA256:   sha256.Sum256(append([]byte("cert"), seed[:]...)),
+		SPKISHA256:   sha256.Sum256(append([]byte("spki"), seed[:]...)),
+		Serial:       fmt.Sprintf("%08x", i),
+		Issuer:       watch.Issuer{CN: "R11", O: "Let's Encrypt", DN: "CN=R11, O=Let's Encrypt, C=US"},
+		SubjectCN:    fmt.Sprintf("host%d.example.com", i),
+		DNSNames:     []string{fmt.Sprintf("host%d.example.com", i), "example.com"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(90 * 24 * time.Hour),
+		EmbeddedSCTs: -1,
+	}
+	return is
+}
+
+// unchanged is a policy under which every watch is configured and keeps the
+// verdict it gave when it first saw the issuance.
+func unchanged(window time.Duration, limit int) Policy {
+	return Policy{RecentWindow: window, SeriesLimit: limit, Verdict: func(w string, is *Issuance) (watch.Verdict, bool) {
+		return is.Watches[is.watchIndex(w)].Verdict, true
+	}}
+}
+
+func openTest(t *testing.T, path string, c *clock) *Store {
+	t.Helper()
+	s, err := Open(path, Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPolicy(unchanged(168*time.Hour, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func observe(t *testing.T, s *Store, is *Issuance, matches ...Match) []Match {
+	t.Helper()
+	var fresh []Match
+	err := s.Update(func(tx *Tx) error {
+		var err error
+		fresh, err = tx.Observe(is, matches)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fresh
+}
+
+func counter(snap Snapshot, labels ...string) uint64 {
+	for _, c := range snap.Counters {
+		if c.Name == CounterNewCertificates && strings.Join(c.Labels, "|") == strings.Join(labels, "|") {
+			return c.Value
+		}
+	}
+	return 0
+}
+
+func TestObserveCountsEachIssuanceOncePerWatch(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "s.state")
+	s := openTest(t, path, c)
+	pre := issuance(1, c.Now())
+	m := Match{Watch: "example.com", Verdict: watch.Unreviewed}
+
+	if fresh := observe(t, s, pre, m); len(fresh) != 1 {
+		t.Fatalf("first sighting: fresh = %v", fresh)
+	}
+	c.Advance(time.Minute)
+	final := *pre
+	final.CertSHA256 = sha256.Sum256([]byte("final"))
+	final.EmbeddedSCTs = 2
+	if fresh := observe(t, s, &final, m); len(fresh) != 0 {
+		t.Fatalf("final certificate counted again: %v", fresh)
+	}
+	// A second watch sees it for the first time.
+	m2 := Match{Watch: "host1.example.com", Verdict: watch.IssuerUnexpected}
+	if fresh := observe(t, s, &final, m, m2); len(fresh) != 1 || fresh[0] != m2 {
+		t.Fatalf("second watch: fresh = %v", fresh)
+	}
+
+	snap := s.Snapshot()
+	if got := counter(snap, "example.com", "R11", "unreviewed"); got != 1 {
+		t.Errorf("new_certificates{example.com} = %d, want 1", got)
+	}
+	if got := counter(snap, "host1.example.com", "R11", "issuer_unexpected"); got != 1 {
+		t.Errorf("new_certificates{host1.example.com} = %d, want 1", got)
+	}
+	if snap.Certificates != 1 {
+		t.Errorf("certificates = %d, want 1", snap.Certificates)
+	}
+	if len(snap.Recent) != 2 {
+		t.Fatalf("recent = %d series, want 2", len(snap.Recent))
+	}
+	for _, r := range snap.Recent {
+		if r.CertSHA256 != pre.CertSHA256 {
+			t.Errorf("%s: cert_sha256 is not the first certificate's", r.Watch)
+		}
+		if r.EmbeddedSCTs != 2 {
+			t.Errorf("%s: SCTs = %d, want 2 from the final certificate", r.Watch, r.EmbeddedSCTs)
+		}
+	}
+
+	// Everything survives reopening, first-seen times included.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path, c)
+	defer s.Close()
+	again := s.Snapshot()
+	if got := counter(again, "example.com", "R11", "unreviewed"); got != 1 {
+		t.Errorf("after reopen: new_certificates = %d, want 1", got)
+	}
+	if len(again.Recent) != 2 || !again.Recent[0].FirstSeen.Equal(snap.Recent[0].FirstSeen) || again.Recent[1] != snap.Recent[1] {
+		t.Errorf("recent series changed across reopen:\n%+v\n%+v", snap.Recent, again.Recent)
+	}
+	if fresh := observe(t, s, pre, m); len(fresh) != 0 {
+		t.Error("issuance counted again after reopen")
+	}
+}
+
+func TestExpiredIssuanceIsIgnored(t *testing.T) {
+	c := newClock()
+	s := openTest(t, filepath.Join(t.TempDir(), "s.state"), c)
+	defer s.Close()
+	is := issuance(1, c.Now())
+	is.NotAfter = c.Now().Add(-ExpiredGrace - time.Second)
+	if fresh := observe(t, s, is, Match{Watch: "example.com", Verdict: watch.Unreviewed}); fresh != nil {
+		t.Fatalf("expired issuance recorded: %v", fresh)
+	}
+	if n := s.Snapshot().Certificates; n != 0 {
+		t.Fatalf("certificates = %d", n)
+	}
+}
+
+func TestSeriesCapEvictsLeastUrgentFirst(t *testing.T) {
+	c := newClock()
+	s, err := Open(filepath.Join(t.TempDir(), "s.state"), Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.SetPolicy(unchanged(time.Hour, 3)); err != nil {
+		t.Fatal(err)
+	}
+	w := "example.com"
+	observe(t, s, issuance(1, c.Now()), Match{w, watch.IssuerUnexpected})
+	for i := 2; i <= 6; i++ {
+		c.Advance(time.Second)
+		observe(t, s, issuance(i, c.Now()), Match{w, watch.Authorized})
+	}
+	snap := s.Snapshot()
+	if len(snap.Recent) != 3 {
+		t.Fatalf("recent = %d, want 3", len(snap.Recent))
+	}
+	if snap.Recent[0].Verdict != watch.IssuerUnexpected {
+		t.Errorf("the unexpected issuance was evicted by authorized ones: %+v", snap.Recent)
+	}
+	if snap.Recent[2].Serial != fmt.Sprintf("%08x", 6) || snap.Recent[1].Serial != fmt.Sprintf("%08x", 5) {
+		t.Errorf("kept %s, %s; want the newest authorized", snap.Recent[1].Serial, snap.Recent[2].Serial)
+	}
+	if snap.Dropped[w] != 3 {
+		t.Errorf("dropped = %d, want 3", snap.Dropped[w])
+	}
+	// Series leave once out of the window; the state keeps the issuances.
+	c.Advance(2 * time.Hour)
+	if snap := s.Snapshot(); len(snap.Recent) != 0 || snap.Certificates != 6 {
+		t.Errorf("after the window: %d recent, %d certificates", len(snap.Recent), snap.Certificates)
+	}
+}
+
+func TestSetPolicyJudgesAgain(t *testing.T) {
+	c := newClock()
+	s := openTest(t, filepath.Join(t.TempDir(), "s.state"), c)
+	defer s.Close()
+	a, b := issuance(1, c.Now()), issuance(2, c.Now())
+	observe(t, s, a, Match{"example.com", watch.Unreviewed})
+	observe(t, s, b, Match{"example.com", watch.Unreviewed}, Match{"gone.example", watch.Unreviewed})
+	err := s.SetPolicy(Policy{RecentWindow: time.Hour, SeriesLimit: 10, Verdict: func(w string, is *Issuance) (watch.Verdict, bool) {
+		if w == "gone.example" {
+			return 0, false
+		}
+		if is.TBSSHA256 == a.TBSSHA256 {
+			return watch.Authorized, true
+		}
+		return watch.Unreviewed, true
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := s.Snapshot()
+	if len(snap.Recent) != 2 {
+		t.Fatalf("recent = %+v", snap.Recent)
+	}
+	for _, r := range snap.Recent {
+		want := watch.Unreviewed
+		if r.TBSSHA256 == a.TBSSHA256 {
+			want = watch.Authorized
+		}
+		if r.Verdict != want || r.Watch != "example.com" {
+			t.Errorf("%x for %s: verdict %v, want %v", r.TBSSHA256[:4], r.Watch, r.Verdict, want)
+		}
+	}
+	// The counter keeps the verdict the issuance had when first seen.
+	if got := counter(snap, "example.com", "R11", "unreviewed"); got != 2 {
+		t.Errorf("new_certificates = %d, want 2", got)
+	}
+}
+
+func TestPrune(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "s.state")
+	s, err := Open(path, Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.SetPolicy(unchanged(48*time.Hour, 10)); err != nil {
+		t.Fatal(err)
+	}
+	short := issuance(1, c.Now())
+	short.NotAfter = c.Now().Add(time.Hour)
+	long := issuance(2, c.Now())
+	unmatched := issuance(3, c.Now())
+	unmatched.NotAfter = short.NotAfter
+	observe(t, s, short, Match{"example.com", watch.Unreviewed})
+	observe(t, s, long, Match{"example.com", watch.Unreviewed})
+	observe(t, s, unmatched)
+	if err := s.Update(func(tx *Tx) error {
+		if err := tx.MarkID("crtsh", 1, short.TBSSHA256, short.NotAfter); err != nil {
+			return err
+		}
+		return tx.MarkID("crtsh", 2, long.TBSSHA256, long.NotAfter)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Expired, but still within the recent window: kept.
+	c.Advance(30 * time.Hour)
+	if n, err := s.Prune(); err != nil || n != 1 {
+		t.Fatalf("prune within window = %d, %v; want only the unmatched one", n, err)
+	}
+	c.Advance(30 * time.Hour)
+	if n, err := s.Prune(); err != nil || n != 1 {
+		t.Fatalf("prune = %d, %v; want 1", n, err)
+	}
+	snap := s.Snapshot()
+	if snap.Certificates != 1 {
+		t.Errorf("certificates = %d, want 1", snap.Certificates)
+	}
+	if got := counter(snap, "example.com", "R11", "unreviewed"); got != 2 {
+		t.Errorf("counter went back to %d after pruning", got)
+	}
+	err = s.View(func(tx *Tx) error {
+		if is, _ := tx.Issuance(short.TBSSHA256); is != nil {
+			t.Error("short-lived issuance not pruned")
+		}
+		if is, _ := tx.Issuance(long.TBSSHA256); is == nil {
+			t.Error("unexpired issuance pruned")
+		}
+		if _, ok := tx.SeenID("crtsh", 1); ok {
+			t.Error("id of an expired certificate not pruned")
+		}
+		if _, ok := tx.SeenID("crtsh", 2); !ok {
+			t.Error("id of a valid certificate pruned")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkConsistent(t, path+"", s)
+}
+
+func TestCursorsIDsAndPositions(t *testing.T) {
+	c := newClock()
+	s := openTest(t, filepath.Join(t.TempDir(), "s.state"), c)
+	defer s.Close()
+	tbs := sha256.Sum256([]byte("x"))
+	err := s.Update(func(tx *Tx) error {
+		if err := tx.SetCursor("crtsh", []byte("42")); err != nil {
+			return err
+		}
+		if err := tx.SetLogPosition("argon", []byte{1, 2}); err != nil {
+			return err
+		}
+		return tx.MarkID("crtsh", 9000000001, tbs, c.Now().Add(time.Hour))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.View(func(tx *Tx) error {
+		if got := string(tx.Cursor("crtsh")); got != "42" {
+			t.Errorf("cursor = %q", got)
+		}
+		if got := tx.LogPosition("argon"); len(got) != 2 {
+			t.Errorf("log position = %v", got)
+		}
+		if got, ok := tx.SeenID("crtsh", 9000000001); !ok || got != tbs {
+			t.Errorf("SeenID = %x, %v", got, ok)
+		}
+		if _, ok := tx.SeenID("other", 9000000001); ok {
+			t.Error("ids leak between sources")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFailedUpdateChangesNothing(t *testing.T) {
+	c := newClock()
+	s := openTest(t, filepath.Join(t.TempDir(), "s.state"), c)
+	defer s.Close()
+	boom := fmt.Errorf("boom")
+	err := s.Update(func(tx *Tx) error {
+		if _, err := tx.Observe(issuance(1, c.Now()), []Match{{"example.com", watch.Unreviewed}}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if err != boom {
+		t.Fatalf("Update = %v, want the caller's error", err)
+	}
+	snap := s.Snapshot()
+	if snap.Certificates != 0 || len(snap.Recent) != 0 || len(snap.Counters) != 0 || snap.WriteErrors != 0 {
+		t.Fatalf("a rolled-back transaction left effects: %+v", snap)
+	}
+}
+
+func TestDamagedFilesAreRefusedAndKept(t *testing.T) {
+	dir := t.TempDir()
+	wrongVersion := filepath.Join(dir, "future.state")
+	s, err := Open(wrongVersion, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := bbolt.Open(wrongVersion, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyVersion, u64(99)) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	for name, content := range map[string][]byte{
+		"empty.state":   {},
+		"garbage.state": []byte(strings.Repeat("not a database\n", 1000)),
+		"future.state":  nil,
+	} {
+		path := filepath.Join(dir, name)
+		if content != nil {
+			if err := os.WriteFile(path, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before, _ := os.ReadFile(path)
+		_, err := Open(path, Options{})
+		if err == nil {
+			t.Errorf("%s: opened", name)
+			continue
+		}
+		if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "move it aside") {
+			t.Errorf("%s: error does not name the file and what to do: %v", name, err)
+		}
+		after, _ := os.ReadFile(path)
+		if string(before) != string(after) {
+			t.Errorf("%s: the damaged file was modified", name)
+		}
+	}
+}
+
+func TestLockedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.state")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("second Open = %v, want a lock error", err)
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	now := time.Now().UTC()
+	is := issuance(7, now)
+	is.IPs = []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}
+	is.FirstSeen = now
+	is.Watches = []WatchMatch{{Watch: "example.com", FirstSeen: now, Verdict: watch.IssuerAllowed}}
+	enc := encodeIssuance(is)
+	got, err := decodeIssuance(is.TBSSHA256[:], enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(is) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, is)
+	}
+	for i := range enc {
+		if _, err := decodeIssuance(is.TBSSHA256[:], enc[:i]); err == nil {
+			t.Fatalf("truncated record (%d of %d bytes) decoded", i, len(enc))
+		}
+	}
+}
+
+func TestNamesLabelIsBounded(t *testing.T) {
+	is := &Issuance{}
+	for i := 0; i < 100; i++ {
+		is.DNSNames = append(is.DNSNames, fmt.Sprintf("name-%03d.example.com", i))
+	}
+	got := namesLabel(is)
+	if len(got) > MaxDNSNamesLabel || !strings.HasPrefix(got, "name-000.example.com,name-001") || !strings.HasSuffix(got, " more") {
+		t.Fatalf("namesLabel = %q (%d bytes)", got, len(got))
+	}
+	is.DNSNames = []string{"<script>.example.com"}
+	is.IPs = []netip.Addr{netip.MustParseAddr("192.0.2.1")}
+	if got := namesLabel(is); got != "<script>.example.com,192.0.2.1" {
+		t.Fatalf("namesLabel = %q", got)
+	}
+}
+
+// checkConsistent verifies the invariants that a crash must never break:
+// the stored count equals the issuances, every index entry points to an
+// issuance, and every counted match is indexed.
+func checkConsistent(t *testing.T, path string, s *Store) {
+	t.Helper()
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		n := 0
+		matches := 0
+		err := tx.Bucket(bucketIssuances).ForEach(func(k, v []byte) error {
+			is, err := decodeIssuance(k, v)
+			if err != nil {
+				return err
+			}
+			n++
+			for _, w := range is.Watches {
+				matches++
+				if tx.Bucket(bucketFirstSeen).Get(firstSeenKey(w.FirstSeen, is.TBSSHA256, w.Watch)) == nil {
+					t.Errorf("match %x/%s is not indexed", k[:4], w.Watch)
+				}
+			}
+			if tx.Bucket(bucketExpiry).Get(expiryKey(is.NotAfter, is.TBSSHA256)) == nil {
+				t.Errorf("issuance %x has no expiry entry", k[:4])
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		stored, _ := readU64(tx.Bucket(bucketMeta).Get(keyCount))
+		if stored != uint64(n) {
+			t.Errorf("%s: stored count %d, %d issuances", path, stored, n)
+		}
+		if got := tx.Bucket(bucketFirstSeen).Stats().KeyN; got != matches {
+			t.Errorf("%s: %d first_seen entries, %d matches", path, got, matches)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,103 @@
+// Package watch decides which watches a certificate concerns and what verdict
+// each gives it. Everything here is a pure function of its arguments: no I/O.
+package watch
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
+)
+
+// NormalizeName puts a name from a certificate or from the configuration in
+// the form matching compares: lower case, A-labels (punycode) for
+// internationalized labels, no trailing dot. Certificate fields are
+// attacker-controlled, so a name IDNA rejects is not an error: it is lower-cased
+// and still matched by label suffix.
+func NormalizeName(name string) string {
+	name = strings.TrimSuffix(name, ".")
+	if isASCII(name) {
+		return strings.ToLower(name)
+	}
+	prefix := ""
+	if rest, ok := strings.CutPrefix(name, "*."); ok {
+		prefix, name = "*.", rest
+	}
+	if a, err := idna.Lookup.ToASCII(name); err == nil {
+		return prefix + a
+	}
+	return prefix + strings.ToLower(name)
+}
+
+// NormalizeDomain validates and normalizes a domain written in the
+// configuration. It returns the reason when the domain cannot be watched.
+func NormalizeDomain(domain string) (string, string) {
+	d := strings.TrimSpace(domain)
+	if d == "" {
+		return "", "the domain is empty"
+	}
+	if _, err := netip.ParseAddr(d); err == nil {
+		return netip.MustParseAddr(d).Unmap().String(), ""
+	}
+	if p, err := netip.ParsePrefix(d); err == nil {
+		return p.Masked().String(), ""
+	}
+	if strings.HasPrefix(d, "*.") {
+		return "", "wildcards are not domains: watch " + strings.TrimPrefix(d, "*.") + " with include_subdomains: true"
+	}
+	if strings.Contains(d, "://") || strings.ContainsAny(d, "/:@ ") {
+		return "", "a domain is a host name such as example.com, not a URL"
+	}
+	a, err := idna.Lookup.ToASCII(strings.TrimSuffix(d, "."))
+	if err != nil {
+		return "", "not a valid host name: " + err.Error()
+	}
+	a = strings.ToLower(a)
+	if !strings.Contains(a, ".") {
+		return "", "a top-level domain alone cannot be watched"
+	}
+	return a, ""
+}
+
+// Escape renders an attacker-controlled string for display and label values:
+// printable ASCII is kept, everything else becomes a \x or \u escape, and the
+// backslash itself is escaped, so two different inputs never look alike.
+func Escape(s string) string {
+	plain := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '\\' {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r >= 0x20 && r <= 0x7e:
+			b.WriteRune(r)
+		default:
+			fmt.Fprintf(&b, `\u{%x}`, r)
+		}
+		i += size
+	}
+	return b.String()
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,99 @@
+package watch
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Set is the configured watches, indexed so that matching a name costs a few
+// map lookups per label whatever the number of watches.
+type Set struct {
+	watches  []Watch
+	byDomain map[string][]int // watch domain → watches
+	byParent map[string][]int // parent of watch domain → watches (for wildcard SANs)
+	ipWatch  []int
+}
+
+// NewSet indexes watches. Their order is kept: Match returns indices into it.
+func NewSet(watches []Watch) *Set {
+	s := &Set{
+		watches:  watches,
+		byDomain: make(map[string][]int, len(watches)),
+		byParent: make(map[string][]int, len(watches)),
+	}
+	for i := range watches {
+		w := &watches[i]
+		if w.IsIP() {
+			s.ipWatch = append(s.ipWatch, i)
+			continue
+		}
+		s.byDomain[w.Domain] = append(s.byDomain[w.Domain], i)
+		if _, parent, ok := strings.Cut(w.Domain, "."); ok {
+			s.byParent[parent] = append(s.byParent[parent], i)
+		}
+	}
+	return s
+}
+
+// Watches returns the watches in configuration order.
+func (s *Set) Watches() []Watch { return s.watches }
+
+// Len is the number of watches.
+func (s *Set) Len() int { return len(s.watches) }
+
+// Match appends to dst the indices of the watches that any of the normalized
+// names or IP addresses concerns, each once, in ascending order.
+func (s *Set) Match(dst []int, names []string, ips []netip.Addr) []int {
+	start := len(dst)
+	for _, n := range names {
+		dst = s.matchName(dst, start, n)
+	}
+	for _, a := range ips {
+		dst = s.matchIP(dst, start, a)
+	}
+	slices.Sort(dst[start:])
+	return dst
+}
+
+func (s *Set) matchIP(dst []int, start int, a netip.Addr) []int {
+	for _, i := range s.ipWatch {
+		if s.watches[i].MatchesIP(a) {
+			dst = addIndex(dst, start, i)
+		}
+	}
+	return dst
+}
+
+func (s *Set) matchName(dst []int, start int, n string) []int {
+	if len(s.ipWatch) > 0 {
+		if a, err := netip.ParseAddr(n); err == nil {
+			return s.matchIP(dst, start, a)
+		}
+	}
+	for suffix := n; ; {
+		for _, i := range s.byDomain[suffix] {
+			if s.watches[i].MatchesName(n) {
+				dst = addIndex(dst, start, i)
+			}
+		}
+		_, rest, ok := strings.Cut(suffix, ".")
+		if !ok {
+			break
+		}
+		suffix = rest
+	}
+	if rest, ok := strings.CutPrefix(n, "*."); ok {
+		for _, i := range s.byParent[rest] {
+			dst = addIndex(dst, start, i)
+		}
+	}
+	return dst
+}
+
+func addIndex(dst []int, start, i int) []int {
+	if slices.Contains(dst[start:], i) {
+		return dst
+	}
+	return append(dst, i)
+}

@@ -1,0 +1,179 @@
+package watch
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+)
+
+// Verdict is what a watch says about a newly seen issuance. The string values
+// are part of the public contract (the verdict label).
+type Verdict uint8
+
+// Verdicts, ordered by how much they need a person: eviction under the series
+// cap removes the least urgent first.
+const (
+	Authorized Verdict = iota + 1
+	IssuerAllowed
+	Unreviewed
+	IssuerUnexpected
+)
+
+var verdictNames = [...]string{
+	Authorized:       "authorized",
+	IssuerAllowed:    "issuer_allowed",
+	Unreviewed:       "unreviewed",
+	IssuerUnexpected: "issuer_unexpected",
+}
+
+// Verdicts lists every verdict, least urgent first.
+var Verdicts = []Verdict{Authorized, IssuerAllowed, Unreviewed, IssuerUnexpected}
+
+func (v Verdict) String() string {
+	if int(v) < len(verdictNames) && verdictNames[v] != "" {
+		return verdictNames[v]
+	}
+	return fmt.Sprintf("verdict(%d)", uint8(v))
+}
+
+// ParseVerdict is the inverse of String.
+func ParseVerdict(s string) (Verdict, bool) {
+	for _, v := range Verdicts {
+		if verdictNames[v] == s {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// Issuer is the part of a certificate's issuer that expected_issuers compares.
+type Issuer struct {
+	CN, O string
+	DN    string // RFC 4514 order, ", " separated: "CN=R11, O=Let's Encrypt, C=US"
+}
+
+// Label is the issuer label value: its CN, or O when there is no CN.
+func (i Issuer) Label() string {
+	if i.CN != "" {
+		return i.CN
+	}
+	return i.O
+}
+
+// Candidate holds the facts a verdict is made from.
+type Candidate struct {
+	TBSSHA256  [32]byte
+	SPKISHA256 [32]byte
+	Issuer     Issuer
+}
+
+// IssuerMatcher is one expected_issuers entry.
+type IssuerMatcher struct {
+	text string
+	re   *regexp.Regexp
+}
+
+// ParseIssuerMatcher compiles an expected_issuers entry: a plain string equals
+// the issuer's O or CN (case-insensitively); /…/ is an RE2 expression matched
+// against the whole issuer DN.
+func ParseIssuerMatcher(s string) (IssuerMatcher, error) {
+	if len(s) >= 2 && strings.HasPrefix(s, "/") && strings.HasSuffix(s, "/") {
+		re, err := regexp.Compile(s[1 : len(s)-1])
+		if err != nil {
+			return IssuerMatcher{}, fmt.Errorf("invalid regular expression %s: %w", s, err)
+		}
+		return IssuerMatcher{text: s, re: re}, nil
+	}
+	if strings.TrimSpace(s) == "" {
+		return IssuerMatcher{}, fmt.Errorf("an expected issuer cannot be empty")
+	}
+	return IssuerMatcher{text: s}, nil
+}
+
+// Matches reports whether the issuer is the one this entry names.
+func (m IssuerMatcher) Matches(i Issuer) bool {
+	if m.re != nil {
+		return m.re.MatchString(i.DN)
+	}
+	return strings.EqualFold(m.text, i.O) || strings.EqualFold(m.text, i.CN)
+}
+
+// Describe says in words what the entry accepts, for --config.check.
+func (m IssuerMatcher) Describe() string {
+	if m.re != nil {
+		return fmt.Sprintf("issuer DN matching %s", m.text)
+	}
+	return fmt.Sprintf("issuer O or CN equal to %q (any case)", m.text)
+}
+
+// Watch is one watched domain (or IP address or prefix) with its policy.
+type Watch struct {
+	Domain            string // normalized; the watch label
+	IncludeSubdomains bool
+	ExpectedIssuers   []IssuerMatcher
+	AuthorizedKeys    map[[32]byte]struct{} // SPKI SHA-256
+	AuthorizedCerts   map[[32]byte]struct{} // tbs_sha256
+
+	prefix netip.Prefix // valid for IP watches
+}
+
+// NewWatch returns a watch for a domain that NormalizeDomain accepted.
+func NewWatch(domain string, includeSubdomains bool) Watch {
+	w := Watch{Domain: domain, IncludeSubdomains: includeSubdomains}
+	if a, err := netip.ParseAddr(domain); err == nil {
+		w.prefix = netip.PrefixFrom(a, a.BitLen())
+	} else if p, err := netip.ParsePrefix(domain); err == nil {
+		w.prefix = p
+	}
+	return w
+}
+
+// IsIP reports whether the watch is on an IP address or prefix.
+func (w *Watch) IsIP() bool { return w.prefix.IsValid() }
+
+// MatchesName reports whether a normalized DNS name or subject CN concerns
+// this watch.
+func (w *Watch) MatchesName(name string) bool {
+	if w.IsIP() {
+		a, err := netip.ParseAddr(name)
+		return err == nil && w.prefix.Contains(a.Unmap())
+	}
+	if name == w.Domain {
+		return true
+	}
+	if w.IncludeSubdomains && strings.HasSuffix(name, w.Domain) &&
+		name[len(name)-len(w.Domain)-1] == '.' {
+		return true
+	}
+	// *.example.com covers x.example.com but neither example.com nor a.x.example.com.
+	if rest, ok := strings.CutPrefix(name, "*."); ok {
+		_, parent, found := strings.Cut(w.Domain, ".")
+		return found && parent == rest
+	}
+	return false
+}
+
+// MatchesIP reports whether an IP address SAN concerns this watch.
+func (w *Watch) MatchesIP(a netip.Addr) bool {
+	return w.IsIP() && w.prefix.Contains(a.Unmap())
+}
+
+// Verdict judges an issuance this watch matched.
+func (w *Watch) Verdict(c Candidate) Verdict {
+	if _, ok := w.AuthorizedKeys[c.SPKISHA256]; ok {
+		return Authorized
+	}
+	if _, ok := w.AuthorizedCerts[c.TBSSHA256]; ok {
+		return Authorized
+	}
+	if len(w.ExpectedIssuers) == 0 {
+		return Unreviewed
+	}
+	for _, m := range w.ExpectedIssuers {
+		if m.Matches(c.Issuer) {
+			return IssuerAllowed
+		}
+	}
+	return IssuerUnexpected
+}
