@@ -1,0 +1,312 @@
+// Package config reads and validates the YAML configuration. Validation is
+// strict — unknown keys, bad durations, invalid domains and duplicate names
+// are errors that give the file, the line and what to do — because a typo in
+// a monitoring config silently watching nothing is the worst outcome.
+package config
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	RecentWindow      Duration `yaml:"recent_window"`
+	RecentSeriesLimit int      `yaml:"recent_series_limit"`
+	Watches           []Watch  `yaml:"watches"`
+	Sources           []Source `yaml:"sources"`
+
+	// Policy is the compiled watches, authorized keys from files included.
+	Policy *watch.Set `yaml:"-"`
+}
+
+// Watch is one watches entry.
+type Watch struct {
+	Domain                 string   `yaml:"domain"`
+	IncludeSubdomains      *bool    `yaml:"include_subdomains"`
+	ExpectedIssuers        []string `yaml:"expected_issuers"`
+	AuthorizedKeys         []string `yaml:"authorized_keys"`
+	AuthorizedKeyFiles     []string `yaml:"authorized_key_files"`
+	AuthorizedCertificates []string `yaml:"authorized_certificates"`
+}
+
+// Source is one sources entry.
+type Source struct {
+	Name     string   `yaml:"name"`
+	Type     string   `yaml:"type"`
+	URL      string   `yaml:"url"`
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
+	// RequestInterval spaces consecutive requests to the source (crt.sh
+	// allows about one a second per client address).
+	RequestInterval Duration `yaml:"request_interval"`
+}
+
+// Source types.
+const (
+	TypeCrtsh       = "crtsh"
+	TypeCertspotter = "certspotter"
+	TypeCTLog       = "ctlog"
+	TypeLogList     = "loglist"
+)
+
+// Defaults.
+const (
+	DefaultRecentWindow      = 168 * time.Hour
+	DefaultRecentSeriesLimit = 1000
+	DefaultCrtshURL          = "https://crt.sh/"
+	DefaultCrtshInterval     = time.Hour
+	DefaultCrtshTimeout      = 60 * time.Second
+	DefaultCrtshRequestGap   = 2 * time.Second
+)
+
+// Duration is a duration in Prometheus syntax (30s, 5m, 1h, 1d).
+type Duration time.Duration
+
+// UnmarshalYAML reports a bad duration with its line, as a type error.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := model.ParseDuration(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf(
+			"line %d: %q is not a duration: write it as Prometheus does, such as 30s, 5m or 1h", n.Line, n.Value)}}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration back in Prometheus syntax.
+func (d Duration) MarshalYAML() (any, error) { return model.Duration(d).String(), nil }
+
+func (d Duration) String() string { return model.Duration(d).String() }
+
+// Load reads, validates and compiles a configuration file, reading the
+// authorized key files it names. All problems are reported, each with the
+// file and line.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse is Load for configuration already read; path names it in errors and
+// relative key file globs are taken from its directory.
+func Parse(data []byte, path string) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	p := &problems{file: path}
+	if len(root.Content) == 0 {
+		p.add(1, "the configuration is empty: it needs at least watches and sources")
+		return nil, p.err()
+	}
+	checkKeys(p, root.Content[0], typeOfConfig, "the configuration")
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	cfg := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, e := range te.Errors {
+				p.addRaw(e)
+			}
+			return nil, p.err()
+		}
+		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	cfg.validate(p, root.Content[0], filepath.Dir(path))
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+var sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*$`)
+
+func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
+	if c.RecentWindow == 0 {
+		c.RecentWindow = Duration(DefaultRecentWindow)
+	} else if c.RecentWindow < 0 {
+		p.add(line(root, "recent_window"), "recent_window must be positive")
+	}
+	if c.RecentSeriesLimit == 0 {
+		c.RecentSeriesLimit = DefaultRecentSeriesLimit
+	} else if c.RecentSeriesLimit < 0 {
+		p.add(line(root, "recent_series_limit"), "recent_series_limit must be positive")
+	}
+	if len(c.Watches) == 0 {
+		p.add(line(root, "watches"), "no watches: add at least one, such as `watches: [{domain: example.com}]`")
+	}
+	if len(c.Sources) == 0 {
+		p.add(line(root, "sources"), "no sources: add at least one, such as `sources: [{name: crtsh, type: crtsh}]`")
+	}
+
+	watches := make([]watch.Watch, 0, len(c.Watches))
+	seenDomain := map[string]int{}
+	for i := range c.Watches {
+		w := &c.Watches[i]
+		at := func(key string) int { return line(root, "watches", i, key) }
+		domain, why := watch.NormalizeDomain(w.Domain)
+		if why != "" {
+			p.add(at("domain"), "watch domain %q: %s", w.Domain, why)
+			continue
+		}
+		if prev, dup := seenDomain[domain]; dup {
+			p.add(at("domain"), "watch %s is configured twice (also at line %d): merge the two entries", domain, prev)
+			continue
+		}
+		seenDomain[domain] = at("domain")
+		if w.IncludeSubdomains == nil {
+			t := true
+			w.IncludeSubdomains = &t
+		}
+		cw := watch.NewWatch(domain, *w.IncludeSubdomains)
+		for j, e := range w.ExpectedIssuers {
+			m, err := watch.ParseIssuerMatcher(e)
+			if err != nil {
+				p.add(line(root, "watches", i, "expected_issuers", j), "watch %s: %v", domain, err)
+				continue
+			}
+			cw.ExpectedIssuers = append(cw.ExpectedIssuers, m)
+		}
+		cw.AuthorizedKeys = map[[32]byte]struct{}{}
+		for j, k := range w.AuthorizedKeys {
+			h, ok := parseHash(k)
+			if !ok {
+				p.add(line(root, "watches", i, "authorized_keys", j),
+					"watch %s: authorized key %q is not a SHA-256 in hex (64 hex digits, the SPKI SHA-256 crt.sh and Cert Spotter show)", domain, k)
+				continue
+			}
+			cw.AuthorizedKeys[h] = struct{}{}
+		}
+		for j, g := range w.AuthorizedKeyFiles {
+			keys, err := readKeyFiles(g, dir)
+			if err != nil {
+				p.add(line(root, "watches", i, "authorized_key_files", j), "watch %s: %v", domain, err)
+				continue
+			}
+			for _, h := range keys {
+				cw.AuthorizedKeys[h] = struct{}{}
+			}
+		}
+		cw.AuthorizedCerts = map[[32]byte]struct{}{}
+		for j, k := range w.AuthorizedCertificates {
+			h, ok := parseHash(k)
+			if !ok {
+				p.add(line(root, "watches", i, "authorized_certificates", j),
+					"watch %s: authorized certificate %q is not a tbs_sha256 in hex (64 hex digits)", domain, k)
+				continue
+			}
+			cw.AuthorizedCerts[h] = struct{}{}
+		}
+		w.Domain = domain
+		watches = append(watches, cw)
+	}
+	c.Policy = watch.NewSet(watches)
+
+	seenName := map[string]int{}
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		at := func(key string) int { return line(root, "sources", i, key) }
+		switch {
+		case s.Name == "":
+			p.add(at(""), "source %d has no name: every source needs a unique name (the source label)", i+1)
+		case !sourceName.MatchString(s.Name):
+			p.add(at("name"), "source name %q: use letters, digits, '_', '.', ':' and '-'", s.Name)
+		default:
+			if prev, dup := seenName[s.Name]; dup {
+				p.add(at("name"), "source name %q is used twice (also at line %d): names must be unique", s.Name, prev)
+			}
+			seenName[s.Name] = at("name")
+		}
+		switch s.Type {
+		case TypeCrtsh:
+			s.defaults(DefaultCrtshURL, DefaultCrtshInterval, DefaultCrtshTimeout, DefaultCrtshRequestGap)
+		case TypeCertspotter, TypeCTLog, TypeLogList:
+			p.add(at("type"), "source %s: type %q is not supported by this version of ct_exporter yet; use type: crtsh", s.Name, s.Type)
+			continue
+		case "":
+			p.add(at(""), "source %s has no type: use type: crtsh", s.Name)
+			continue
+		default:
+			p.add(at("type"), "source %s: unknown type %q: the types are crtsh, certspotter, ctlog and loglist", s.Name, s.Type)
+			continue
+		}
+		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add(at("url"), "source %s: url %q is not an http or https URL", s.Name, s.URL)
+		}
+		if s.Interval <= 0 {
+			p.add(at("interval"), "source %s: interval must be positive", s.Name)
+		}
+		if s.Timeout <= 0 {
+			p.add(at("timeout"), "source %s: timeout must be positive", s.Name)
+		}
+		if s.RequestInterval < 0 {
+			p.add(at("request_interval"), "source %s: request_interval cannot be negative", s.Name)
+		}
+	}
+}
+
+func (s *Source) defaults(u string, interval, timeout, gap time.Duration) {
+	if s.URL == "" {
+		s.URL = u
+	}
+	if s.Interval == 0 {
+		s.Interval = Duration(interval)
+	}
+	if s.Timeout == 0 {
+		s.Timeout = Duration(timeout)
+	}
+	if s.RequestInterval == 0 {
+		s.RequestInterval = Duration(gap)
+	}
+}
+
+func parseHash(s string) ([32]byte, bool) {
+	var h [32]byte
+	b, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(b) != 32 {
+		return h, false
+	}
+	copy(h[:], b)
+	return h, true
+}
+
+// SafeConfig holds the current configuration for concurrent readers.
+type SafeConfig struct {
+	mu sync.RWMutex
+	c  *Config
+}
+
+// Get returns the current configuration; callers must not modify it.
+func (s *SafeConfig) Get() *Config {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.c
+}
+
+// Set installs a new configuration.
+func (s *SafeConfig) Set(c *Config) {
+	s.mu.Lock()
+	s.c = c
+	s.mu.Unlock()
+}

@@ -1,0 +1,257 @@
+package config
+
+import (
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ct-exporter/ct_exporter/internal/testpki"
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+func TestParseValidAndDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(`
+watches:
+  - domain: Bücher.Example.
+    expected_issuers: ["Let's Encrypt", "/^CN=R1[0-4], O=Let's Encrypt/"]
+    authorized_keys: ["`+strings.Repeat("ab", 32)+`"]
+  - domain: example.org
+    include_subdomains: false
+  - domain: 192.0.2.0/24
+sources:
+  - name: crtsh
+    type: crtsh
+`), "test.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Duration(cfg.RecentWindow); got != DefaultRecentWindow {
+		t.Errorf("recent_window = %v", got)
+	}
+	if cfg.RecentSeriesLimit != DefaultRecentSeriesLimit {
+		t.Errorf("recent_series_limit = %d", cfg.RecentSeriesLimit)
+	}
+	ws := cfg.Policy.Watches()
+	if len(ws) != 3 || ws[0].Domain != "xn--bcher-kva.example" || !ws[0].IncludeSubdomains || ws[1].IncludeSubdomains || !ws[2].IsIP() {
+		t.Fatalf("watches = %+v", ws)
+	}
+	if len(ws[0].ExpectedIssuers) != 2 || len(ws[0].AuthorizedKeys) != 1 {
+		t.Errorf("watch 0 policy = %+v", ws[0])
+	}
+	s := cfg.Sources[0]
+	if s.URL != DefaultCrtshURL || time.Duration(s.Interval) != time.Hour || time.Duration(s.Timeout) != time.Minute || time.Duration(s.RequestInterval) != 2*time.Second {
+		t.Errorf("crtsh defaults = %+v", s)
+	}
+	var out strings.Builder
+	cfg.Describe(&out)
+	for _, want := range []string{
+		"watch xn--bcher-kva.example: xn--bcher-kva.example and every subdomain",
+		`issuer_allowed: issuer O or CN equal to "Let's Encrypt" (any case); or issuer DN matching /^CN=R1[0-4], O=Let's Encrypt/`,
+		"watch example.org: only example.org",
+		"any other issuance: unreviewed",
+		"source crtsh: crtsh https://crt.sh/ every 1h",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("Describe lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestParseErrorsNameFileLineAndFix(t *testing.T) {
+	for name, tc := range map[string]struct {
+		yaml string
+		want []string
+	}{
+		"unknown top-level key": {`
+watches: [{domain: example.com}]
+sources: [{name: c, type: crtsh}]
+recent_windw: 1h
+`, []string{`f.yml:4: unknown key "recent_windw" in the configuration; the keys are: recent_series_limit, recent_window, sources, watches`}},
+		"unknown watch key": {`
+watches:
+  - domain: example.com
+    include_subdomain: true
+sources: [{name: c, type: crtsh}]
+`, []string{`f.yml:4: unknown key "include_subdomain" in watches entry "example.com"`}},
+		"bad duration": {`
+watches: [{domain: example.com}]
+sources:
+  - name: c
+    type: crtsh
+    interval: 1 hour
+`, []string{`f.yml:6: "1 hour" is not a duration`}},
+		"domains": {`
+watches:
+  - domain: ""
+  - domain: "*.example.com"
+  - domain: https://example.com/
+  - domain: com
+  - domain: Example.COM.
+  - domain: example.com
+sources: [{name: c, type: crtsh}]
+`, []string{
+			`f.yml:3: watch domain "": the domain is empty`,
+			`f.yml:4: watch domain "*.example.com": wildcards are not domains: watch example.com with include_subdomains: true`,
+			`f.yml:5: watch domain "https://example.com/": a domain is a host name`,
+			`f.yml:6: watch domain "com": a top-level domain alone cannot be watched`,
+			`f.yml:8: watch example.com is configured twice (also at line 7)`,
+		}},
+		"sources": {`
+watches: [{domain: example.com}]
+sources:
+  - name: a
+    type: crtsh
+  - name: a
+    type: crtsh
+    url: ftp://x
+  - type: crtsh
+  - name: b
+    type: ctlog
+  - name: d
+    type: carrier-pigeon
+`, []string{
+			`f.yml:6: source name "a" is used twice (also at line 4)`,
+			`f.yml:8: source a: url "ftp://x" is not an http or https URL`,
+			`f.yml:9: source 3 has no name`,
+			`f.yml:11: source b: type "ctlog" is not supported by this version`,
+			`f.yml:13: source d: unknown type "carrier-pigeon"`,
+		}},
+		"policy": {`
+watches:
+  - domain: example.com
+    expected_issuers: ["/[/"]
+    authorized_keys: [nothex]
+    authorized_certificates: [abcd]
+    authorized_key_files: [does-not-exist/*.pem]
+sources: [{name: c, type: crtsh}]
+`, []string{
+			`f.yml:4: watch example.com: invalid regular expression /[/`,
+			`f.yml:5: watch example.com: authorized key "nothex" is not a SHA-256 in hex`,
+			`f.yml:6: watch example.com: authorized certificate "abcd" is not a tbs_sha256 in hex`,
+			`f.yml:7: watch example.com: authorized_key_files "does-not-exist/*.pem" matches no file`,
+		}},
+		"empty": {"", []string{"f.yml:1: the configuration is empty"}},
+		"nothing to do": {"recent_window: 1h\n", []string{"no watches", "no sources"}},
+		"wrong type": {"watches: [{domain: example.com}]\nsources: [{name: c, type: crtsh}]\nrecent_series_limit: many\n",
+			[]string{"f.yml:3: cannot unmarshal"}},
+		"not yaml": {"watches: [\n", []string{"f.yml: "}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), "f.yml")
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q:\n%v", want, err)
+				}
+			}
+		})
+	}
+}
+
+func TestAuthorizedKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	root, err := testpki.NewRoot("Root", "Test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := root.NewIntermediate("Issuing CA", "Test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue(testpki.Leaf{DNSNames: []string{"example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ca.Issue(testpki.Leaf{DNSNames: []string{"example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := filepath.Join(dir, "live", "example.com")
+	if err := os.MkdirAll(live, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// fullchain.pem: the leaf and its CA; the CA's key must not become authorized.
+	fullchain := append(testpki.PEM(leaf.Final), testpki.PEM(ca.DER)...)
+	write(t, filepath.Join(live, "fullchain.pem"), fullchain)
+	spki, err := x509.MarshalPKIXPublicKey(other.Key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "next.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki}))
+	cfgPath := filepath.Join(dir, "ct.yml")
+	write(t, cfgPath, []byte(`
+watches:
+  - domain: example.com
+    authorized_key_files: ["live/*/fullchain.pem", "`+filepath.Join(dir, "next.pub")+`"]
+sources: [{name: c, type: crtsh}]
+`))
+	cfg, err := Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := cfg.Policy.Watches()[0].AuthorizedKeys
+	want := map[[32]byte]bool{testpki.SPKISHA256(leaf.Key.Public()): true, testpki.SPKISHA256(other.Key.Public()): true}
+	if len(keys) != 2 {
+		t.Fatalf("%d keys authorized, want 2", len(keys))
+	}
+	for k := range keys {
+		if !want[k] {
+			t.Errorf("unexpected key %s authorized", hex.EncodeToString(k[:]))
+		}
+	}
+	cand := watch.Candidate{SPKISHA256: testpki.SPKISHA256(leaf.Key.Public())}
+	w := cfg.Policy.Watches()[0]
+	if v := w.Verdict(cand); v != watch.Authorized {
+		t.Errorf("verdict for the key in fullchain.pem = %v", v)
+	}
+
+	// A file without keys is an error, not an empty authorization.
+	write(t, filepath.Join(live, "fullchain.pem"), testpki.PEM(ca.DER))
+	if _, err := Load(cfgPath); err == nil || !strings.Contains(err.Error(), "holds no end-entity certificate") {
+		t.Fatalf("Load with a CA-only file = %v", err)
+	}
+}
+
+func write(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	cfg, err := Load("../config.example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Watches) == 0 || len(cfg.Sources) == 0 {
+		t.Fatal("the example watches nothing")
+	}
+}
+
+// Every key of the schema is documented in config.example.yml.
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	data, err := os.ReadFile("../config.example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, typ := range []reflect.Type{typeOfConfig, reflect.TypeFor[Watch](), reflect.TypeFor[Source]()} {
+		for k := range yamlFields(typ) {
+			seen[k] = true
+		}
+	}
+	for k := range seen {
+		if !strings.Contains(string(data), k+":") {
+			t.Errorf("config.example.yml does not document %s", k)
+		}
+	}
+}

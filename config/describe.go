@@ -1,0 +1,45 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Describe writes, for a person, what the configuration watches and how each
+// watch judges what it finds (the output of --config.check).
+func (c *Config) Describe(w io.Writer) {
+	fmt.Fprintf(w, "%d watch(es); new issuances stay visible for %s, at most %d series per watch\n\n",
+		len(c.Watches), c.RecentWindow, c.RecentSeriesLimit)
+	for i, cw := range c.Policy.Watches() {
+		scope := "only " + cw.Domain
+		switch {
+		case cw.IsIP():
+			scope = "IP address SANs in " + cw.Domain
+		case cw.IncludeSubdomains:
+			scope = cw.Domain + " and every subdomain (*." + cw.Domain + ")"
+		}
+		fmt.Fprintf(w, "watch %s: %s\n", cw.Domain, scope)
+		if n := len(cw.AuthorizedKeys); n > 0 {
+			fmt.Fprintf(w, "  authorized: %d key(s) (%d from files)\n", n, n-len(c.Watches[i].AuthorizedKeys))
+		}
+		if n := len(cw.AuthorizedCerts); n > 0 {
+			fmt.Fprintf(w, "  authorized: %d reviewed issuance(s)\n", n)
+		}
+		if len(cw.ExpectedIssuers) == 0 {
+			fmt.Fprintf(w, "  any other issuance: unreviewed (no expected_issuers)\n")
+		} else {
+			var accepts []string
+			for _, m := range cw.ExpectedIssuers {
+				accepts = append(accepts, m.Describe())
+			}
+			fmt.Fprintf(w, "  issuer_allowed: %s\n", strings.Join(accepts, "; or "))
+			fmt.Fprintf(w, "  any other issuer: issuer_unexpected\n")
+		}
+	}
+	fmt.Fprintf(w, "\n%d source(s)\n", len(c.Sources))
+	for _, s := range c.Sources {
+		fmt.Fprintf(w, "source %s: %s %s every %s (timeout %s, %s between requests)\n",
+			s.Name, s.Type, s.URL, s.Interval, s.Timeout, s.RequestInterval)
+	}
+}

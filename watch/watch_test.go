@@ -1,0 +1,154 @@
+package watch
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+)
+
+func mustWatch(t testing.TB, domain string, sub bool) Watch {
+	t.Helper()
+	d, why := NormalizeDomain(domain)
+	if why != "" {
+		t.Fatalf("NormalizeDomain(%q): %s", domain, why)
+	}
+	return NewWatch(d, sub)
+}
+
+func TestMatching(t *testing.T) {
+	set := NewSet([]Watch{
+		mustWatch(t, "example.com", true),      // 0
+		mustWatch(t, "www.example.org", false), // 1
+		mustWatch(t, "Bücher.example", true),   // 2
+		mustWatch(t, "192.0.2.0/24", false),    // 3
+		mustWatch(t, "2001:db8::1", false),     // 4
+		mustWatch(t, "example.org", false),     // 5
+	})
+	for _, tc := range []struct {
+		names []string
+		ips   []string
+		want  []int
+	}{
+		{names: []string{"example.com"}, want: []int{0}},
+		{names: []string{"EXAMPLE.com."}, want: []int{0}},
+		{names: []string{"a.b.example.com"}, want: []int{0}},
+		{names: []string{"*.example.com"}, want: []int{0}},
+		{names: []string{"notexample.com"}},
+		{names: []string{"example.com.evil.net"}},
+		{names: []string{"example.co"}},
+		{names: []string{"www.example.org"}, want: []int{1}},
+		{names: []string{"a.www.example.org"}},              // no subdomains for watch 1
+		{names: []string{"*.example.org"}, want: []int{1}},  // the wildcard covers www.example.org
+		{names: []string{"*.www.example.org"}},              // does not cover www.example.org itself
+		{names: []string{"*.*.example.org"}},                // not a wildcard the client honours
+		{names: []string{"example.org"}, want: []int{5}},    // apex only
+		{names: []string{"x.example.org"}},                  // not a subdomain watch
+		{names: []string{"www.bücher.example"}, want: []int{2}},
+		{names: []string{"www.xn--bcher-kva.example"}, want: []int{2}},
+		{names: []string{"WWW.XN--BCHER-KVA.EXAMPLE"}, want: []int{2}},
+		{names: []string{"evil_<b>.example.com"}, want: []int{0}}, // not a host name: still matched by label suffix
+		{names: []string{"192.0.2.7"}, want: []int{3}},            // an IP in the CN
+		{ips: []string{"192.0.2.200"}, want: []int{3}},
+		{ips: []string{"::ffff:192.0.2.1"}, want: []int{3}},
+		{ips: []string{"198.51.100.1"}},
+		{ips: []string{"2001:db8::1"}, want: []int{4}},
+		{names: []string{"www.example.org", "example.com", "x.example.com"}, ips: []string{"192.0.2.1"}, want: []int{0, 1, 3}},
+		{names: []string{""}},
+		{names: []string{"."}},
+	} {
+		var names []string
+		for _, n := range tc.names {
+			names = append(names, NormalizeName(n))
+		}
+		var ips []netip.Addr
+		for _, s := range tc.ips {
+			ips = append(ips, netip.MustParseAddr(s))
+		}
+		got := set.Match(nil, names, ips)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Match(%q, %v) = %v, want %v", tc.names, tc.ips, got, tc.want)
+		}
+	}
+}
+
+func TestVerdicts(t *testing.T) {
+	le, err := ParseIssuerMatcher("let's encrypt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re, err := ParseIssuerMatcher("/^CN=E[5-9], O=Let's Encrypt/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, cert := [32]byte{1}, [32]byte{2}
+	r11 := Issuer{CN: "R11", O: "Let's Encrypt", DN: "CN=R11, O=Let's Encrypt, C=US"}
+	e6 := Issuer{CN: "E6", O: "Other", DN: "CN=E6, O=Let's Encrypt, C=US"}
+	evil := Issuer{CN: "Evil CA", O: "Evil", DN: "CN=Evil CA, O=Evil"}
+
+	open := mustWatch(t, "example.com", true)
+	strict := open
+	strict.ExpectedIssuers = []IssuerMatcher{le, re}
+	strict.AuthorizedKeys = map[[32]byte]struct{}{key: {}}
+	strict.AuthorizedCerts = map[[32]byte]struct{}{cert: {}}
+
+	for _, tc := range []struct {
+		w    Watch
+		c    Candidate
+		want Verdict
+	}{
+		{open, Candidate{Issuer: evil}, Unreviewed},
+		{strict, Candidate{Issuer: r11}, IssuerAllowed},
+		{strict, Candidate{Issuer: e6}, IssuerAllowed},
+		{strict, Candidate{Issuer: evil}, IssuerUnexpected},
+		{strict, Candidate{Issuer: evil, SPKISHA256: key}, Authorized},
+		{strict, Candidate{Issuer: evil, TBSSHA256: cert}, Authorized},
+		{strict, Candidate{Issuer: Issuer{O: "LET'S ENCRYPT"}}, IssuerAllowed},
+		{strict, Candidate{Issuer: Issuer{CN: "Let's Encrypt Fake"}}, IssuerUnexpected},
+	} {
+		if got := tc.w.Verdict(tc.c); got != tc.want {
+			t.Errorf("Verdict(%+v) = %v, want %v", tc.c.Issuer, got, tc.want)
+		}
+	}
+	if _, err := ParseIssuerMatcher("/(/"); err == nil {
+		t.Error("invalid regexp accepted")
+	}
+	for _, v := range Verdicts {
+		if p, ok := ParseVerdict(v.String()); !ok || p != v {
+			t.Errorf("ParseVerdict(%s) = %v, %v", v, p, ok)
+		}
+	}
+}
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"www.example.com":    "www.example.com",
+		"a\\b":               `a\\b`,
+		"<script>x</script>": "<script>x</script>", // markup is the renderer's business
+		"bad\x00\nname":      `bad\u{0}\u{a}name`,
+		"bücher":             `b\u{fc}cher`,
+		"\xff\xfe":           `\xff\xfe`,
+	} {
+		if got := Escape(in); got != want {
+			t.Errorf("Escape(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Matching cost must not grow with the number of watches.
+func BenchmarkMatch(b *testing.B) {
+	names := []string{"www.shop.example-42.com", "api.example-42.com", "unrelated.example.net"}
+	for _, n := range []int{1, 10000} {
+		var ws []Watch
+		for i := 0; i < n; i++ {
+			ws = append(ws, mustWatch(b, fmt.Sprintf("example-%d.com", i), true))
+		}
+		set := NewSet(ws)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			var dst []int
+			for b.Loop() {
+				dst = set.Match(dst[:0], names, nil)
+			}
+		})
+	}
+}
