@@ -13,6 +13,7 @@ type Set struct {
 	byDomain map[string][]int // watch domain → watches
 	byParent map[string][]int // parent of watch domain → watches (for wildcard SANs)
 	ipWatch  []int
+	byName   map[string]int
 }
 
 // NewSet indexes watches. Their order is kept: Match returns indices into it.
@@ -21,9 +22,11 @@ func NewSet(watches []Watch) *Set {
 		watches:  watches,
 		byDomain: make(map[string][]int, len(watches)),
 		byParent: make(map[string][]int, len(watches)),
+		byName:   make(map[string]int, len(watches)),
 	}
 	for i := range watches {
 		w := &watches[i]
+		s.byName[w.Domain] = i
 		if w.IsIP() {
 			s.ipWatch = append(s.ipWatch, i)
 			continue
@@ -38,6 +41,15 @@ func NewSet(watches []Watch) *Set {
 
 // Watches returns the watches in configuration order.
 func (s *Set) Watches() []Watch { return s.watches }
+
+// Get returns the watch on a (normalized) domain.
+func (s *Set) Get(domain string) (*Watch, bool) {
+	i, ok := s.byName[domain]
+	if !ok {
+		return nil, false
+	}
+	return &s.watches[i], true
+}
 
 // Len is the number of watches.
 func (s *Set) Len() int { return len(s.watches) }

@@ -1,0 +1,131 @@
+// Package collector exposes the state and the sources' health as Prometheus
+// metrics. Collect reads in-memory snapshots only: a scrape never waits on
+// the network or the disk.
+package collector
+
+import (
+	"encoding/hex"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ct-exporter/ct_exporter/monitor"
+	"github.com/ct-exporter/ct_exporter/state"
+)
+
+// Sources of the snapshots; *state.Store and *monitor.Monitor in the exporter.
+type (
+	StateSnapshotter interface{ Snapshot() state.Snapshot }
+	HealthReporter   interface {
+		Health() []monitor.SourceHealth
+		Watches() []string
+	}
+)
+
+// Collector is the exporter's prometheus.Collector.
+type Collector struct {
+	state  StateSnapshotter
+	health HealthReporter
+	logger *slog.Logger
+
+	newCertificates  *prometheus.Desc
+	firstSeen        *prometheus.Desc
+	embeddedSCTs     *prometheus.Desc
+	seriesDropped    *prometheus.Desc
+	sourceUp         *prometheus.Desc
+	sourceLastOK     *prometheus.Desc
+	sourceErrors     *prometheus.Desc
+	sourceDuration   *prometheus.Desc
+	stateWriteErrors *prometheus.Desc
+	stateCerts       *prometheus.Desc
+}
+
+// New returns a collector over the given snapshots.
+func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector {
+	return &Collector{
+		state:  st,
+		health: h,
+		logger: logger,
+		newCertificates: prometheus.NewDesc("ct_new_certificates_total",
+			"Issuances first seen for a watch, by the verdict they had then. Persisted in the state file.",
+			[]string{"watch", "issuer", "verdict"}, nil),
+		firstSeen: prometheus.NewDesc("ct_certificate_first_seen_timestamp_seconds",
+			"When an issuance was first seen for a watch; one series per issuance within recent_window.",
+			[]string{"watch", "verdict", "tbs_sha256", "cert_sha256", "issuer", "serial", "subject_cn", "dns_names"}, nil),
+		embeddedSCTs: prometheus.NewDesc("ct_certificate_embedded_scts",
+			"SCTs embedded in the final certificate of a recent issuance (absent while only the precertificate is known).",
+			[]string{"watch", "tbs_sha256"}, nil),
+		seriesDropped: prometheus.NewDesc("ct_certificate_series_dropped_total",
+			"Recent issuances not exposed as series because of recent_series_limit, since the exporter started.",
+			[]string{"watch"}, nil),
+		sourceUp: prometheus.NewDesc("ct_source_up",
+			"1 if the source's last poll succeeded, 0 if it failed. Absent until the first poll ends.",
+			[]string{"source"}, nil),
+		sourceLastOK: prometheus.NewDesc("ct_source_last_success_timestamp_seconds",
+			"When the source's last successful poll ended.",
+			[]string{"source"}, nil),
+		sourceErrors: prometheus.NewDesc("ct_source_errors_total",
+			"Failed requests to a source, by reason.",
+			[]string{"source", "reason"}, nil),
+		sourceDuration: prometheus.NewDesc("ct_source_poll_duration_seconds",
+			"How long polls of the source took.",
+			[]string{"source"}, nil),
+		stateWriteErrors: prometheus.NewDesc("ct_state_write_errors_total",
+			"Transactions on the state file that failed to be written.", nil, nil),
+		stateCerts: prometheus.NewDesc("ct_state_certificates",
+			"Issuances held in the state file.", nil, nil),
+	}
+}
+
+// Describe sends every Desc.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.newCertificates, c.firstSeen, c.embeddedSCTs, c.seriesDropped,
+		c.sourceUp, c.sourceLastOK, c.sourceErrors, c.sourceDuration, c.stateWriteErrors, c.stateCerts} {
+		ch <- d
+	}
+}
+
+// Collect emits the current snapshots.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	snap := c.state.Snapshot()
+	for _, ctr := range snap.Counters {
+		if ctr.Name == state.CounterNewCertificates && len(ctr.Labels) == 3 {
+			ch <- prometheus.MustNewConstMetric(c.newCertificates, prometheus.CounterValue, float64(ctr.Value), ctr.Labels...)
+		}
+	}
+	for _, r := range snap.Recent {
+		tbs := hex.EncodeToString(r.TBSSHA256[:])
+		ch <- prometheus.MustNewConstMetric(c.firstSeen, prometheus.GaugeValue,
+			float64(r.FirstSeen.UnixNano())/1e9,
+			r.Watch, r.Verdict.String(), tbs, hex.EncodeToString(r.CertSHA256[:]),
+			r.Issuer, r.Serial, r.SubjectCN, r.DNSNames)
+		if r.EmbeddedSCTs >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.embeddedSCTs, prometheus.GaugeValue, float64(r.EmbeddedSCTs), r.Watch, tbs)
+		}
+	}
+	for _, w := range c.health.Watches() {
+		ch <- prometheus.MustNewConstMetric(c.seriesDropped, prometheus.CounterValue, float64(snap.Dropped[w]), w)
+	}
+	ch <- prometheus.MustNewConstMetric(c.stateWriteErrors, prometheus.CounterValue, float64(snap.WriteErrors))
+	ch <- prometheus.MustNewConstMetric(c.stateCerts, prometheus.GaugeValue, float64(snap.Certificates))
+
+	for _, h := range c.health.Health() {
+		if h.Polled {
+			ch <- prometheus.MustNewConstMetric(c.sourceUp, prometheus.GaugeValue, boolValue(h.Up), h.Name)
+		}
+		if !h.LastSuccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.sourceLastOK, prometheus.GaugeValue, float64(h.LastSuccess.UnixNano())/1e9, h.Name)
+		}
+		for reason, n := range h.Errors {
+			ch <- prometheus.MustNewConstMetric(c.sourceErrors, prometheus.CounterValue, float64(n), h.Name, reason)
+		}
+		ch <- prometheus.MustNewConstHistogram(c.sourceDuration, h.DurationCount, h.DurationSum, h.DurationBuckets, h.Name)
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

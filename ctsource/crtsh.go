@@ -1,0 +1,312 @@
+package ctsource
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+const (
+	// CrtshMaxRows is where crt.sh silently cuts a JSON result.
+	CrtshMaxRows = 10000
+	// A full 10,000-row answer is about 4 MB; anything near this cap is not crt.sh.
+	crtshSearchLimit = 64 << 20
+	crtshPEMLimit    = 1 << 20
+)
+
+// Crtsh searches crt.sh (or a mirror) once per watch per poll, and downloads
+// each certificate it has not seen before exactly once, to learn its
+// tbs_sha256, key and SCTs — what crt.sh's JSON does not give.
+type Crtsh struct {
+	name string
+	base string
+	get  *getter
+}
+
+// NewCrtsh returns a crt.sh source. gap spaces all its requests; retries back
+// off up to interval.
+func NewCrtsh(name, baseURL string, interval, timeout, gap time.Duration) (*Crtsh, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("crtsh %s: invalid url %q", name, baseURL)
+	}
+	u.RawQuery, u.Fragment = "", ""
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	return &Crtsh{name: name, base: u.String(), get: newGetter(timeout, gap, interval)}, nil
+}
+
+// Name is the source label.
+func (c *Crtsh) Name() string { return c.name }
+
+// crtshRow is one certificate of a crt.sh JSON search result. Types are
+// those crt.sh sends; a field of another type makes the answer bad.
+type crtshRow struct {
+	IssuerCAID     int64   `json:"issuer_ca_id"` // -1 when crt.sh does not know the issuer
+	IssuerName     string  `json:"issuer_name"`
+	CommonName     *string `json:"common_name"`
+	NameValue      string  `json:"name_value"` // the identities that matched, "\n"-joined
+	ID             uint64  `json:"id"`
+	EntryTimestamp *string `json:"entry_timestamp"`
+	NotBefore      string  `json:"not_before"`
+	NotAfter       string  `json:"not_after"`
+	SerialNumber   string  `json:"serial_number"`
+	ResultCount    *int    `json:"result_count"`
+}
+
+// Poll searches every watch. A failure that says crt.sh is struggling
+// (timeouts, 429, 5xx) ends the poll at once rather than adding load; other
+// failures are reported after the remaining watches are done.
+func (c *Crtsh) Poll(ctx context.Context, env *Env) error {
+	var errs []error
+	for _, w := range env.Recorder.Policy().Watches() {
+		err := c.pollWatch(ctx, env, &w)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		err = fmt.Errorf("crtsh %s: watch %s: %w", c.name, w.Domain, err)
+		if retryable(ReasonOf(err)) {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Crtsh) pollWatch(ctx context.Context, env *Env, w *watch.Watch) error {
+	if strings.Contains(w.Domain, "/") {
+		// crt.sh searches identities as text; it cannot search a prefix.
+		env.Logger.Debug("crt.sh cannot search an IP prefix; use a ctlog source for it", "source", c.name, "watch", w.Domain)
+		return nil
+	}
+	rows, err := c.search(ctx, env, w.Domain)
+	if err != nil {
+		return err
+	}
+	truncated := len(rows) >= CrtshMaxRows
+	relevant := rows[:0]
+	for _, r := range rows {
+		if r.ResultCount != nil && *r.ResultCount > len(rows) {
+			truncated = true
+		}
+		if rowConcerns(&r, w) {
+			relevant = append(relevant, r)
+		}
+	}
+	// Lowest id first: a precertificate usually reaches crt.sh before its
+	// final certificate, and the cursor then only moves forward.
+	slices.SortFunc(relevant, func(a, b crtshRow) int { return cmp.Compare(a.ID, b.ID) })
+	var errs []error
+	for i := range relevant {
+		if err := c.process(ctx, env, &relevant[i]); err != nil {
+			if ctx.Err() != nil || retryable(ReasonOf(err)) {
+				return err
+			}
+			errs = append(errs, err)
+		}
+	}
+	if truncated {
+		env.CountError(ReasonTruncated)
+		env.Logger.Warn("crt.sh cut the result at 10,000 certificates: some certificates of this watch are not seen. "+
+			"Narrow the watch (include_subdomains: false, or watch the busy subdomains separately) or add a ctlog source",
+			"source", c.name, "watch", w.Domain, "rows", len(rows))
+		errs = append(errs, &Error{Reason: ReasonTruncated, Err: fmt.Errorf("%d rows: crt.sh truncated the result", len(rows))})
+	}
+	return errors.Join(errs...)
+}
+
+// rowConcerns filters crt.sh's substring matches (notexample.com for
+// example.com) before anything is downloaded.
+func rowConcerns(r *crtshRow, w *watch.Watch) bool {
+	names := strings.Split(r.NameValue, "\n")
+	if r.CommonName != nil {
+		names = append(names, *r.CommonName)
+	}
+	for _, n := range names {
+		n = watch.NormalizeName(strings.TrimSpace(n))
+		if n != "" && !strings.Contains(n, "@") && w.MatchesName(n) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Crtsh) search(ctx context.Context, env *Env, identity string) ([]crtshRow, error) {
+	u := c.base + "?Identity=" + url.QueryEscape(identity) + "&exclude=expired&output=json"
+	resp, err := c.get.get(ctx, u, "application/json", crtshSearchLimit, env.CountError)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := decodeCrtshRows(resp)
+	if err != nil {
+		env.CountError(ReasonBadResponse)
+		return nil, &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("search %s: %w", identity, err)}
+	}
+	return rows, nil
+}
+
+// decodeCrtshRows decodes a search answer, refusing anything that is not one
+// complete JSON array: crt.sh sends HTML error pages with HTTP 200, and cut
+// connections leave truncated JSON.
+func decodeCrtshRows(resp *response) ([]crtshRow, error) {
+	if strings.Contains(strings.ToLower(resp.contentType), "html") {
+		return nil, fmt.Errorf("crt.sh answered with an HTML page (HTTP %d), not JSON: it is probably overloaded: %.80q",
+			resp.status, resp.body)
+	}
+	dec := json.NewDecoder(bytes.NewReader(resp.body))
+	var rows []crtshRow
+	if err := dec.Decode(&rows); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	if rows == nil {
+		return nil, errors.New("the answer is not a JSON array")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON array")
+	}
+	for i := range rows {
+		if rows[i].ID == 0 {
+			return nil, fmt.Errorf("row %d has no id", i)
+		}
+	}
+	return rows, nil
+}
+
+// process handles one crt.sh certificate: known ids cost no request.
+func (c *Crtsh) process(ctx context.Context, env *Env, r *crtshRow) error {
+	rec := env.Recorder
+	var known *state.Issuance
+	var seen bool
+	err := rec.Store.View(func(tx *state.Tx) error {
+		var tbs [32]byte
+		tbs, seen = tx.SeenID(c.name, r.ID)
+		if !seen {
+			return nil
+		}
+		var err error
+		known, err = tx.Issuance(tbs)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if seen {
+		if known == nil || len(rec.NewMatches(known)) == 0 {
+			return nil
+		}
+		// A watch added since this certificate was downloaded.
+		var fresh []state.Match
+		err := rec.Store.Update(func(tx *state.Tx) error {
+			is, err := tx.Issuance(known.TBSSHA256)
+			if err != nil || is == nil {
+				return err
+			}
+			fresh, err = tx.Observe(is, rec.NewMatches(is))
+			return err
+		})
+		if err == nil {
+			logNew(env.Logger, c.name, known, fresh)
+		}
+		return err
+	}
+
+	cert, err := c.download(ctx, env, r.ID)
+	if err != nil {
+		var malformed *malformedError
+		if !errors.As(err, &malformed) {
+			return err
+		}
+		// Remember it, so that a certificate nothing can parse is not
+		// downloaded on every poll.
+		env.Logger.Warn("skipping a certificate that does not parse", "source", c.name, "crtsh_id", r.ID, "err", err)
+		return rec.Store.Update(func(tx *state.Tx) error {
+			return tx.MarkID(c.name, r.ID, [32]byte{}, parseCrtshTime(r.NotAfter))
+		})
+	}
+	var fresh []state.Match
+	var is *state.Issuance
+	err = rec.Store.Update(func(tx *state.Tx) error {
+		var err error
+		if fresh, err = rec.Record(tx, cert); err != nil {
+			return err
+		}
+		if err := tx.MarkID(c.name, r.ID, cert.TBSSHA256, cert.NotAfter); err != nil {
+			return err
+		}
+		if prev, _ := strconv.ParseUint(string(tx.Cursor(c.name)), 10, 64); r.ID > prev {
+			if err := tx.SetCursor(c.name, []byte(strconv.FormatUint(r.ID, 10))); err != nil {
+				return err
+			}
+		}
+		if len(fresh) > 0 {
+			is, err = tx.Issuance(cert.TBSSHA256)
+		}
+		return err
+	})
+	if err == nil && is != nil {
+		logNew(env.Logger, c.name, is, fresh)
+	}
+	return err
+}
+
+type malformedError struct{ err error }
+
+func (e *malformedError) Error() string { return e.err.Error() }
+func (e *malformedError) Unwrap() error { return e.err }
+
+func (c *Crtsh) download(ctx context.Context, env *Env, id uint64) (*Certificate, error) {
+	u := c.base + "?d=" + strconv.FormatUint(id, 10)
+	resp, err := c.get.get(ctx, u, "application/pkix-cert", crtshPEMLimit, env.CountError)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(resp.body)
+	if block == nil || block.Type != "CERTIFICATE" {
+		env.CountError(ReasonBadResponse)
+		return nil, &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("certificate %d: the answer is not a PEM certificate: %.80q", id, resp.body)}
+	}
+	cert, err := ParseCertificate(block.Bytes)
+	if err != nil {
+		env.CountError(ReasonBadResponse)
+		return nil, &malformedError{&Error{Reason: ReasonBadResponse, Err: fmt.Errorf("certificate %d: %w", id, err)}}
+	}
+	return cert, nil
+}
+
+// parseCrtshTime reads crt.sh's zone-less UTC times with 0–3 (or more)
+// fractional digits; Go's layout accepts the optional fraction.
+func parseCrtshTime(s string) time.Time {
+	t, err := time.Parse("2006-01-02T15:04:05", s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+func logNew(logger *slog.Logger, source string, is *state.Issuance, fresh []state.Match) {
+	for _, m := range fresh {
+		logger.Info("new certificate", "source", source, "watch", m.Watch, "verdict", m.Verdict.String(),
+			"names", watch.Escape(strings.Join(is.DNSNames, ",")), "issuer", watch.Escape(is.Issuer.DN),
+			"serial", is.Serial, "tbs_sha256", hex.EncodeToString(is.TBSSHA256[:]),
+			"link", "https://crt.sh/?sha256="+hex.EncodeToString(is.CertSHA256[:]))
+	}
+}

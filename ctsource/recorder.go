@@ -1,0 +1,90 @@
+package ctsource
+
+import (
+	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+// Recorder turns certificates into issuances: it matches them against the
+// current watches, judges them, and records them in the state file. Every
+// source records through it, so the same issuance found anywhere is one.
+type Recorder struct {
+	Store  *state.Store
+	Policy func() *watch.Set // the current watches; changes on reload
+}
+
+// Record records a certificate in tx and returns the watches for which its
+// issuance is new.
+func (r *Recorder) Record(tx *state.Tx, c *Certificate) ([]state.Match, error) {
+	is := issuanceOf(c)
+	return tx.Observe(is, r.matches(is))
+}
+
+// NewMatches returns the current watches that concern a stored issuance but
+// that it has not been recorded for (watches added since it was seen).
+func (r *Recorder) NewMatches(is *state.Issuance) []state.Match {
+	var fresh []state.Match
+	for _, m := range r.matches(is) {
+		if !hasWatch(is, m.Watch) {
+			fresh = append(fresh, m)
+		}
+	}
+	return fresh
+}
+
+func (r *Recorder) matches(is *state.Issuance) []state.Match {
+	set := r.Policy()
+	names := make([]string, 0, len(is.DNSNames)+1)
+	for _, n := range is.DNSNames {
+		names = append(names, watch.NormalizeName(n))
+	}
+	if is.SubjectCN != "" {
+		names = append(names, watch.NormalizeName(is.SubjectCN))
+	}
+	idx := set.Match(nil, names, is.IPs)
+	if len(idx) == 0 {
+		return nil
+	}
+	ws := set.Watches()
+	cand := is.Candidate()
+	out := make([]state.Match, len(idx))
+	for i, j := range idx {
+		out[i] = state.Match{Watch: ws[j].Domain, Verdict: ws[j].Verdict(cand)}
+	}
+	return out
+}
+
+func hasWatch(is *state.Issuance, w string) bool {
+	for _, m := range is.Watches {
+		if m.Watch == w {
+			return true
+		}
+	}
+	return false
+}
+
+func issuanceOf(c *Certificate) *state.Issuance {
+	return &state.Issuance{
+		TBSSHA256:    c.TBSSHA256,
+		CertSHA256:   c.CertSHA256,
+		SPKISHA256:   c.SPKISHA256,
+		Serial:       c.Serial,
+		Issuer:       c.Issuer,
+		SubjectCN:    c.SubjectCN,
+		DNSNames:     c.DNSNames,
+		IPs:          c.IPAddresses,
+		NotBefore:    c.NotBefore,
+		NotAfter:     c.NotAfter,
+		EmbeddedSCTs: c.EmbeddedSCTs,
+	}
+}
+
+// Verdict judges a stored issuance for a watch by the current policy; false
+// when no such watch is configured. It is the state's Policy.Verdict.
+func Verdict(set *watch.Set, watchName string, is *state.Issuance) (watch.Verdict, bool) {
+	w, ok := set.Get(watchName)
+	if !ok {
+		return 0, false
+	}
+	return w.Verdict(is.Candidate()), true
+}

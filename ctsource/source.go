@@ -1,0 +1,93 @@
+package ctsource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// Reasons label ct_source_errors_total. The set is fixed (pinned): it must
+// stay small and stable for alerting and dashboards.
+const (
+	ReasonTimeout     = "timeout"
+	ReasonHTTP429     = "http_429"
+	ReasonHTTP5xx     = "http_5xx"
+	ReasonHTTP4xx     = "http_4xx"
+	ReasonBadResponse = "bad_response"
+	ReasonTruncated   = "truncated_results"
+	ReasonNetwork     = "network"
+)
+
+// Reasons lists every reason, so that each source's counters exist from the start.
+var Reasons = []string{ReasonTimeout, ReasonHTTP429, ReasonHTTP5xx, ReasonHTTP4xx, ReasonBadResponse, ReasonTruncated, ReasonNetwork}
+
+// Error is a source failure with the reason it is counted under.
+type Error struct {
+	Reason     string
+	RetryAfter time.Duration // from a Retry-After header, 0 when none
+	Err        error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Reason, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// ReasonOf returns the reason of a source error, or "" for other errors.
+func ReasonOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
+}
+
+// Source is somewhere certificates come from.
+type Source interface {
+	Name() string
+	// Poll records what is new since the last poll. It returns nil only
+	// when the source answered completely; a partial answer is an error,
+	// never "no certificates". Failed attempts are counted through
+	// Env.CountError as they happen, so the caller counts nothing.
+	Poll(ctx context.Context, env *Env) error
+}
+
+// Env is what a source polls with.
+type Env struct {
+	Recorder *Recorder
+	// CountError counts one failed attempt under ct_source_errors_total.
+	CountError func(reason string)
+	Logger     *slog.Logger
+}
+
+// Backoff returns how long to wait before attempt number failures+1: an
+// exponential delay from base with full jitter, capped. Jitter keeps many
+// exporters (or sources) from retrying in lockstep.
+func Backoff(failures int, base, ceiling time.Duration) time.Duration {
+	d := base
+	for i := 1; i < failures && d < ceiling; i++ {
+		d *= 2
+	}
+	d = min(d, ceiling)
+	if d <= 0 {
+		return 0
+	}
+	// Half fixed, half random: never retry immediately, never in lockstep.
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

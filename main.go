@@ -1,0 +1,244 @@
+// Command ct_exporter watches Certificate Transparency for the domains you
+// own and exposes every new certificate as Prometheus metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/ct-exporter/ct_exporter/collector"
+	"github.com/ct-exporter/ct_exporter/config"
+	"github.com/ct-exporter/ct_exporter/monitor"
+	"github.com/ct-exporter/ct_exporter/state"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	app := kingpin.New("ct_exporter", "Watches Certificate Transparency for your domains and exposes new certificates as Prometheus metrics.")
+	var (
+		configFile  = app.Flag("config.file", "The YAML configuration file.").Default("ct_exporter.yml").String()
+		configCheck = app.Flag("config.check", "Validate the configuration, print what it would watch, and exit (0 valid, 1 not).").Bool()
+		stateFile   = app.Flag("state.file", "The state file: what was seen and how far each source has read. Created if missing.").Default("ct_exporter.state").String()
+		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
+		shardFlag   = app.Flag("shard", "i/n: this replica follows only the ctlog sources whose log id hashes to i mod n (search sources are not sharded).").Default("0/1").String()
+		webConfig   = kingpinflag.AddFlags(app, ":9812")
+		logConfig   = &promslog.Config{}
+	)
+	promslogflag.AddFlags(app, logConfig)
+	app.Version(version.Print("ct_exporter"))
+	app.HelpFlag.Short('h')
+	if _, err := app.Parse(args); err != nil {
+		fmt.Fprintf(os.Stderr, "ct_exporter: %v\n", err)
+		return 2
+	}
+	logger := promslog.New(logConfig)
+
+	if *configCheck {
+		cfg, err := config.Load(*configFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s is not valid:\n%v\n", *configFile, err)
+			return 1
+		}
+		fmt.Printf("%s is valid.\n\n", *configFile)
+		cfg.Describe(os.Stdout)
+		return 0
+	}
+	if _, _, err := parseShard(*shardFlag); err != nil {
+		logger.Error("invalid --shard", "err", err)
+		return 1
+	}
+
+	logger.Info("starting ct_exporter", "version", version.Info())
+	logger.Info("build context", "build_context", version.BuildContext())
+
+	cfg, err := config.Load(*configFile)
+	if err != nil {
+		logger.Error("invalid configuration", "file", *configFile, "err", err)
+		return 1
+	}
+	store, err := state.Open(*stateFile, state.Options{})
+	if err != nil {
+		logger.Error("cannot open the state file", "err", err)
+		return 1
+	}
+	defer store.Close()
+	mon := monitor.New(store, logger)
+	if err := mon.Apply(cfg); err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	mon.Start()
+	defer mon.Stop()
+	logger.Info("watching", "watches", len(cfg.Watches), "sources", len(cfg.Sources), "state", *stateFile,
+		"issuances_in_state", store.Snapshot().Certificates)
+
+	reg := prometheus.NewRegistry()
+	reloads := newReloader(*configFile, mon, logger)
+	reg.MustRegister(
+		versioncollector.NewCollector("ct_exporter"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collector.New(store, mon, logger),
+		reloads.success, reloads.timestamp,
+	)
+	reloads.success.Set(1)
+	reloads.timestamp.SetToCurrentTime()
+
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	mux.Handle(*metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		EnableOpenMetrics: true,
+	}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Healthy.")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "Not ready.", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Ready.")
+	})
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "Use POST to reload the configuration.", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := reloads.reload(); err != nil {
+			http.Error(w, fmt.Sprintf("The configuration was not reloaded; the previous one is still in use:\n%v", err), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintln(w, "Reloaded.")
+	})
+	if *metricsPath != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "ct_exporter",
+			Description: "Certificate Transparency monitor for your domains",
+			Version:     version.Info(),
+			Links: []web.LandingLinks{
+				{Address: *metricsPath, Text: "Metrics"},
+				{Address: "/-/healthy", Text: "Health"},
+				{Address: "/-/ready", Text: "Readiness"},
+			},
+		})
+		if err != nil {
+			logger.Error("landing page", "err", err)
+			return 1
+		}
+		mux.Handle("/", landing)
+	}
+
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- web.ListenAndServe(srv, webConfig, logger) }()
+	ready.Store(true)
+
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	for {
+		select {
+		case err := <-serveErr:
+			if !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("HTTP server failed", "err", err)
+				return 1
+			}
+			return 0
+		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				reloads.reload()
+				continue
+			}
+			logger.Info("shutting down", "signal", sig.String())
+			ready.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			srv.Shutdown(ctx)
+			cancel()
+			return 0
+		}
+	}
+}
+
+// reloader applies a changed configuration file; a bad one is rejected and
+// the running configuration kept.
+type reloader struct {
+	mu        sync.Mutex
+	file      string
+	mon       *monitor.Monitor
+	logger    *slog.Logger
+	success   prometheus.Gauge
+	timestamp prometheus.Gauge
+}
+
+func newReloader(file string, mon *monitor.Monitor, logger *slog.Logger) *reloader {
+	return &reloader{
+		file:   file,
+		mon:    mon,
+		logger: logger,
+		success: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ct_config_last_reload_successful",
+			Help: "1 if the last configuration reload succeeded (a failed one keeps the previous configuration).",
+		}),
+		timestamp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ct_config_last_reload_success_timestamp_seconds",
+			Help: "When the configuration was last loaded successfully.",
+		}),
+	}
+}
+
+func (r *reloader) reload() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cfg, err := config.Load(r.file)
+	if err == nil {
+		err = r.mon.Apply(cfg)
+	}
+	if err != nil {
+		r.success.Set(0)
+		r.logger.Error("configuration reload failed; keeping the previous configuration", "file", r.file, "err", err)
+		return err
+	}
+	r.success.Set(1)
+	r.timestamp.SetToCurrentTime()
+	r.logger.Info("configuration reloaded", "file", r.file, "watches", len(cfg.Watches), "sources", len(cfg.Sources))
+	return nil
+}
+
+// parseShard parses --shard i/n.
+func parseShard(s string) (i, n int, err error) {
+	a, b, ok := strings.Cut(s, "/")
+	if ok {
+		i, err = strconv.Atoi(a)
+		if err == nil {
+			n, err = strconv.Atoi(b)
+		}
+	}
+	if !ok || err != nil || n < 1 || i < 0 || i >= n {
+		return 0, 0, fmt.Errorf("%q is not i/n with 0 <= i < n", s)
+	}
+	return i, n, nil
+}

@@ -1,0 +1,271 @@
+// Package monitor runs the configured sources in the background, each on its
+// own schedule, records what they find through one Recorder, and keeps the
+// health of each source for the collector. Nothing a scrape does waits on it.
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ct-exporter/ct_exporter/config"
+	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+// PruneInterval is how often expired issuances are removed from the state.
+const PruneInterval = time.Hour
+
+// Monitor owns the running sources.
+type Monitor struct {
+	store  *state.Store
+	logger *slog.Logger
+	policy atomic.Pointer[watch.Set]
+	rec    *ctsource.Recorder
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	runners map[string]*runner
+	health  map[string]*health // kept across a source's restart on reload
+}
+
+// New returns a monitor that records into store. Call Apply to start sources.
+func New(store *state.Store, logger *slog.Logger) *Monitor {
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Monitor{
+		store:   store,
+		logger:  logger,
+		ctx:     ctx,
+		cancel:  cancel,
+		runners: map[string]*runner{},
+		health:  map[string]*health{},
+	}
+	m.policy.Store(watch.NewSet(nil))
+	m.rec = &ctsource.Recorder{Store: store, Policy: m.policy.Load}
+	return m
+}
+
+// Recorder is what sources record through.
+func (m *Monitor) Recorder() *ctsource.Recorder { return m.rec }
+
+// Apply installs a configuration: the new watches take effect for the next
+// certificate recorded, recent series are judged again, and sources whose
+// configuration changed are restarted. Sources polled by watch are polled
+// at once when the watches changed, so a new watch does not wait an interval.
+func (m *Monitor) Apply(cfg *config.Config) error {
+	set := cfg.Policy
+	err := m.store.SetPolicy(state.Policy{
+		RecentWindow: time.Duration(cfg.RecentWindow),
+		SeriesLimit:  cfg.RecentSeriesLimit,
+		Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
+			return ctsource.Verdict(set, w, is)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	old := m.policy.Swap(set)
+	watchesChanged := !sameDomains(old, set)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	want := map[string]config.Source{}
+	for _, s := range cfg.Sources {
+		want[s.Name] = s
+	}
+	for name, r := range m.runners {
+		if s, ok := want[name]; !ok || s != r.cfg {
+			r.stop()
+			delete(m.runners, name)
+			if !ok {
+				delete(m.health, name)
+			}
+		}
+	}
+	for _, s := range cfg.Sources {
+		if r, ok := m.runners[s.Name]; ok {
+			if watchesChanged {
+				r.kick()
+			}
+			continue
+		}
+		src, err := newSource(s)
+		if err != nil {
+			return err
+		}
+		h, ok := m.health[s.Name]
+		if !ok {
+			h = newHealth()
+			m.health[s.Name] = h
+		}
+		r := &runner{
+			cfg:    s,
+			source: src,
+			health: h,
+			kicks:  make(chan struct{}, 1),
+			done:   make(chan struct{}),
+		}
+		ctx, cancel := context.WithCancel(m.ctx)
+		r.cancel = cancel
+		m.runners[s.Name] = r
+		go r.run(ctx, m.env(h), time.Duration(s.Interval), m.logger.With("source", s.Name))
+	}
+	return nil
+}
+
+func sameDomains(a, b *watch.Set) bool {
+	if a.Len() != b.Len() {
+		return false
+	}
+	for i, w := range a.Watches() {
+		o := b.Watches()[i]
+		if w.Domain != o.Domain || w.IncludeSubdomains != o.IncludeSubdomains {
+			return false
+		}
+	}
+	return true
+}
+
+func newSource(s config.Source) (ctsource.Source, error) {
+	switch s.Type {
+	case config.TypeCrtsh:
+		return ctsource.NewCrtsh(s.Name, s.URL, time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval))
+	}
+	return nil, fmt.Errorf("monitor: source %s: type %q is not supported", s.Name, s.Type)
+}
+
+func (m *Monitor) env(h *health) *ctsource.Env {
+	return &ctsource.Env{Recorder: m.rec, CountError: h.countError, Logger: m.logger}
+}
+
+// Start prunes the state file now and every PruneInterval until Stop.
+func (m *Monitor) Start() {
+	m.wg.Add(1)
+	go m.pruneLoop()
+}
+
+func (m *Monitor) pruneLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(PruneInterval)
+	defer t.Stop()
+	for {
+		m.prune()
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Monitor) prune() {
+	n, err := m.store.Prune()
+	if err != nil {
+		m.logger.Error("pruning the state file failed; it will be tried again", "err", err)
+		return
+	}
+	if n > 0 {
+		m.logger.Info("pruned expired issuances from the state file", "issuances", n)
+	}
+}
+
+// Stop stops every source and waits for them.
+func (m *Monitor) Stop() {
+	m.mu.Lock()
+	for _, r := range m.runners {
+		r.stop()
+	}
+	m.runners = map[string]*runner{}
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+}
+
+// Health returns the health of every configured source.
+func (m *Monitor) Health() []SourceHealth {
+	m.mu.Lock()
+	hs := maps.Clone(m.health)
+	m.mu.Unlock()
+	out := make([]SourceHealth, 0, len(hs))
+	for name, h := range hs {
+		out = append(out, h.snapshot(name))
+	}
+	return out
+}
+
+// Watches returns the configured watch domains.
+func (m *Monitor) Watches() []string {
+	ws := m.policy.Load().Watches()
+	out := make([]string, len(ws))
+	for i := range ws {
+		out[i] = ws[i].Domain
+	}
+	return out
+}
+
+type runner struct {
+	cfg    config.Source
+	source ctsource.Source
+	health *health
+	cancel context.CancelFunc
+	kicks  chan struct{}
+	done   chan struct{}
+}
+
+func (r *runner) kick() {
+	select {
+	case r.kicks <- struct{}{}:
+	default:
+	}
+}
+
+func (r *runner) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// run polls every interval. After a failure the next poll comes sooner,
+// backing off from 5s up to the interval: a source that recovers is polled
+// again within one interval.
+func (r *runner) run(ctx context.Context, env *ctsource.Env, interval time.Duration, logger *slog.Logger) {
+	defer close(r.done)
+	env.Logger = logger
+	failures := 0
+	for {
+		start := time.Now()
+		err := r.source.Poll(ctx, env)
+		if ctx.Err() != nil {
+			return
+		}
+		r.health.observe(err == nil, start, time.Since(start))
+		wait := interval
+		if err != nil {
+			failures++
+			wait = ctsource.Backoff(failures, min(5*time.Second, interval), interval)
+			logger.Warn("poll failed", "err", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
+		} else {
+			if failures > 0 {
+				logger.Info("source recovered", "after_failures", failures)
+			}
+			failures = 0
+			logger.Debug("poll done", "duration", time.Since(start))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-r.kicks:
+			t.Stop()
+		}
+	}
+}
