@@ -136,7 +136,7 @@ sources: [{name: c, type: crtsh}]
 			`f.yml:6: watch example.com: authorized certificate "abcd" is not a tbs_sha256 in hex`,
 			`f.yml:7: watch example.com: authorized_key_files "does-not-exist/*.pem" matches no file`,
 		}},
-		"empty": {"", []string{"f.yml:1: the configuration is empty"}},
+		"empty":         {"", []string{"f.yml:1: the configuration is empty"}},
 		"nothing to do": {"recent_window: 1h\n", []string{"no watches", "no sources"}},
 		"wrong type": {"watches: [{domain: example.com}]\nsources: [{name: c, type: crtsh}]\nrecent_series_limit: many\n",
 			[]string{"f.yml:3: cannot unmarshal"}},

@@ -38,12 +38,12 @@ func TestMatching(t *testing.T) {
 		{names: []string{"example.com.evil.net"}},
 		{names: []string{"example.co"}},
 		{names: []string{"www.example.org"}, want: []int{1}},
-		{names: []string{"a.www.example.org"}},              // no subdomains for watch 1
-		{names: []string{"*.example.org"}, want: []int{1}},  // the wildcard covers www.example.org
-		{names: []string{"*.www.example.org"}},              // does not cover www.example.org itself
-		{names: []string{"*.*.example.org"}},                // not a wildcard the client honours
-		{names: []string{"example.org"}, want: []int{5}},    // apex only
-		{names: []string{"x.example.org"}},                  // not a subdomain watch
+		{names: []string{"a.www.example.org"}},             // no subdomains for watch 1
+		{names: []string{"*.example.org"}, want: []int{1}}, // the wildcard covers www.example.org
+		{names: []string{"*.www.example.org"}},             // does not cover www.example.org itself
+		{names: []string{"*.*.example.org"}},               // not a wildcard the client honours
+		{names: []string{"example.org"}, want: []int{5}},   // apex only
+		{names: []string{"x.example.org"}},                 // not a subdomain watch
 		{names: []string{"www.bücher.example"}, want: []int{2}},
 		{names: []string{"www.xn--bcher-kva.example"}, want: []int{2}},
 		{names: []string{"WWW.XN--BCHER-KVA.EXAMPLE"}, want: []int{2}},
