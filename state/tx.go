@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/ct-exporter/ct_exporter/watch"
 )
 
 // Tx is one transaction on the state file.
@@ -76,7 +78,7 @@ func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
 		if err := tx.btx.Bucket(bucketFirstSeen).Put(firstSeenKey(tx.now, is.TBSSHA256, m.Watch), nil); err != nil {
 			return nil, err
 		}
-		if err := tx.add(counterKey(CounterNewCertificates, m.Watch, is.Issuer.Label(), m.Verdict.String()), 1); err != nil {
+		if err := tx.add(counterKey(CounterNewCertificates, m.Watch, watch.Escape(is.Issuer.Label()), m.Verdict.String()), 1); err != nil {
 			return nil, err
 		}
 		tx.recent = append(tx.recent, newRecent(is, tx.now, m.Watch, m.Verdict))

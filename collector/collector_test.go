@@ -1,0 +1,152 @@
+package collector
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/promslog"
+
+	"github.com/ct-exporter/ct_exporter/monitor"
+	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+type health struct{ sources []monitor.SourceHealth }
+
+func (h health) Health() []monitor.SourceHealth { return h.sources }
+func (h health) Watches() []string              { return []string{"example.com", "example.org"} }
+
+var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
+func newStore(t *testing.T) *state.Store {
+	t.Helper()
+	s, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	err = s.SetPolicy(state.Policy{RecentWindow: time.Hour, SeriesLimit: 10, Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
+		for _, m := range is.Watches {
+			if m.Watch == w {
+				return m.Verdict, true
+			}
+		}
+		return 0, false
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func add(t *testing.T, s *state.Store, i int, scts int, issuer watch.Issuer, names []string, m ...state.Match) {
+	t.Helper()
+	is := &state.Issuance{
+		TBSSHA256:    sha256.Sum256([]byte(fmt.Sprint("tbs", i))),
+		CertSHA256:   sha256.Sum256([]byte(fmt.Sprint("cert", i))),
+		Serial:       fmt.Sprintf("%04x", i),
+		Issuer:       issuer,
+		SubjectCN:    names[0],
+		DNSNames:     names,
+		NotAfter:     now.Add(90 * 24 * time.Hour),
+		EmbeddedSCTs: scts,
+	}
+	if err := s.Update(func(tx *state.Tx) error { _, err := tx.Observe(is, m); return err }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCollectorExposition(t *testing.T) {
+	s := newStore(t)
+	r11 := watch.Issuer{CN: "R11", O: "Let's Encrypt"}
+	evil := watch.Issuer{O: "Evil \"Corp\"\n"}
+	bad := watch.Issuer{CN: "\xff\xfeCA"} // invalid UTF-8 must not break the exposition
+	add(t, s, 1, 2, r11, []string{"www.example.com", "example.com"}, state.Match{Watch: "example.com", Verdict: watch.IssuerAllowed})
+	add(t, s, 2, -1, evil, []string{"<b>x</b>.example.com"},
+		state.Match{Watch: "example.com", Verdict: watch.IssuerUnexpected})
+	add(t, s, 3, -1, bad, []string{"\xffexample.org"}, state.Match{Watch: "example.org", Verdict: watch.Unreviewed})
+	h := health{sources: []monitor.SourceHealth{{
+		Name: "crtsh", Polled: true, Up: true, LastSuccess: now,
+		Errors:        map[string]uint64{"http_429": 3, "timeout": 0},
+		DurationCount: 2, DurationSum: 3.5,
+		DurationBuckets: map[float64]uint64{1: 0, 5: 2},
+	}}}
+	c := New(s, h, promslog.NewNopLogger())
+
+	tbs1 := fmt.Sprintf("%x", sha256.Sum256([]byte("tbs1")))
+	cert1 := fmt.Sprintf("%x", sha256.Sum256([]byte("cert1")))
+	tbs2 := fmt.Sprintf("%x", sha256.Sum256([]byte("tbs2")))
+	cert2 := fmt.Sprintf("%x", sha256.Sum256([]byte("cert2")))
+	tbs3 := fmt.Sprintf("%x", sha256.Sum256([]byte("tbs3")))
+	cert3 := fmt.Sprintf("%x", sha256.Sum256([]byte("cert3")))
+	expected := `
+# HELP ct_certificate_embedded_scts SCTs embedded in the final certificate of a recent issuance (absent while only the precertificate is known).
+# TYPE ct_certificate_embedded_scts gauge
+ct_certificate_embedded_scts{tbs_sha256="` + tbs1 + `",watch="example.com"} 2
+# HELP ct_certificate_first_seen_timestamp_seconds When an issuance was first seen for a watch; one series per issuance within recent_window.
+# TYPE ct_certificate_first_seen_timestamp_seconds gauge
+ct_certificate_first_seen_timestamp_seconds{cert_sha256="` + cert1 + `",dns_names="www.example.com,example.com",issuer="R11",serial="0001",subject_cn="www.example.com",tbs_sha256="` + tbs1 + `",verdict="issuer_allowed",watch="example.com"} 1.7955216e+09
+ct_certificate_first_seen_timestamp_seconds{cert_sha256="` + cert2 + `",dns_names="<b>x</b>.example.com",issuer="Evil \"Corp\"\\u{a}",serial="0002",subject_cn="<b>x</b>.example.com",tbs_sha256="` + tbs2 + `",verdict="issuer_unexpected",watch="example.com"} 1.7955216e+09
+ct_certificate_first_seen_timestamp_seconds{cert_sha256="` + cert3 + `",dns_names="\\xffexample.org",issuer="\\xff\\xfeCA",serial="0003",subject_cn="\\xffexample.org",tbs_sha256="` + tbs3 + `",verdict="unreviewed",watch="example.org"} 1.7955216e+09
+# HELP ct_certificate_series_dropped_total Recent issuances not exposed as series because of recent_series_limit, since the exporter started.
+# TYPE ct_certificate_series_dropped_total counter
+ct_certificate_series_dropped_total{watch="example.com"} 0
+ct_certificate_series_dropped_total{watch="example.org"} 0
+# HELP ct_new_certificates_total Issuances first seen for a watch, by the verdict they had then. Persisted in the state file.
+# TYPE ct_new_certificates_total counter
+ct_new_certificates_total{issuer="Evil \"Corp\"\\u{a}",verdict="issuer_unexpected",watch="example.com"} 1
+ct_new_certificates_total{issuer="R11",verdict="issuer_allowed",watch="example.com"} 1
+ct_new_certificates_total{issuer="\\xff\\xfeCA",verdict="unreviewed",watch="example.org"} 1
+# HELP ct_source_errors_total Failed requests to a source, by reason.
+# TYPE ct_source_errors_total counter
+ct_source_errors_total{reason="http_429",source="crtsh"} 3
+ct_source_errors_total{reason="timeout",source="crtsh"} 0
+# HELP ct_source_last_success_timestamp_seconds When the source's last successful poll ended.
+# TYPE ct_source_last_success_timestamp_seconds gauge
+ct_source_last_success_timestamp_seconds{source="crtsh"} 1.7955216e+09
+# HELP ct_source_poll_duration_seconds How long polls of the source took.
+# TYPE ct_source_poll_duration_seconds histogram
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="1"} 0
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="5"} 2
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="+Inf"} 2
+ct_source_poll_duration_seconds_sum{source="crtsh"} 3.5
+ct_source_poll_duration_seconds_count{source="crtsh"} 2
+# HELP ct_source_up 1 if the source's last poll succeeded, 0 if it failed. Absent until the first poll ends.
+# TYPE ct_source_up gauge
+ct_source_up{source="crtsh"} 1
+# HELP ct_state_certificates Issuances held in the state file.
+# TYPE ct_state_certificates gauge
+ct_state_certificates 3
+# HELP ct_state_write_errors_total Transactions on the state file that failed to be written.
+# TYPE ct_state_write_errors_total counter
+ct_state_write_errors_total 0
+`
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected)); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %+v", err, problems)
+	}
+}
+
+// A source that has not finished a poll exposes no up and no last success,
+// so that a long first poll cannot look like an outage.
+func TestCollectorBeforeFirstPoll(t *testing.T) {
+	s := newStore(t)
+	h := health{sources: []monitor.SourceHealth{{Name: "crtsh", Errors: map[string]uint64{"timeout": 0}, DurationBuckets: map[float64]uint64{1: 0}}}}
+	c := New(s, h, promslog.NewNopLogger())
+	if n := testutil.CollectAndCount(c, "ct_source_up", "ct_source_last_success_timestamp_seconds"); n != 0 {
+		t.Fatalf("%d up/last-success series before the first poll", n)
+	}
+	if n := testutil.CollectAndCount(c, "ct_source_errors_total"); n != 1 {
+		t.Fatalf("errors_total series = %d, want 1", n)
+	}
+}
