@@ -1,0 +1,26 @@
+# Build: docker build -t ct_exporter .
+# Run:   docker run -p 9812:9812 -v ct_state:/var/lib/ct_exporter ct_exporter
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=${VERSION}" \
+      -o /out/ct_exporter . \
+ && mkdir -p /out/state /out/etc \
+ && cp config.example.yml /out/etc/ct_exporter.yml
+
+FROM scratch
+# CA certificates for HTTPS to crt.sh and the logs.
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /out/ct_exporter /bin/ct_exporter
+COPY --from=build /out/etc/ct_exporter.yml /etc/ct_exporter/ct_exporter.yml
+COPY --from=build --chown=65534:65534 /out/state /var/lib/ct_exporter
+# The state file is the exporter's memory: keep it on a volume.
+VOLUME ["/var/lib/ct_exporter"]
+USER 65534:65534
+EXPOSE 9812
+ENTRYPOINT ["/bin/ct_exporter"]
+CMD ["--config.file=/etc/ct_exporter/ct_exporter.yml", "--state.file=/var/lib/ct_exporter/ct_exporter.state"]
