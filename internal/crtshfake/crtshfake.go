@@ -488,4 +488,3 @@ func serialHex(tbs []byte) string {
 	}
 	return hex.EncodeToString(serial)
 }
-

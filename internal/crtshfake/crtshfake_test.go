@@ -157,7 +157,6 @@ func TestFakeIsFaithful(t *testing.T) {
 	}
 }
 
-
 func TestFakeFaults(t *testing.T) {
 	s := New()
 	defer s.Close()
