@@ -238,9 +238,10 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 			}
 			seenName[s.Name] = at("name")
 		}
+		set := func(key string) bool { return has(root, "sources", i, key) }
 		switch s.Type {
 		case TypeCrtsh:
-			s.defaults(DefaultCrtshURL, DefaultCrtshInterval, DefaultCrtshTimeout, DefaultCrtshRequestGap)
+			s.defaults(set, DefaultCrtshURL, DefaultCrtshInterval, DefaultCrtshTimeout, DefaultCrtshRequestGap)
 		case TypeCertspotter, TypeCTLog, TypeLogList:
 			p.add(at("type"), "source %s: type %q is not supported by this version of ct_exporter yet; use type: crtsh", s.Name, s.Type)
 			continue
@@ -266,17 +267,19 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 	}
 }
 
-func (s *Source) defaults(u string, interval, timeout, gap time.Duration) {
-	if s.URL == "" {
+// defaults fills in the keys the file does not set; a key set to zero stays
+// zero (and is then validated).
+func (s *Source) defaults(set func(string) bool, u string, interval, timeout, gap time.Duration) {
+	if !set("url") {
 		s.URL = u
 	}
-	if s.Interval == 0 {
+	if !set("interval") {
 		s.Interval = Duration(interval)
 	}
-	if s.Timeout == 0 {
+	if !set("timeout") {
 		s.Timeout = Duration(timeout)
 	}
-	if s.RequestInterval == 0 {
+	if !set("request_interval") {
 		s.RequestInterval = Duration(gap)
 	}
 }

@@ -27,6 +27,10 @@ watches:
 sources:
   - name: crtsh
     type: crtsh
+  - name: mirror
+    type: crtsh
+    url: http://mirror.example:8080/
+    request_interval: 0s
 `), "test.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +51,9 @@ sources:
 	s := cfg.Sources[0]
 	if s.URL != DefaultCrtshURL || time.Duration(s.Interval) != time.Hour || time.Duration(s.Timeout) != time.Minute || time.Duration(s.RequestInterval) != 2*time.Second {
 		t.Errorf("crtsh defaults = %+v", s)
+	}
+	if m := cfg.Sources[1]; m.RequestInterval != 0 || m.URL != "http://mirror.example:8080/" || time.Duration(m.Interval) != time.Hour {
+		t.Errorf("explicit values were replaced by defaults: %+v", m)
 	}
 	var out strings.Builder
 	cfg.Describe(&out)
@@ -115,7 +122,11 @@ sources:
     type: ctlog
   - name: d
     type: carrier-pigeon
+  - name: e
+    type: crtsh
+    interval: 0s
 `, []string{
+			`f.yml:16: source e: interval must be positive`,
 			`f.yml:6: source name "a" is used twice (also at line 4)`,
 			`f.yml:8: source a: url "ftp://x" is not an http or https URL`,
 			`f.yml:9: source 3 has no name`,

@@ -110,14 +110,7 @@ func line(n *yaml.Node, path ...any) int {
 		var next *yaml.Node
 		switch s := step.(type) {
 		case string:
-			if n.Kind == yaml.MappingNode {
-				for i := 0; i+1 < len(n.Content); i += 2 {
-					if n.Content[i].Value == s {
-						next = n.Content[i+1]
-						break
-					}
-				}
-			}
+			next = mappingValue(n, s)
 		case int:
 			if n.Kind == yaml.SequenceNode && s < len(n.Content) {
 				next = n.Content[s]
@@ -130,4 +123,37 @@ func line(n *yaml.Node, path ...any) int {
 		best = n.Line
 	}
 	return best
+}
+
+// has reports whether the key at the end of path is present in the file.
+func has(n *yaml.Node, path ...any) bool {
+	parent, key := path[:len(path)-1], path[len(path)-1].(string)
+	for _, step := range parent {
+		var next *yaml.Node
+		switch s := step.(type) {
+		case string:
+			next = mappingValue(n, s)
+		case int:
+			if n.Kind == yaml.SequenceNode && s < len(n.Content) {
+				next = n.Content[s]
+			}
+		}
+		if next == nil {
+			return false
+		}
+		n = next
+	}
+	return mappingValue(n, key) != nil
+}
+
+func mappingValue(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
 }

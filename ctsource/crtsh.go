@@ -95,7 +95,7 @@ func (c *Crtsh) Poll(ctx context.Context, env *Env) error {
 func (c *Crtsh) pollWatch(ctx context.Context, env *Env, w *watch.Watch) error {
 	if strings.Contains(w.Domain, "/") {
 		// crt.sh searches identities as text; it cannot search a prefix.
-		env.Logger.Debug("crt.sh cannot search an IP prefix; use a ctlog source for it", "source", c.name, "watch", w.Domain)
+		env.Logger.Debug("crt.sh cannot search an IP prefix; use a ctlog source for it", "watch", w.Domain)
 		return nil
 	}
 	rows, err := c.search(ctx, env, w.Domain)
@@ -128,7 +128,7 @@ func (c *Crtsh) pollWatch(ctx context.Context, env *Env, w *watch.Watch) error {
 		env.CountError(ReasonTruncated)
 		env.Logger.Warn("crt.sh cut the result at 10,000 certificates: some certificates of this watch are not seen. "+
 			"Narrow the watch (include_subdomains: false, or watch the busy subdomains separately) or add a ctlog source",
-			"source", c.name, "watch", w.Domain, "rows", len(rows))
+			"watch", w.Domain, "rows", len(rows))
 		errs = append(errs, &Error{Reason: ReasonTruncated, Err: fmt.Errorf("%d rows: crt.sh truncated the result", len(rows))})
 	}
 	return errors.Join(errs...)
@@ -224,7 +224,7 @@ func (c *Crtsh) process(ctx context.Context, env *Env, r *crtshRow) error {
 			return err
 		})
 		if err == nil {
-			logNew(env.Logger, c.name, known, fresh)
+			logNew(env.Logger, known, fresh)
 		}
 		return err
 	}
@@ -237,7 +237,7 @@ func (c *Crtsh) process(ctx context.Context, env *Env, r *crtshRow) error {
 		}
 		// Remember it, so that a certificate nothing can parse is not
 		// downloaded on every poll.
-		env.Logger.Warn("skipping a certificate that does not parse", "source", c.name, "crtsh_id", r.ID, "err", err)
+		env.Logger.Warn("skipping a certificate that does not parse", "crtsh_id", r.ID, "err", err)
 		return rec.Store.Update(func(tx *state.Tx) error {
 			return tx.MarkID(c.name, r.ID, [32]byte{}, parseCrtshTime(r.NotAfter))
 		})
@@ -263,7 +263,7 @@ func (c *Crtsh) process(ctx context.Context, env *Env, r *crtshRow) error {
 		return err
 	})
 	if err == nil && is != nil {
-		logNew(env.Logger, c.name, is, fresh)
+		logNew(env.Logger, is, fresh)
 	}
 	return err
 }
@@ -302,9 +302,9 @@ func parseCrtshTime(s string) time.Time {
 	return t
 }
 
-func logNew(logger *slog.Logger, source string, is *state.Issuance, fresh []state.Match) {
+func logNew(logger *slog.Logger, is *state.Issuance, fresh []state.Match) {
 	for _, m := range fresh {
-		logger.Info("new certificate", "source", source, "watch", m.Watch, "verdict", m.Verdict.String(),
+		logger.Info("new certificate", "watch", m.Watch, "verdict", m.Verdict.String(),
 			"names", watch.Escape(strings.Join(is.DNSNames, ",")), "issuer", watch.Escape(is.Issuer.DN),
 			"serial", is.Serial, "tbs_sha256", hex.EncodeToString(is.TBSSHA256[:]),
 			"link", "https://crt.sh/?sha256="+hex.EncodeToString(is.CertSHA256[:]))

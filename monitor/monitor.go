@@ -116,7 +116,7 @@ func (m *Monitor) Apply(cfg *config.Config) error {
 		ctx, cancel := context.WithCancel(m.ctx)
 		r.cancel = cancel
 		m.runners[s.Name] = r
-		go r.run(ctx, m.env(h), time.Duration(s.Interval), m.logger.With("source", s.Name))
+		go r.run(ctx, m.env(h), time.Duration(s.Interval), m.logger.With("source_name", s.Name))
 	}
 	return nil
 }

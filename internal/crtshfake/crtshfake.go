@@ -1,13 +1,22 @@
-// Package crtshfake is a fake of crt.sh's JSON API for tests, faithful to the
-// real one's quirks: substring identity matching that returns look-alikes,
-// zone-less times with 0–3 fractional digits, null entry timestamps, issuer
-// id -1, quotes in issuer names, "\n"-joined name_value, precertificate and
-// final certificate as two rows with one serial, newest-first order, a silent
-// cut at 10,000 rows, and the ways it fails: 429 without Retry-After, 502,
-// 503, HTML with HTTP 200, truncated JSON.
+// Package crtshfake is an httptest fake of crt.sh's JSON API for tests of a
+// crt.sh client. It copies the quirks a client has to survive:
+//
+//   - identity search is NAME_VALUE ILIKE '%q%', so a plain name also finds
+//     look-alikes (notexample.com, example.com.evil.net), and % and _ in the
+//     query are SQL wildcards;
+//   - a precertificate and its final certificate are two rows, two ids, one
+//     serial_number, and that serial keeps the DER INTEGER's leading 00;
+//   - ids are beyond 2^31, times carry no zone and 0–3 fractional digits,
+//     entry_timestamp may be null, issuer_ca_id may be -1, common_name may be
+//     absent and issuer_name may hold quotes;
+//   - rows come newest first and are silently cut at 10,000;
+//   - it fails as crt.sh does: 429 without Retry-After, gateway 502, 503
+//     statement timeouts, HTML with status 200, truncated JSON, garbage and
+//     slowness (see Fault and SetDelay).
 package crtshfake
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -16,9 +25,13 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"hash/fnv"
+	"html"
+	"math/rand/v2"
+	"mime"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,305 +42,445 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
-// RequestKind tells searches from downloads.
+// DefaultTruncateAt is where crt.sh silently cuts search results.
+const DefaultTruncateAt = 10000
+
+// firstID puts ids beyond 2^31 from the start, as crt.sh's are, so that a
+// client storing them in an int32 breaks at once.
+const firstID = 9_000_000_000
+
+// RequestKind classifies requests, both to aim faults and in Requests.
 type RequestKind int
 
-// Request kinds.
 const (
+	// KindAny matches every request when aiming a fault; no Request has it.
 	KindAny RequestKind = iota
+	// KindSearch is ?Identity= or ?q=.
 	KindSearch
+	// KindDownload is ?d=.
 	KindDownload
+	// KindOther is anything else; the fake answers it with 400, 404 or 405.
 	KindOther
 )
+
+func (k RequestKind) String() string {
+	switch k {
+	case KindAny:
+		return "any"
+	case KindSearch:
+		return "search"
+	case KindDownload:
+		return "download"
+	case KindOther:
+		return "other"
+	}
+	return "RequestKind(" + strconv.Itoa(int(k)) + ")"
+}
 
 // Fault is a way crt.sh fails.
 type Fault int
 
-// Faults.
 const (
-	FaultNone          Fault = iota
-	Fault429                 // nginx rate limit: no Retry-After
-	Fault429RetryAfter       // with Retry-After: 1
-	Fault502                 // the gateway
-	Fault503                 // statement timeout, text/plain
-	FaultHTML200             // an HTML error page with HTTP 200
-	FaultTruncatedJSON       // a cut connection: a valid prefix of the array
-	FaultGarbage             // bytes that are neither
+	// FaultNone is no fault; Request.Fault has it for a normal answer.
+	FaultNone Fault = iota
+	// Fault429 is nginx's rate limit: 429, a small HTML page and no
+	// Retry-After, so the client must pick its own backoff.
+	Fault429
+	// Fault429RetryAfter is 429 with Retry-After: 1.
+	Fault429RetryAfter
+	// Fault502 is the gateway's 502 Bad Gateway HTML page.
+	Fault502
+	// Fault503 is 503 with a text/plain "statement timeout" from PostgreSQL.
+	Fault503
+	// FaultHTML200 is crt.sh's HTML error page served with status 200.
+	FaultHTML200
+	// FaultTruncatedJSON is the answer the request would have had, cut in
+	// the middle, with its status and Content-Type: for a search a valid
+	// prefix of the JSON array labelled application/json, for a download
+	// half a PEM block.
+	FaultTruncatedJSON
+	// FaultGarbage is 200 and bytes that are neither JSON nor PEM, labelled
+	// with the Content-Type a good answer would have, so a client has to
+	// look at the body to notice.
+	FaultGarbage
 )
 
-// Request is one request served.
+func (f Fault) String() string {
+	switch f {
+	case FaultNone:
+		return "none"
+	case Fault429:
+		return "429"
+	case Fault429RetryAfter:
+		return "429+Retry-After"
+	case Fault502:
+		return "502"
+	case Fault503:
+		return "503"
+	case FaultHTML200:
+		return "HTML-200"
+	case FaultTruncatedJSON:
+		return "truncated-JSON"
+	case FaultGarbage:
+		return "garbage"
+	}
+	return "Fault(" + strconv.Itoa(int(f)) + ")"
+}
+
+// Request is one request the fake answered (or gave up on).
 type Request struct {
-	Kind   RequestKind
-	Query  string // the identity searched or the d= value
+	Kind RequestKind
+	// Query is the decoded identity searched or the d= value; for KindOther
+	// it is the raw query string.
+	Query string
+	// Status is the HTTP status sent, or 0 when the client went away during
+	// the delay and nothing was sent.
 	Status int
-	Time   time.Time
+	// Time is when the request arrived.
+	Time time.Time
+	// Fault is the fault injected into the answer, FaultNone if none.
+	Fault Fault
 }
 
 // AddOptions set the quirks of one certificate.
 type AddOptions struct {
-	IssuerCAID         int // 0: derived from the issuer; -1: unknown issuer
+	// IssuerCAID is the issuer_ca_id; 0 derives a positive id from the
+	// issuer DN, -1 is crt.sh's "issuer CA unknown".
+	IssuerCAID int
+	// NullEntryTimestamp makes entry_timestamp null.
 	NullEntryTimestamp bool
-	EntryTimestamp     time.Time // default: when added
+	// EntryTimestamp is when a log ingested the certificate; zero is now.
+	EntryTimestamp time.Time
 }
 
-type entry struct {
-	id         int64
-	der        []byte
-	sha256     string
+// Server is the fake crt.sh. Its URL is the base: a client asks for
+// URL+"/?Identity=..." and URL+"/?d=...".
+type Server struct {
+	*httptest.Server
+	// TruncateAt is how many rows a search returns at most; 0 or less means
+	// DefaultTruncateAt. Set it before making requests: it is read without
+	// the lock.
+	TruncateAt int
+
+	mu       sync.Mutex
+	certs    []*cert
+	byID     map[int64]*cert
+	bySHA256 map[[sha256.Size]byte]*cert
+	nextID   int64
+	rng      *rand.Rand
+	faults   []pendingFault
+	delay    time.Duration
+	requests []Request
+}
+
+type cert struct {
+	id  int64
+	seq int // order of addition; picks the number of fraction digits
+	der []byte
+	// identities are crt.sh's NAME_VALUEs for the certificate: lower-cased,
+	// distinct and sorted, which is what array_agg(DISTINCT) yields.
 	identities []string
-	cn         *string
-	issuer     string
+	commonName *string
+	issuerName string
 	issuerCAID int
-	entryTime  *time.Time
+	entry      *time.Time // millisecond precision, like a log's timestamp
 	notBefore  time.Time
 	notAfter   time.Time
 	serial     string
 }
 
-type fault struct {
+type pendingFault struct {
 	kind  RequestKind
-	n     int
+	left  int
 	fault Fault
 }
 
-// Server is the fake. Add certificates, inject faults, read Requests.
-type Server struct {
-	*httptest.Server
-	// TruncateAt is where search results are silently cut.
-	TruncateAt int
-
-	mu       sync.Mutex
-	entries  []*entry
-	nextID   int64
-	faults   []fault
-	delay    time.Duration
-	requests []Request
-}
-
-// New starts a fake crt.sh; Close it when done.
+// New starts a fake crt.sh. The caller Closes it.
 func New() *Server {
-	s := &Server{TruncateAt: 10000, nextID: 9000000000}
+	s := &Server{
+		TruncateAt: DefaultTruncateAt,
+		byID:       map[int64]*cert{},
+		bySHA256:   map[[sha256.Size]byte]*cert{},
+		nextID:     firstID,
+		// Fixed seed: ids have gaps, as crt.sh's do because it ingests
+		// other certificates in between, yet runs are reproducible.
+		rng: rand.New(rand.NewPCG(0x637274, 0x7368)),
+	}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
 
-// Add records a certificate as crt.sh does after ingesting it from a log, and
-// returns its id.
-func (s *Server) Add(der []byte) int64 { return s.AddWith(der, AddOptions{}) }
+// Add records a certificate (DER, a precertificate or a final certificate)
+// as crt.sh would after ingesting it from a log, and returns its crt.sh id.
+// crt.sh keys certificates by their SHA-256, so adding the same DER again
+// returns the first id and changes nothing. Add panics if der is not a
+// certificate.
+func (s *Server) Add(der []byte) int64 {
+	return s.AddWith(der, AddOptions{})
+}
 
-// AddWith is Add with quirks.
+// AddWith is Add with quirks for this certificate.
 func (s *Server) AddWith(der []byte, o AddOptions) int64 {
-	cert, err := x509.ParseCertificate(der)
+	// crypto/x509 accepts a precertificate's critical poison extension when
+	// parsing; only verification would reject it.
+	parsed, err := x509.ParseCertificate(der)
 	if err != nil {
-		panic(fmt.Sprintf("crtshfake: %v", err))
+		panic(fmt.Sprintf("crtshfake: Add: %v", err))
 	}
-	sum := sha256.Sum256(der)
-	e := &entry{
-		der:       der,
-		sha256:    hex.EncodeToString(sum[:]),
-		issuer:    crtshDN(cert.RawIssuer),
-		notBefore: cert.NotBefore.UTC(),
-		notAfter:  cert.NotAfter.UTC(),
-		serial:    serialHex(cert.RawTBSCertificate),
+	serial, err := serialHex(parsed.RawTBSCertificate)
+	if err != nil {
+		panic(fmt.Sprintf("crtshfake: Add: %v", err))
 	}
-	if cert.Subject.CommonName != "" {
-		cn := cert.Subject.CommonName
-		e.cn = &cn
-		e.identities = append(e.identities, cn)
+	issuer, err := dnString(parsed.RawIssuer)
+	if err != nil {
+		panic(fmt.Sprintf("crtshfake: Add: issuer: %v", err))
 	}
-	e.identities = append(e.identities, cert.DNSNames...)
-	for _, ip := range cert.IPAddresses {
-		e.identities = append(e.identities, ip.String())
+	subject, err := parseRDNs(parsed.RawSubject)
+	if err != nil {
+		panic(fmt.Sprintf("crtshfake: Add: subject: %v", err))
 	}
-	e.identities = append(e.identities, cert.EmailAddresses...)
-	e.issuerCAID = o.IssuerCAID
-	if e.issuerCAID == 0 {
-		h := sha256.Sum256([]byte(e.issuer))
-		e.issuerCAID = 1 + int(h[0])<<8 | int(h[1])
+	c := &cert{
+		der:        bytes.Clone(der),
+		issuerName: issuer,
+		issuerCAID: o.IssuerCAID,
+		notBefore:  parsed.NotBefore.UTC(),
+		notAfter:   parsed.NotAfter.UTC(),
+		serial:     serial,
+	}
+	var ids []string
+	for _, rdn := range subject {
+		for _, atv := range rdn {
+			switch {
+			case atv.Type.Equal(oidCommonName):
+				v := attrValue(atv.Value)
+				if c.commonName == nil {
+					c.commonName = &v
+				}
+				ids = append(ids, v)
+			case atv.Type.Equal(oidEmailAddress):
+				ids = append(ids, attrValue(atv.Value))
+			}
+		}
+	}
+	ids = append(ids, parsed.DNSNames...)
+	ids = append(ids, parsed.EmailAddresses...)
+	for _, ip := range parsed.IPAddresses {
+		ids = append(ids, ip.String())
+	}
+	for i := range ids {
+		ids[i] = strings.ToLower(ids[i])
+	}
+	slices.Sort(ids)
+	c.identities = slices.Compact(ids)
+	if c.issuerCAID == 0 {
+		h := fnv.New32a()
+		h.Write([]byte(issuer))
+		c.issuerCAID = int(h.Sum32()%1_000_000) + 1
 	}
 	if !o.NullEntryTimestamp {
 		t := o.EntryTimestamp
 		if t.IsZero() {
-			t = time.Now().UTC()
+			t = time.Now()
 		}
-		e.entryTime = &t
+		t = t.UTC().Truncate(time.Millisecond)
+		c.entry = &t
 	}
+
+	sum := sha256.Sum256(der)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Ids grow, with gaps: crt.sh ingests other certificates in between.
-	s.nextID += 1 + int64(sum[0]%50)
-	e.id = s.nextID
-	s.entries = append(s.entries, e)
-	return e.id
+	if old, ok := s.bySHA256[sum]; ok {
+		return old.id
+	}
+	s.nextID += 1 + s.rng.Int64N(50)
+	c.id = s.nextID
+	c.seq = len(s.certs)
+	s.certs = append(s.certs, c)
+	s.byID[c.id] = c
+	s.bySHA256[sum] = c
+	return c.id
 }
 
 // Len is the number of certificates held.
 func (s *Server) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.entries)
+	return len(s.certs)
 }
 
-// Fault makes the next n requests of a kind fail with f. n = 0 clears the
-// faults.
+// Fault makes the next n requests of the given kind (KindAny: of any kind)
+// fail with f. Faults queue: each request takes the oldest one aimed at it.
+// n <= 0 drops every queued fault, so a test can let the server recover.
 func (s *Server) Fault(kind RequestKind, n int, f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n == 0 {
+	if n <= 0 {
 		s.faults = nil
 		return
 	}
-	s.faults = append(s.faults, fault{kind: kind, n: n, fault: f})
+	s.faults = append(s.faults, pendingFault{kind: kind, left: n, fault: f})
 }
 
-// SetDelay makes every response wait d first.
+// SetDelay makes every response, faults included, wait d first (0: none).
+// A client that goes away during the wait gets nothing, and no fault is
+// used up on it.
 func (s *Server) SetDelay(d time.Duration) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.delay = d
-	s.mu.Unlock()
 }
 
-// Requests returns every request served, in order.
+// Requests returns a copy of every request served, in the order the
+// answers were finished.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.requests)
 }
 
-// ResetRequests forgets the requests served.
+// ResetRequests forgets the requests served so far.
 func (s *Server) ResetRequests() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.requests = nil
-	s.mu.Unlock()
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	q := map[string]string{}
-	for k, v := range r.URL.Query() {
-		q[strings.ToLower(k)] = v[0]
-	}
-	kind, query := KindOther, ""
-	switch {
-	case q["d"] != "":
-		kind, query = KindDownload, q["d"]
-	case q["identity"] != "":
-		kind, query = KindSearch, q["identity"]
-	case q["q"] != "":
-		kind, query = KindSearch, q["q"]
-	}
-	s.mu.Lock()
-	delay := s.delay
-	f := s.takeFault(kind)
-	s.mu.Unlock()
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-r.Context().Done():
-			t.Stop()
-			s.record(kind, query, 0)
-			return
-		case <-t.C:
-		}
-	}
-	status := s.respond(w, r, kind, query, q, f)
-	s.record(kind, query, status)
-}
-
+// takeFault must be called with s.mu held.
 func (s *Server) takeFault(kind RequestKind) Fault {
 	for i := range s.faults {
-		f := &s.faults[i]
-		if f.n > 0 && (f.kind == KindAny || f.kind == kind) {
-			f.n--
-			return f.fault
+		pf := &s.faults[i]
+		if pf.kind != KindAny && pf.kind != kind {
+			continue
 		}
+		f := pf.fault
+		if pf.left--; pf.left == 0 {
+			s.faults = slices.Delete(s.faults, i, i+1)
+		}
+		return f
 	}
 	return FaultNone
 }
 
-func (s *Server) record(kind RequestKind, query string, status int) {
+// response is built whole before writing so that faults can rework it.
+type response struct {
+	status      int
+	contentType string
+	header      map[string]string
+	body        []byte
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	req := Request{Kind: KindOther, Query: r.URL.RawQuery, Time: time.Now()}
+	params, perr := parseParams(r.URL.RawQuery)
+	if perr == nil && r.URL.Path == "/" {
+		if d, ok := params["d"]; ok {
+			req.Kind, req.Query = KindDownload, d
+		} else if q, ok := params["identity"]; ok {
+			req.Kind, req.Query = KindSearch, q
+		} else if q, ok := params["q"]; ok {
+			req.Kind, req.Query = KindSearch, q
+		}
+	}
+
 	s.mu.Lock()
-	s.requests = append(s.requests, Request{Kind: kind, Query: query, Status: status, Time: time.Now()})
+	delay := s.delay
 	s.mu.Unlock()
-}
-
-const nginx429 = "<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n<center><h1>429 Too Many Requests</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-
-func (s *Server) respond(w http.ResponseWriter, r *http.Request, kind RequestKind, query string, q map[string]string, f Fault) int {
-	switch f {
-	case Fault429, Fault429RetryAfter:
-		if f == Fault429RetryAfter {
-			w.Header().Set("Retry-After", "1")
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			s.record(req)
+			return
 		}
-		w.Header().Set("Content-Type", "text/html")
-		w.WriteHeader(http.StatusTooManyRequests)
-		fmt.Fprint(w, nginx429)
-		return http.StatusTooManyRequests
-	case Fault502:
-		w.Header().Set("Content-Type", "text/html")
-		w.WriteHeader(http.StatusBadGateway)
-		fmt.Fprint(w, "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>")
-		return http.StatusBadGateway
-	case Fault503:
-		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprint(w, "ERROR: canceling statement due to statement timeout")
-		return http.StatusServiceUnavailable
-	case FaultHTML200:
-		w.Header().Set("Content-Type", "text/html; charset=UTF-8")
-		fmt.Fprint(w, `<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN"><HTML><HEAD><TITLE>crt.sh | ERROR!</TITLE></HEAD><BODY><DIV>Sorry, something went wrong... ERROR: canceling statement due to conflict with recovery</DIV></BODY></HTML>`)
-		return http.StatusOK
-	case FaultGarbage:
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Write([]byte{0x1f, 0x8b, 0x00, 0xff, 'g', 'a', 'r', 'b', 'a', 'g', 'e'})
-		return http.StatusOK
 	}
 
-	switch kind {
-	case KindDownload:
-		e := s.find(query)
-		if e == nil {
-			w.WriteHeader(http.StatusNotFound)
-			return http.StatusNotFound
-		}
-		w.Header().Set("Content-Type", "application/pkix-cert")
-		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%d.crt", e.id))
-		w.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.der}))
-		return http.StatusOK
-	case KindSearch:
-		if q["output"] != "json" && !strings.Contains(r.Header.Get("Accept"), "application/json") {
-			w.Header().Set("Content-Type", "text/html; charset=UTF-8")
-			fmt.Fprintf(w, "<HTML><BODY>crt.sh results for %s</BODY></HTML>", htmlEscape(query))
-			return http.StatusOK
-		}
-		body := s.search(query, q["exclude"] == "expired")
-		if f == FaultTruncatedJSON {
-			body = body[:len(body)*2/3]
-			if len(body) < 2 {
-				body = []byte(`[{"issuer_ca_id":1`)
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(body)
-		return http.StatusOK
+	s.mu.Lock()
+	req.Fault = s.takeFault(req.Kind)
+	s.mu.Unlock()
+
+	var resp response
+	switch {
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		resp = htmlPage(http.StatusMethodNotAllowed, "405 Method Not Allowed")
+	case r.URL.Path != "/":
+		resp = htmlPage(http.StatusNotFound, "404 Not Found")
+	case req.Kind == KindDownload:
+		resp = s.download(req.Query)
+	case req.Kind == KindSearch:
+		resp = s.search(req.Query, params, r.Header.Get("Accept"))
+	default:
+		resp = crtshError(http.StatusBadRequest, "Unsupported use")
 	}
-	w.Header().Set("Content-Type", "text/html")
-	w.WriteHeader(http.StatusBadRequest)
-	fmt.Fprint(w, "<HTML><BODY>Unsupported query</BODY></HTML>")
-	return http.StatusBadRequest
+	resp = applyFault(req.Fault, resp)
+
+	h := w.Header()
+	if resp.contentType != "" {
+		h.Set("Content-Type", resp.contentType)
+	}
+	for k, v := range resp.header {
+		h.Set(k, v)
+	}
+	w.WriteHeader(resp.status)
+	w.Write(resp.body)
+	req.Status = resp.status
+	s.record(req)
 }
 
-func (s *Server) find(d string) *entry {
+func (s *Server) record(req Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, e := range s.entries {
-		if strconv.FormatInt(e.id, 10) == d || strings.EqualFold(e.sha256, d) {
-			return e
-		}
-	}
-	return nil
+	s.requests = append(s.requests, req)
 }
 
-// row is a JSON result row, fields in crt.sh's order.
+// parseParams lower-cases parameter names, as crt.sh treats them
+// case-insensitively. The first occurrence wins, so that the answer does not
+// depend on map order.
+func parseParams(raw string) (map[string]string, error) {
+	params := map[string]string{}
+	for part := range strings.SplitSeq(raw, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		k, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, err
+		}
+		v, err = url.QueryUnescape(v)
+		if err != nil {
+			return nil, err
+		}
+		k = strings.ToLower(k)
+		if _, ok := params[k]; !ok {
+			params[k] = v
+		}
+	}
+	return params, nil
+}
+
+func (s *Server) download(d string) response {
+	var c *cert
+	s.mu.Lock()
+	if id, err := strconv.ParseInt(d, 10, 64); err == nil {
+		c = s.byID[id]
+	} else if sum, err := hex.DecodeString(d); err == nil && len(sum) == sha256.Size {
+		c = s.bySHA256[[sha256.Size]byte(sum)]
+	}
+	s.mu.Unlock()
+	if c == nil {
+		return response{status: http.StatusNotFound}
+	}
+	return response{
+		status:      http.StatusOK,
+		contentType: "application/pkix-cert",
+		header:      map[string]string{"Content-Disposition": fmt.Sprintf("attachment; filename=%q", strconv.FormatInt(c.id, 10)+".crt")},
+		body:        pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.der}),
+	}
+}
+
+// row is one JSON result; the field order is crt.sh's.
 type row struct {
 	IssuerCAID     int     `json:"issuer_ca_id"`
 	IssuerName     string  `json:"issuer_name"`
@@ -341,150 +494,358 @@ type row struct {
 	ResultCount    int     `json:"result_count"`
 }
 
-func (s *Server) search(identity string, excludeExpired bool) []byte {
-	re := ilike(identity)
+func wantsJSON(params map[string]string, accept string) bool {
+	if strings.EqualFold(params["output"], "json") {
+		return true
+	}
+	for part := range strings.SplitSeq(accept, ",") {
+		if mt, _, err := mime.ParseMediaType(part); err == nil && mt == "application/json" {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) search(q string, params map[string]string, accept string) response {
+	if q == "" {
+		return crtshError(http.StatusBadRequest, "Unsupported use")
+	}
+	if !wantsJSON(params, accept) {
+		return response{
+			status:      http.StatusOK,
+			contentType: "text/html; charset=UTF-8",
+			body:        []byte("<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\">\n<HTML>\n<HEAD><TITLE>crt.sh | " + html.EscapeString(q) + "</TITLE></HEAD>\n<BODY>Certificates matching " + html.EscapeString(q) + "</BODY>\n</HTML>\n"),
+		}
+	}
+	excludeExpired := strings.EqualFold(params["exclude"], "expired")
+	pattern := compileLike("%" + q + "%")
 	now := time.Now()
+
+	type match struct {
+		c     *cert
+		names []string
+	}
+	var matches []match
 	s.mu.Lock()
-	var matched []*entry
-	var names [][]string
-	for _, e := range s.entries {
-		if excludeExpired && e.notAfter.Before(now) {
+	for _, c := range s.certs {
+		if excludeExpired && c.notAfter.Before(now) {
 			continue
 		}
-		var hit []string
-		for _, id := range e.identities {
-			if re.MatchString(id) && !slices.Contains(hit, id) {
-				hit = append(hit, id)
+		var names []string
+		for _, id := range c.identities {
+			if pattern.match(id) {
+				names = append(names, id)
 			}
 		}
-		if len(hit) > 0 {
-			matched = append(matched, e)
-			names = append(names, hit)
+		if names != nil {
+			matches = append(matches, match{c, names})
 		}
 	}
-	limit := s.TruncateAt
 	s.mu.Unlock()
 
-	rows := make([]row, len(matched))
-	for i, e := range matched {
-		rows[i] = row{
-			IssuerCAID:   e.issuerCAID,
-			IssuerName:   e.issuer,
-			CommonName:   e.cn,
-			NameValue:    strings.Join(names[i], "\n"),
-			ID:           e.id,
-			NotBefore:    crtshTime(e.notBefore, e.id),
-			NotAfter:     crtshTime(e.notAfter, e.id+1),
-			SerialNumber: e.serial,
-			ResultCount:  len(matched),
+	// ORDER BY entry_timestamp DESC, id DESC: PostgreSQL puts NULLs first
+	// when sorting descending.
+	slices.SortFunc(matches, func(a, b match) int {
+		ea, eb := a.c.entry, b.c.entry
+		switch {
+		case ea == nil && eb != nil:
+			return -1
+		case ea != nil && eb == nil:
+			return 1
+		case ea != nil && eb != nil:
+			if c := eb.Compare(*ea); c != 0 {
+				return c
+			}
 		}
-		if e.entryTime != nil {
-			t := crtshTime(*e.entryTime, e.id+2)
-			rows[i].EntryTimestamp = &t
+		if a.c.id > b.c.id {
+			return -1
 		}
-	}
-	// Newest first, as crt.sh sorts by entry_timestamp descending.
-	slices.SortStableFunc(rows, func(a, b row) int {
-		ta, tb := "", ""
-		if a.EntryTimestamp != nil {
-			ta = *a.EntryTimestamp
+		if a.c.id < b.c.id {
+			return 1
 		}
-		if b.EntryTimestamp != nil {
-			tb = *b.EntryTimestamp
-		}
-		if c := strings.Compare(tb, ta); c != 0 {
-			return c
-		}
-		return int(b.ID - a.ID)
+		return 0
 	})
-	if len(rows) > limit {
-		rows = rows[:limit]
+	total := len(matches)
+	limit := s.TruncateAt
+	if limit <= 0 {
+		limit = DefaultTruncateAt
 	}
-	body, err := json.Marshal(rows)
-	if err != nil {
-		panic(err)
+	if len(matches) > limit {
+		matches = matches[:limit]
 	}
-	return body
+
+	rows := make([]row, 0, len(matches))
+	for _, m := range matches {
+		c := m.c
+		r := row{
+			IssuerCAID:   c.issuerCAID,
+			IssuerName:   c.issuerName,
+			CommonName:   c.commonName,
+			NameValue:    strings.Join(m.names, "\n"),
+			ID:           c.id,
+			NotBefore:    formatTime(c.notBefore, c.seq%4),
+			NotAfter:     formatTime(c.notAfter, (c.seq+1)%4),
+			SerialNumber: c.serial,
+			ResultCount:  total,
+		}
+		if c.entry != nil {
+			ts := formatTime(*c.entry, 0)
+			r.EntryTimestamp = &ts
+		}
+		rows = append(rows, r)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	// PostgreSQL's JSON leaves <, > and & alone.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(rows); err != nil {
+		panic(err) // rows hold only strings and numbers
+	}
+	return response{
+		status:      http.StatusOK,
+		contentType: "application/json",
+		body:        bytes.TrimSuffix(buf.Bytes(), []byte("\n")),
+	}
 }
 
-// ilike compiles an SQL ILIKE pattern wrapped in %…%, as crt.sh's identity
-// search does.
-func ilike(q string) *regexp.Regexp {
-	var b strings.Builder
-	b.WriteString("(?is)^.*")
-	for _, r := range q {
-		switch r {
-		case '%':
-			b.WriteString(".*")
-		case '_':
-			b.WriteString(".")
-		default:
-			b.WriteString(regexp.QuoteMeta(string(r)))
+// formatTime renders t the way PostgreSQL renders a timestamp without time
+// zone in JSON: UTC, no zone, and trailing fractional zeros dropped. Padding
+// the fraction with zeros to minDigits keeps the value while varying the
+// shape across rows, since certificate times are whole seconds and would
+// otherwise never show a fraction.
+func formatTime(t time.Time, minDigits int) string {
+	t = t.UTC()
+	s := t.Format("2006-01-02T15:04:05")
+	frac := strings.TrimRight(fmt.Sprintf("%03d", t.Nanosecond()/int(time.Millisecond)), "0")
+	for len(frac) < minDigits {
+		frac += "0"
+	}
+	if frac != "" {
+		s += "." + frac
+	}
+	return s
+}
+
+func applyFault(f Fault, resp response) response {
+	switch f {
+	case Fault429:
+		return nginxPage(http.StatusTooManyRequests, "429 Too Many Requests")
+	case Fault429RetryAfter:
+		p := nginxPage(http.StatusTooManyRequests, "429 Too Many Requests")
+		p.header = map[string]string{"Retry-After": "1"}
+		return p
+	case Fault502:
+		return nginxPage(http.StatusBadGateway, "502 Bad Gateway")
+	case Fault503:
+		return response{
+			status:      http.StatusServiceUnavailable,
+			contentType: "text/plain; charset=UTF-8",
+			body:        []byte("ERROR: canceling statement due to statement timeout\n"),
+		}
+	case FaultHTML200:
+		return crtshError(http.StatusOK, "ERROR: canceling statement due to conflict with recovery")
+	case FaultTruncatedJSON:
+		// Cut strictly inside the body, so that even "[]" becomes "[".
+		if len(resp.body) >= 2 {
+			resp.body = resp.body[:len(resp.body)/2]
+		}
+		return resp
+	case FaultGarbage:
+		ct := resp.contentType
+		if ct == "" {
+			ct = "application/json"
+		}
+		// A gzip header and binary junk: what a mislabelled compressed
+		// or corrupted answer looks like.
+		return response{
+			status:      http.StatusOK,
+			contentType: ct,
+			body:        []byte{0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xff, 0xfe, 0x00, '{', 0x80, '[', 0xc3},
 		}
 	}
-	b.WriteString(".*$")
-	return regexp.MustCompile(b.String())
+	return resp
 }
 
-// crtshTime formats like crt.sh: UTC, no zone, 0–3 fractional digits (chosen
-// by seed so that rows differ).
-func crtshTime(t time.Time, seed int64) string {
-	base := t.UTC().Format("2006-01-02T15:04:05")
-	ms := t.Nanosecond() / 1e6
-	switch seed % 4 {
-	case 1:
-		return fmt.Sprintf("%s.%d", base, ms/100)
-	case 2:
-		return fmt.Sprintf("%s.%02d", base, ms/10)
-	case 3:
-		return fmt.Sprintf("%s.%03d", base, ms)
+func nginxPage(status int, title string) response {
+	return response{
+		status:      status,
+		contentType: "text/html",
+		body:        []byte("<html>\r\n<head><title>" + title + "</title></head>\r\n<body>\r\n<center><h1>" + title + "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"),
 	}
-	return base
 }
 
-var attrNames = map[string]string{"2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.7": "L", "2.5.4.8": "ST"}
+func htmlPage(status int, title string) response {
+	return response{
+		status:      status,
+		contentType: "text/html; charset=UTF-8",
+		body:        []byte("<HTML><HEAD><TITLE>" + title + "</TITLE></HEAD><BODY>" + title + "</BODY></HTML>\n"),
+	}
+}
 
-// crtshDN writes a DN as crt.sh does: in certificate order (C first), values
-// with a comma or a quote in double quotes.
-func crtshDN(raw []byte) string {
+func crtshError(status int, msg string) response {
+	return response{
+		status:      status,
+		contentType: "text/html; charset=UTF-8",
+		body: []byte("<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\" \"http://www.w3.org/TR/html4/strict.dtd\">\n<HTML>\n<HEAD>\n  <TITLE>crt.sh | ERROR!</TITLE>\n</HEAD>\n<BODY>\n" +
+			"  <DIV class=\"error\">" + html.EscapeString(msg) + "</DIV>\n</BODY>\n</HTML>\n"),
+	}
+}
+
+// likePattern is a compiled SQL ILIKE pattern: % matches any run, _ any one
+// character, a backslash makes the next character literal. Matching is on
+// lower-cased text, which is how ILIKE ignores case.
+type likePattern []likeToken
+
+type likeToken struct {
+	kind byte // '%', '_' or 0 for a literal
+	r    rune
+}
+
+func compileLike(p string) likePattern {
+	var toks likePattern
+	rs := []rune(strings.ToLower(p))
+	for i := 0; i < len(rs); i++ {
+		switch rs[i] {
+		case '%':
+			toks = append(toks, likeToken{kind: '%'})
+		case '_':
+			toks = append(toks, likeToken{kind: '_'})
+		case '\\':
+			if i+1 < len(rs) {
+				i++
+			}
+			toks = append(toks, likeToken{r: rs[i]})
+		default:
+			toks = append(toks, likeToken{r: rs[i]})
+		}
+	}
+	return toks
+}
+
+// match is the classic wildcard walk: on a mismatch, go back to the last %
+// and let it swallow one more character.
+func (p likePattern) match(s string) bool {
+	rs := []rune(strings.ToLower(s))
+	pi, si := 0, 0
+	star, mark := -1, 0
+	for si < len(rs) {
+		switch {
+		case pi < len(p) && p[pi].kind == '%':
+			star, mark = pi, si
+			pi++
+		case pi < len(p) && (p[pi].kind == '_' || p[pi].kind == 0 && p[pi].r == rs[si]):
+			pi++
+			si++
+		case star >= 0:
+			mark++
+			pi, si = star+1, mark
+		default:
+			return false
+		}
+	}
+	for pi < len(p) && p[pi].kind == '%' {
+		pi++
+	}
+	return pi == len(p)
+}
+
+// serialHex reads the serial INTEGER's content bytes from the TBS, because
+// crt.sh's serial_number is their hex and keeps the leading 00 that
+// big.Int.Text(16) would drop.
+func serialHex(tbs []byte) (string, error) {
+	in := cryptobyte.String(tbs)
+	var body, serial cryptobyte.String
+	if !in.ReadASN1(&body, cbasn1.SEQUENCE) ||
+		!body.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) ||
+		!body.ReadASN1(&serial, cbasn1.INTEGER) {
+		return "", fmt.Errorf("no serial number in the TBSCertificate")
+	}
+	return hex.EncodeToString(serial), nil
+}
+
+var (
+	oidCommonName   = asn1.ObjectIdentifier{2, 5, 4, 3}
+	oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
+)
+
+// shortNames are OpenSSL's, which crt.sh's DN strings use.
+var shortNames = map[string]string{
+	"2.5.4.3":                    "CN",
+	"2.5.4.4":                    "SN",
+	"2.5.4.5":                    "serialNumber",
+	"2.5.4.6":                    "C",
+	"2.5.4.7":                    "L",
+	"2.5.4.8":                    "ST",
+	"2.5.4.9":                    "street",
+	"2.5.4.10":                   "O",
+	"2.5.4.11":                   "OU",
+	"2.5.4.12":                   "title",
+	"2.5.4.15":                   "businessCategory",
+	"2.5.4.17":                   "postalCode",
+	"2.5.4.42":                   "GN",
+	"2.5.4.97":                   "organizationIdentifier",
+	"0.9.2342.19200300.100.1.1":  "UID",
+	"0.9.2342.19200300.100.1.25": "DC",
+	"1.2.840.113549.1.9.1":       "emailAddress",
+	"1.3.6.1.4.1.311.60.2.1.1":   "jurisdictionL",
+	"1.3.6.1.4.1.311.60.2.1.2":   "jurisdictionST",
+	"1.3.6.1.4.1.311.60.2.1.3":   "jurisdictionC",
+}
+
+func parseRDNs(raw []byte) (pkix.RDNSequence, error) {
 	var seq pkix.RDNSequence
-	if _, err := asn1.Unmarshal(raw, &seq); err != nil {
-		return ""
+	rest, err := asn1.Unmarshal(raw, &seq)
+	if err != nil {
+		return nil, err
 	}
-	var parts []string
-	for _, rdn := range seq {
-		for _, atv := range rdn {
-			name, ok := attrNames[atv.Type.String()]
+	if len(rest) > 0 {
+		return nil, fmt.Errorf("trailing data after the name")
+	}
+	return seq, nil
+}
+
+// dnString renders a DN as crt.sh does (OpenSSL's one-line form without
+// spaces around '='): attributes in certificate order, which puts C first
+// for most CAs, ", " between them, " + " inside a multi-valued RDN, and a
+// value in double quotes when it holds a separator, with " and \ escaped.
+func dnString(raw []byte) (string, error) {
+	seq, err := parseRDNs(raw)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for i, rdn := range seq {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		for j, atv := range rdn {
+			if j > 0 {
+				b.WriteString(" + ")
+			}
+			name, ok := shortNames[atv.Type.String()]
 			if !ok {
 				name = atv.Type.String()
 			}
-			v := fmt.Sprint(atv.Value)
-			if strings.ContainsAny(v, `,"+`) {
-				v = `"` + strings.ReplaceAll(v, `"`, `\"`) + `"`
-			}
-			parts = append(parts, name+"="+v)
+			b.WriteString(name)
+			b.WriteByte('=')
+			b.WriteString(quoteDNValue(attrValue(atv.Value)))
 		}
 	}
-	return strings.Join(parts, ", ")
+	return b.String(), nil
 }
 
-func htmlEscape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
+func quoteDNValue(v string) string {
+	escaped := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v)
+	if strings.ContainsAny(v, ",+;<>") || strings.HasPrefix(v, "#") ||
+		strings.HasPrefix(v, " ") || strings.HasSuffix(v, " ") {
+		return `"` + escaped + `"`
+	}
+	return escaped
 }
 
-// serialHex is the hex of the serial INTEGER's content bytes, leading zero
-// included, as crt.sh's serial_number.
-func serialHex(tbs []byte) string {
-	in := cryptobyte.String(tbs)
-	var body, serial cryptobyte.String
-	if !in.ReadASN1(&body, cbasn1.SEQUENCE) {
-		return ""
+func attrValue(v any) string {
+	if s, ok := v.(string); ok {
+		return s
 	}
-	if body.PeekASN1Tag(cbasn1.Tag(0).Constructed().ContextSpecific()) {
-		body.SkipASN1(cbasn1.Tag(0).Constructed().ContextSpecific())
-	}
-	if !body.ReadASN1(&serial, cbasn1.INTEGER) {
-		return ""
-	}
-	return hex.EncodeToString(serial)
+	return fmt.Sprint(v)
 }
