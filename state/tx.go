@@ -58,7 +58,7 @@ func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
 		is = &rec
 		changed = true
 		tx.countDelta++
-		if err := tx.btx.Bucket(bucketExpiry).Put(expiryKey(is.NotAfter, is.TBSSHA256), nil); err != nil {
+		if err := tx.appendOnly(bucketExpiry).Put(expiryKey(is.NotAfter, is.TBSSHA256), nil); err != nil {
 			return nil, err
 		}
 	} else if is.EmbeddedSCTs < 0 && obs.EmbeddedSCTs >= 0 {
@@ -75,7 +75,7 @@ func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
 			continue
 		}
 		is.Watches = append(is.Watches, WatchMatch{Watch: m.Watch, FirstSeen: tx.now, Verdict: m.Verdict})
-		if err := tx.btx.Bucket(bucketFirstSeen).Put(firstSeenKey(tx.now, is.TBSSHA256, m.Watch), nil); err != nil {
+		if err := tx.appendOnly(bucketFirstSeen).Put(firstSeenKey(tx.now, is.TBSSHA256, m.Watch), nil); err != nil {
 			return nil, err
 		}
 		if err := tx.add(counterKey(CounterNewCertificates, m.Watch, watch.Escape(is.Issuer.Label()), m.Verdict.String()), 1); err != nil {
@@ -91,6 +91,14 @@ func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
 		}
 	}
 	return fresh, nil
+}
+
+// appendOnly returns a time-ordered index bucket, whose keys mostly arrive
+// in order: its pages are filled before they split, instead of half.
+func (tx *Tx) appendOnly(name []byte) *bbolt.Bucket {
+	b := tx.btx.Bucket(name)
+	b.FillPercent = 0.9
+	return b
 }
 
 // AddCounter adds to a persisted counter.
