@@ -1,0 +1,122 @@
+package monitor
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/promslog"
+
+	"github.com/ct-exporter/ct_exporter/config"
+	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
+	"github.com/ct-exporter/ct_exporter/internal/testpki"
+	"github.com/ct-exporter/ct_exporter/state"
+)
+
+func parse(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), "test.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func healthOf(m *Monitor, name string) (SourceHealth, bool) {
+	for _, h := range m.Health() {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return SourceHealth{}, false
+}
+
+func searched(fake *crtshfake.Server, identity string) bool {
+	for _, r := range fake.Requests() {
+		if r.Kind == crtshfake.KindSearch && r.Query == identity && r.Status == 200 {
+			return true
+		}
+	}
+	return false
+}
+
+func TestMonitorAppliesConfigurations(t *testing.T) {
+	fake := crtshfake.New()
+	defer fake.Close()
+	ca, err := testpki.NewRoot("Test CA", "Test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := ca.Issue(testpki.Leaf{DNSNames: []string{"www.example.com"}, SCTs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.Add(iss.Precert)
+	fake.Add(iss.Final)
+
+	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := New(store, promslog.NewNopLogger())
+	m.Start()
+	defer m.Stop()
+
+	source := func(url string) string {
+		return fmt.Sprintf("sources: [{name: crtsh, type: crtsh, url: %q, interval: 1h, request_interval: 0s}]\n", url)
+	}
+	if err := m.Apply(parse(t, "watches: [{domain: example.com}]\n"+source(fake.URL))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "first poll", func() bool {
+		h, ok := healthOf(m, "crtsh")
+		return ok && h.Polled && h.Up && store.Snapshot().Certificates == 1
+	})
+	if got := m.Watches(); len(got) != 1 || got[0] != "example.com" {
+		t.Fatalf("watches = %v", got)
+	}
+	if h, _ := healthOf(m, "crtsh"); h.DurationCount != 1 || h.LastSuccess.IsZero() || len(h.Errors) != 7 {
+		t.Fatalf("health after one poll = %+v", h)
+	}
+
+	// A new watch is searched at once, not an interval (1h) later.
+	if err := m.Apply(parse(t, "watches: [{domain: example.com}, {domain: example.org}]\n"+source(fake.URL))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new watch searched", func() bool { return searched(fake, "example.org") })
+
+	// A changed source is restarted; its failures are retried before the
+	// interval, and counted.
+	if err := m.Apply(parse(t, "watches: [{domain: example.com}]\n"+source("http://127.0.0.1:1/"))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the source marked down and retried", func() bool {
+		h, _ := healthOf(m, "crtsh")
+		return h.Polled && !h.Up && h.DurationCount >= 3 && h.Errors["network"] > 4
+	})
+	if h, _ := healthOf(m, "crtsh"); h.LastSuccess.IsZero() {
+		t.Fatal("the source's health was not kept across its restart")
+	}
+
+	// A removed source leaves no health behind.
+	cfg := parse(t, "watches: [{domain: example.com}]\nsources: [{name: other, type: crtsh, url: 'http://127.0.0.1:1/'}]\n")
+	if err := m.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := healthOf(m, "crtsh"); ok {
+		t.Fatal("removed source still reported")
+	}
+}
