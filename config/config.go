@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -188,16 +187,8 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 			}
 			cw.ExpectedIssuers = append(cw.ExpectedIssuers, m)
 		}
-		cw.AuthorizedKeys = map[[32]byte]struct{}{}
-		for j, k := range w.AuthorizedKeys {
-			h, ok := parseHash(k)
-			if !ok {
-				p.add(line(root, "watches", i, "authorized_keys", j),
-					"watch %s: authorized key %q is not a SHA-256 in hex (64 hex digits, the SPKI SHA-256 crt.sh and Cert Spotter show)", domain, k)
-				continue
-			}
-			cw.AuthorizedKeys[h] = struct{}{}
-		}
+		cw.AuthorizedKeys = hashes(p, root, i, "authorized_keys", w.AuthorizedKeys,
+			"watch %s: authorized key %q is not a SHA-256 in hex (64 hex digits, the SPKI SHA-256 crt.sh and Cert Spotter show)", domain)
 		for j, g := range w.AuthorizedKeyFiles {
 			keys, err := readKeyFiles(g, dir)
 			if err != nil {
@@ -208,16 +199,8 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 				cw.AuthorizedKeys[h] = struct{}{}
 			}
 		}
-		cw.AuthorizedCerts = map[[32]byte]struct{}{}
-		for j, k := range w.AuthorizedCertificates {
-			h, ok := parseHash(k)
-			if !ok {
-				p.add(line(root, "watches", i, "authorized_certificates", j),
-					"watch %s: authorized certificate %q is not a tbs_sha256 in hex (64 hex digits)", domain, k)
-				continue
-			}
-			cw.AuthorizedCerts[h] = struct{}{}
-		}
+		cw.AuthorizedCerts = hashes(p, root, i, "authorized_certificates", w.AuthorizedCertificates,
+			"watch %s: authorized certificate %q is not a tbs_sha256 in hex (64 hex digits)", domain)
 		w.Domain = domain
 		watches = append(watches, cw)
 	}
@@ -284,6 +267,20 @@ func (s *Source) defaults(set func(string) bool, u string, interval, timeout, ga
 	}
 }
 
+// hashes parses a watch's list of SHA-256 hex strings, reporting each bad one.
+func hashes(p *problems, root *yaml.Node, watchIndex int, key string, list []string, complaint, domain string) map[[32]byte]struct{} {
+	set := make(map[[32]byte]struct{}, len(list))
+	for j, k := range list {
+		h, ok := parseHash(k)
+		if !ok {
+			p.add(line(root, "watches", watchIndex, key, j), complaint, domain, k)
+			continue
+		}
+		set[h] = struct{}{}
+	}
+	return set
+}
+
 func parseHash(s string) ([32]byte, bool) {
 	var h [32]byte
 	b, err := hex.DecodeString(strings.TrimSpace(s))
@@ -292,24 +289,4 @@ func parseHash(s string) ([32]byte, bool) {
 	}
 	copy(h[:], b)
 	return h, true
-}
-
-// SafeConfig holds the current configuration for concurrent readers.
-type SafeConfig struct {
-	mu sync.RWMutex
-	c  *Config
-}
-
-// Get returns the current configuration; callers must not modify it.
-func (s *SafeConfig) Get() *Config {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.c
-}
-
-// Set installs a new configuration.
-func (s *SafeConfig) Set(c *Config) {
-	s.mu.Lock()
-	s.c = c
-	s.mu.Unlock()
 }

@@ -101,11 +101,9 @@ func sortedKeys(m map[string]reflect.StructField) []string {
 	return keys
 }
 
-// line finds the line of a value in the tree by a path of mapping keys and
-// sequence indices; it falls back to the deepest node found. A trailing ""
-// key asks for the line of the enclosing entry itself.
-func line(n *yaml.Node, path ...any) int {
-	best := n.Line
+// lookup follows a path of mapping keys and sequence indices. It returns
+// the deepest node reached, and whether the whole path exists.
+func lookup(n *yaml.Node, path ...any) (*yaml.Node, bool) {
 	for _, step := range path {
 		var next *yaml.Node
 		switch s := step.(type) {
@@ -117,33 +115,24 @@ func line(n *yaml.Node, path ...any) int {
 			}
 		}
 		if next == nil {
-			return best
+			return n, false
 		}
 		n = next
-		best = n.Line
 	}
-	return best
+	return n, true
 }
 
-// has reports whether the key at the end of path is present in the file.
+// line is the line of the value at path, or of the deepest node on the way
+// when it is absent: a trailing "" key gives the line of the entry itself.
+func line(n *yaml.Node, path ...any) int {
+	found, _ := lookup(n, path...)
+	return found.Line
+}
+
+// has reports whether the file sets the value at path.
 func has(n *yaml.Node, path ...any) bool {
-	parent, key := path[:len(path)-1], path[len(path)-1].(string)
-	for _, step := range parent {
-		var next *yaml.Node
-		switch s := step.(type) {
-		case string:
-			next = mappingValue(n, s)
-		case int:
-			if n.Kind == yaml.SequenceNode && s < len(n.Content) {
-				next = n.Content[s]
-			}
-		}
-		if next == nil {
-			return false
-		}
-		n = next
-	}
-	return mappingValue(n, key) != nil
+	_, ok := lookup(n, path...)
+	return ok
 }
 
 func mappingValue(n *yaml.Node, key string) *yaml.Node {

@@ -53,9 +53,6 @@ func New(store *state.Store, logger *slog.Logger) *Monitor {
 	return m
 }
 
-// Recorder is what sources record through.
-func (m *Monitor) Recorder() *ctsource.Recorder { return m.rec }
-
 // Apply installs a configuration: the new watches take effect for the next
 // certificate recorded, recent series are judged again, and sources whose
 // configuration changed are restarted. Sources polled by watch are polled

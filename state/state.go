@@ -219,9 +219,6 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-// Path is the file's path.
-func (s *Store) Path() string { return s.path }
-
 // callerError marks an error returned by the function given to Update, so
 // that only failures to write count as write errors.
 type callerError struct{ err error }

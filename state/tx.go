@@ -24,9 +24,6 @@ type Tx struct {
 	scts       map[[32]byte]int
 }
 
-// Now is the transaction's clock reading: the first-seen time of what it records.
-func (tx *Tx) Now() time.Time { return tx.now }
-
 // Issuance returns the issuance with this tbs_sha256, or nil.
 func (tx *Tx) Issuance(tbs [32]byte) (*Issuance, error) {
 	v := tx.btx.Bucket(bucketIssuances).Get(tbs[:])

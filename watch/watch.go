@@ -27,24 +27,11 @@ var verdictNames = [...]string{
 	IssuerUnexpected: "issuer_unexpected",
 }
 
-// Verdicts lists every verdict, least urgent first.
-var Verdicts = []Verdict{Authorized, IssuerAllowed, Unreviewed, IssuerUnexpected}
-
 func (v Verdict) String() string {
 	if int(v) < len(verdictNames) && verdictNames[v] != "" {
 		return verdictNames[v]
 	}
 	return fmt.Sprintf("verdict(%d)", uint8(v))
-}
-
-// ParseVerdict is the inverse of String.
-func ParseVerdict(s string) (Verdict, bool) {
-	for _, v := range Verdicts {
-		if verdictNames[v] == s {
-			return v, true
-		}
-	}
-	return 0, false
 }
 
 // Issuer is the part of a certificate's issuer that expected_issuers compares.

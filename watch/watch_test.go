@@ -113,9 +113,9 @@ func TestVerdicts(t *testing.T) {
 	if _, err := ParseIssuerMatcher("/(/"); err == nil {
 		t.Error("invalid regexp accepted")
 	}
-	for _, v := range Verdicts {
-		if p, ok := ParseVerdict(v.String()); !ok || p != v {
-			t.Errorf("ParseVerdict(%s) = %v, %v", v, p, ok)
+	for v, want := range map[Verdict]string{Authorized: "authorized", IssuerAllowed: "issuer_allowed", Unreviewed: "unreviewed", IssuerUnexpected: "issuer_unexpected"} {
+		if v.String() != want {
+			t.Errorf("%d.String() = %s, want %s (a pinned label value)", v, v, want)
 		}
 	}
 }
