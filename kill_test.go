@@ -98,15 +98,7 @@ func TestSIGKILLDuringPollsLosesNothing(t *testing.T) {
 	defer fake.Close()
 	// Slow enough that a kill lands in the middle of a poll.
 	fake.SetDelay(3 * time.Millisecond)
-	root, err := testpki.NewRoot("Test Root", "Test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := root.NewIntermediate("R11", "Let's Encrypt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &groundTruth{t: t, fake: fake, ca: ca, pairs: map[string]map[string]bool{}}
+	g := &groundTruth{t: t, fake: fake, ca: testpki.NewIssuer(t, "R11", "Let's Encrypt"), pairs: map[string]map[string]bool{}}
 	for i := 0; i < 20; i++ {
 		g.issue()
 	}

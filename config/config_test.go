@@ -169,14 +169,7 @@ sources: [{name: c, type: crtsh}]
 
 func TestAuthorizedKeyFiles(t *testing.T) {
 	dir := t.TempDir()
-	root, err := testpki.NewRoot("Root", "Test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := root.NewIntermediate("Issuing CA", "Test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := testpki.NewIssuer(t, "Issuing CA", "Test")
 	leaf, err := ca.Issue(testpki.Leaf{DNSNames: []string{"example.com"}})
 	if err != nil {
 		t.Fatal(err)

@@ -14,18 +14,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 )
 
-func newCA(t *testing.T) *testpki.CA {
-	t.Helper()
-	root, err := testpki.NewRoot("Test Root X1", "Test PKI")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := root.NewIntermediate("R11", "Let's Encrypt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ca
-}
+func newCA(t *testing.T) *testpki.CA { return testpki.NewIssuer(t, "R11", "Let's Encrypt") }
 
 func TestPrecertAndFinalShareTBS(t *testing.T) {
 	ca := newCA(t)

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"testing"
 	"time"
 
 	ct "github.com/google/certificate-transparency-go"
@@ -51,6 +52,21 @@ func NewRoot(cn, org string) (*CA, error) {
 		return nil, err
 	}
 	return &CA{Cert: cert, DER: der, Key: key}, nil
+}
+
+// NewIssuer makes an issuing CA (CN cn, O org) under a new root, as public
+// CAs issue, and fails the test if it cannot.
+func NewIssuer(t testing.TB, cn, org string) *CA {
+	t.Helper()
+	root, err := NewRoot("Test Root", "Test PKI")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := root.NewIntermediate(cn, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
 }
 
 // NewIntermediate makes an intermediate CA signed by ca.
