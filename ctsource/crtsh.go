@@ -35,7 +35,7 @@ const (
 type Crtsh struct {
 	name string
 	base string
-	get  *getter
+	http *transport
 }
 
 // NewCrtsh returns a crt.sh source. gap spaces all its requests; retries back
@@ -49,7 +49,7 @@ func NewCrtsh(name, baseURL string, interval, timeout, gap time.Duration) (*Crts
 	if u.Path == "" {
 		u.Path = "/"
 	}
-	return &Crtsh{name: name, base: u.String(), get: newGetter(timeout, gap, interval)}, nil
+	return &Crtsh{name: name, base: u.String(), http: newTransport(timeout, gap, interval, crtshSearchLimit)}, nil
 }
 
 // Name is the source label.
@@ -74,6 +74,7 @@ type crtshRow struct {
 // (timeouts, 429, 5xx) ends the poll at once rather than adding load; other
 // failures are reported after the remaining watches are done.
 func (c *Crtsh) Poll(ctx context.Context, env *Env) error {
+	ctx = withErrorCounter(ctx, env.CountError)
 	var errs []error
 	for _, w := range env.Recorder.Policy().Watches() {
 		err := c.pollWatch(ctx, env, &w)
@@ -152,7 +153,7 @@ func rowConcerns(r *crtshRow, w *watch.Watch) bool {
 
 func (c *Crtsh) search(ctx context.Context, env *Env, identity string) ([]crtshRow, error) {
 	u := c.base + "?Identity=" + url.QueryEscape(identity) + "&exclude=expired&output=json"
-	resp, err := c.get.get(ctx, u, "application/json", crtshSearchLimit, env.CountError)
+	resp, err := c.http.get(ctx, u, "application/json")
 	if err != nil {
 		return nil, err
 	}
@@ -275,9 +276,13 @@ func (e *malformedError) Unwrap() error { return e.err }
 
 func (c *Crtsh) download(ctx context.Context, env *Env, id uint64) (*Certificate, error) {
 	u := c.base + "?d=" + strconv.FormatUint(id, 10)
-	resp, err := c.get.get(ctx, u, "application/pkix-cert", crtshPEMLimit, env.CountError)
+	resp, err := c.http.get(ctx, u, "application/pkix-cert")
 	if err != nil {
 		return nil, err
+	}
+	if len(resp.body) > crtshPEMLimit {
+		env.CountError(ReasonBadResponse)
+		return nil, &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("certificate %d: %d bytes is not a certificate", id, len(resp.body))}
 	}
 	block, _ := pem.Decode(resp.body)
 	if block == nil || block.Type != "CERTIFICATE" {

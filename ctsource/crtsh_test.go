@@ -44,7 +44,7 @@ func newHarness(t *testing.T, domains ...string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.src.get.backoffBase = 10 * time.Millisecond
+	h.src.http.backoffBase = 10 * time.Millisecond
 	h.env = &Env{
 		Recorder: &Recorder{Store: store, Policy: func() *watch.Set { return h.set }},
 		CountError: func(reason string) {
@@ -277,14 +277,14 @@ func TestCrtshHonoursRetryAfter(t *testing.T) {
 
 func TestCrtshTimeout(t *testing.T) {
 	h := newHarness(t, "example.com")
-	h.src.get.timeout = 50 * time.Millisecond
+	h.src.http.timeout = 50 * time.Millisecond
 	h.fake.SetDelay(time.Second)
 	err := h.poll()
 	if ReasonOf(err) != ReasonTimeout {
 		t.Fatalf("poll = %v, want a timeout", err)
 	}
-	if got := h.errorCount(ReasonTimeout); got != h.src.get.attempts {
-		t.Fatalf("%d timeouts counted, want one per attempt (%d)", got, h.src.get.attempts)
+	if got := h.errorCount(ReasonTimeout); got != h.src.http.attempts {
+		t.Fatalf("%d timeouts counted, want one per attempt (%d)", got, h.src.http.attempts)
 	}
 }
 

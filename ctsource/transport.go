@@ -1,0 +1,213 @@
+package ctsource
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/common/version"
+)
+
+// maxRetryAfter bounds how long a Retry-After header can stall a source.
+const maxRetryAfter = time.Hour
+
+// transport is the http.RoundTripper every source's requests go through. It
+// applies the manners a shared service needs — requests spaced, each with a
+// timeout and a size cap, transient failures retried with backoff, and
+// Retry-After honoured — and counts every failed attempt by reason. It reads
+// the body itself, so that a slow or oversized body is caught here too. A
+// response that is not 2xx after the retries is an *Error, never a
+// response, so no caller can take an error page for an answer.
+type transport struct {
+	base        http.RoundTripper
+	timeout     time.Duration // per attempt, body included
+	gap         time.Duration // between the starts of consecutive requests
+	maxBody     int64
+	attempts    int
+	backoffBase time.Duration
+	backoffCap  time.Duration
+
+	mu   sync.Mutex
+	last time.Time
+}
+
+func newTransport(timeout, gap, interval time.Duration, maxBody int64) *transport {
+	return &transport{
+		base: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: timeout,
+			MaxIdleConnsPerHost:   16,
+			IdleConnTimeout:       90 * time.Second,
+		},
+		timeout:     timeout,
+		gap:         gap,
+		maxBody:     maxBody,
+		attempts:    4,
+		backoffBase: max(gap, time.Second),
+		backoffCap:  interval,
+	}
+}
+
+type errorCounterKey struct{}
+
+// withErrorCounter makes the requests made with ctx count their failed
+// attempts with count.
+func withErrorCounter(ctx context.Context, count func(reason string)) context.Context {
+	return context.WithValue(ctx, errorCounterKey{}, count)
+}
+
+func countError(ctx context.Context, reason string) {
+	if count, ok := ctx.Value(errorCounterKey{}).(func(string)); ok {
+		count(reason)
+	}
+}
+
+// get fetches url and returns its body; any failure is an *Error.
+func (t *transport) get(ctx context.Context, url, accept string) (*response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, &Error{Reason: ReasonBadResponse, Err: err}
+	}
+	req.Header.Set("Accept", accept)
+	res, err := t.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body) // already in memory
+	return &response{status: res.StatusCode, contentType: res.Header.Get("Content-Type"), body: body}, nil
+}
+
+type response struct {
+	status      int
+	contentType string
+	body        []byte
+}
+
+// RoundTrip sends a GET (only idempotent requests are retried).
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("User-Agent") == "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("User-Agent", version.ComponentUserAgent("ct_exporter"))
+	}
+	ctx := req.Context()
+	attempts := t.attempts
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		attempts = 1
+	}
+	var last error
+	for attempt := 1; attempt <= attempts; attempt++ {
+		res, err := t.once(req)
+		if err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			return nil, err
+		}
+		countError(ctx, e.Reason)
+		last = err
+		if !retryable(e.Reason) || attempt == attempts {
+			break
+		}
+		wait := Backoff(attempt, t.backoffBase, t.backoffCap)
+		if e.RetryAfter > 0 {
+			wait = e.RetryAfter
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+	}
+	return nil, last
+}
+
+func retryable(reason string) bool {
+	switch reason {
+	case ReasonTimeout, ReasonNetwork, ReasonHTTP429, ReasonHTTP5xx:
+		return true
+	}
+	return false
+}
+
+func (t *transport) once(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	if err := t.space(ctx); err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	res, err := t.base.RoundTrip(req.WithContext(actx))
+	if err != nil {
+		return nil, transportError(ctx, actx, err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, t.maxBody+1))
+	if err != nil {
+		return nil, transportError(ctx, actx, fmt.Errorf("reading the body of %s: %w", req.URL.Redacted(), err))
+	}
+	what := func(s string) error { return fmt.Errorf("%s %s: %s", req.Method, req.URL.Redacted(), s) }
+	switch {
+	case res.StatusCode == http.StatusTooManyRequests:
+		return nil, &Error{Reason: ReasonHTTP429, RetryAfter: retryAfter(res.Header.Get("Retry-After")), Err: what(res.Status)}
+	case res.StatusCode >= 500:
+		return nil, &Error{Reason: ReasonHTTP5xx, RetryAfter: retryAfter(res.Header.Get("Retry-After")), Err: what(res.Status)}
+	case res.StatusCode >= 400:
+		return nil, &Error{Reason: ReasonHTTP4xx, Err: what(res.Status)}
+	case res.StatusCode < 200 || res.StatusCode > 299:
+		return nil, &Error{Reason: ReasonBadResponse, Err: what("unexpected " + res.Status)}
+	case int64(len(body)) > t.maxBody:
+		return nil, &Error{Reason: ReasonBadResponse, Err: what(fmt.Sprintf("response larger than %d bytes", t.maxBody))}
+	}
+	res.Body = io.NopCloser(bytes.NewReader(body))
+	res.ContentLength = int64(len(body))
+	return res, nil
+}
+
+// space waits until gap has passed since the previous request started.
+func (t *transport) space(ctx context.Context) error {
+	if t.gap <= 0 {
+		return nil
+	}
+	t.mu.Lock()
+	wait := time.Until(t.last.Add(t.gap))
+	t.last = time.Now().Add(max(wait, 0))
+	t.mu.Unlock()
+	return sleep(ctx, wait)
+}
+
+func transportError(ctx, actx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var ne net.Error
+	if actx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return &Error{Reason: ReasonTimeout, Err: err}
+	}
+	return &Error{Reason: ReasonNetwork, Err: err}
+}
+
+// retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
+func retryAfter(h string) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(h); err == nil && s >= 0 {
+		return min(time.Duration(s)*time.Second, maxRetryAfter)
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return min(max(time.Until(t), 0), maxRetryAfter)
+	}
+	return 0
+}
