@@ -66,7 +66,8 @@ func run(args []string) int {
 		cfg.Describe(os.Stdout)
 		return 0
 	}
-	if _, _, err := parseShard(*shardFlag); err != nil {
+	shardIndex, shardCount, err := parseShard(*shardFlag)
+	if err != nil {
 		logger.Error("invalid --shard", "err", err)
 		return 1
 	}
@@ -85,7 +86,7 @@ func run(args []string) int {
 		return 1
 	}
 	defer store.Close()
-	mon := monitor.New(store, logger)
+	mon := monitor.New(store, logger, monitor.Shard{Index: shardIndex, Count: shardCount})
 	if err := mon.Apply(cfg); err != nil {
 		logger.Error("cannot start", "err", err)
 		return 1

@@ -6,9 +6,11 @@ package collector
 import (
 	"encoding/hex"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
 )
@@ -18,6 +20,7 @@ type (
 	StateSnapshotter interface{ Snapshot() state.Snapshot }
 	HealthReporter   interface {
 		Health() []monitor.SourceHealth
+		Logs() []ctsource.LogStatus
 		Watches() []string
 	}
 )
@@ -38,6 +41,15 @@ type Collector struct {
 	sourceDuration   *prometheus.Desc
 	stateWriteErrors *prometheus.Desc
 	stateCerts       *prometheus.Desc
+	logTreeSize      *prometheus.Desc
+	logSTHTime       *prometheus.Desc
+	logSTHLag        *prometheus.Desc
+	logBehind        *prometheus.Desc
+	logProcessed     *prometheus.Desc
+	logMalformed     *prometheus.Desc
+	logFailures      *prometheus.Desc
+	logMMD           *prometheus.Desc
+	now              func() time.Time
 }
 
 // New returns a collector over the given snapshots.
@@ -74,13 +86,31 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 			"Transactions on the state file that failed to be written.", nil, nil),
 		stateCerts: prometheus.NewDesc("ct_state_certificates",
 			"Issuances held in the state file.", nil, nil),
+		logTreeSize: prometheus.NewDesc("ct_log_tree_size",
+			"Size of the log's newest verified tree head.", []string{"log"}, nil),
+		logSTHTime: prometheus.NewDesc("ct_log_sth_timestamp_seconds",
+			"Timestamp of the log's newest verified tree head.", []string{"log"}, nil),
+		logSTHLag: prometheus.NewDesc("ct_log_sth_lag_seconds",
+			"Now minus the timestamp of the log's newest verified tree head.", []string{"log"}, nil),
+		logBehind: prometheus.NewDesc("ct_log_entries_behind",
+			"Entries in the newest verified tree not processed yet.", []string{"log"}, nil),
+		logProcessed: prometheus.NewDesc("ct_log_entries_processed_total",
+			"Log entries processed (and proven to be in a verified tree). Persisted in the state file.", []string{"log"}, nil),
+		logMalformed: prometheus.NewDesc("ct_log_malformed_entries_total",
+			"Log entries that could not be read, counted and skipped. Persisted in the state file.", []string{"log"}, nil),
+		logFailures: prometheus.NewDesc("ct_log_verification_failures_total",
+			"Times the log failed a verification: a bad signature, a fork, a rollback, entries not in the tree.", []string{"log", "check"}, nil),
+		logMMD: prometheus.NewDesc("ct_log_mmd_seconds",
+			"The log's maximum merge delay.", []string{"log"}, nil),
+		now: time.Now,
 	}
 }
 
 // Describe sends every Desc.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.newCertificates, c.firstSeen, c.embeddedSCTs, c.seriesDropped,
-		c.sourceUp, c.sourceLastOK, c.sourceErrors, c.sourceDuration, c.stateWriteErrors, c.stateCerts} {
+		c.sourceUp, c.sourceLastOK, c.sourceErrors, c.sourceDuration, c.stateWriteErrors, c.stateCerts,
+		c.logTreeSize, c.logSTHTime, c.logSTHLag, c.logBehind, c.logProcessed, c.logMalformed, c.logFailures, c.logMMD} {
 		ch <- d
 	}
 }
@@ -88,10 +118,31 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect emits the current snapshots.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	snap := c.state.Snapshot()
+	perLog := map[string]map[string]uint64{ctsource.CounterLogProcessed: {}, ctsource.CounterLogMalformed: {}}
 	for _, ctr := range snap.Counters {
-		if ctr.Name == state.CounterNewCertificates && len(ctr.Labels) == 3 {
+		switch {
+		case ctr.Name == state.CounterNewCertificates && len(ctr.Labels) == 3:
 			ch <- prometheus.MustNewConstMetric(c.newCertificates, prometheus.CounterValue, float64(ctr.Value), ctr.Labels...)
+		case perLog[ctr.Name] != nil && len(ctr.Labels) == 1:
+			perLog[ctr.Name][ctr.Labels[0]] = ctr.Value
 		}
+	}
+	now := c.now()
+	for _, l := range c.health.Logs() {
+		// Counters of logs no longer followed stay in the state file, unexposed.
+		ch <- prometheus.MustNewConstMetric(c.logProcessed, prometheus.CounterValue, float64(perLog[ctsource.CounterLogProcessed][l.Log]), l.Log)
+		ch <- prometheus.MustNewConstMetric(c.logMalformed, prometheus.CounterValue, float64(perLog[ctsource.CounterLogMalformed][l.Log]), l.Log)
+		for check, n := range l.Failures {
+			ch <- prometheus.MustNewConstMetric(c.logFailures, prometheus.CounterValue, float64(n), l.Log, check)
+		}
+		ch <- prometheus.MustNewConstMetric(c.logMMD, prometheus.GaugeValue, l.MMD.Seconds(), l.Log)
+		if !l.Known {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.logTreeSize, prometheus.GaugeValue, float64(l.TreeSize), l.Log)
+		ch <- prometheus.MustNewConstMetric(c.logSTHTime, prometheus.GaugeValue, float64(l.STHTime.UnixMilli())/1e3, l.Log)
+		ch <- prometheus.MustNewConstMetric(c.logSTHLag, prometheus.GaugeValue, now.Sub(l.STHTime).Seconds(), l.Log)
+		ch <- prometheus.MustNewConstMetric(c.logBehind, prometheus.GaugeValue, float64(max(l.TreeSize-l.Position, 0)), l.Log)
 	}
 	for _, r := range snap.Recent {
 		tbs := hex.EncodeToString(r.TBSSHA256[:])

@@ -12,14 +12,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/promslog"
 
+	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
-type health struct{ sources []monitor.SourceHealth }
+type health struct {
+	sources []monitor.SourceHealth
+	logs    []ctsource.LogStatus
+}
 
 func (h health) Health() []monitor.SourceHealth { return h.sources }
+func (h health) Logs() []ctsource.LogStatus     { return h.logs }
 func (h health) Watches() []string              { return []string{"example.com", "example.org"} }
 
 var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
@@ -148,5 +153,69 @@ func TestCollectorBeforeFirstPoll(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(c, "ct_source_errors_total"); n != 1 {
 		t.Fatalf("errors_total series = %d, want 1", n)
+	}
+}
+
+func TestCollectorLogMetrics(t *testing.T) {
+	s := newStore(t)
+	err := s.Update(func(tx *state.Tx) error {
+		if err := tx.AddCounter(ctsource.CounterLogProcessed, []string{"argon"}, 1000); err != nil {
+			return err
+		}
+		if err := tx.AddCounter(ctsource.CounterLogProcessed, []string{"retired"}, 5); err != nil {
+			return err
+		}
+		return tx.AddCounter(ctsource.CounterLogMalformed, []string{"argon"}, 2)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := health{logs: []ctsource.LogStatus{
+		{Log: "argon", Known: true, TreeSize: 1500, STHTime: now.Add(-30 * time.Second), Position: 1000, MMD: 24 * time.Hour,
+			Failures: map[string]uint64{"consistency": 1, "sth_signature": 0}},
+		{Log: "pending", MMD: time.Hour, Failures: map[string]uint64{"consistency": 0}},
+	}}
+	c := New(s, h, promslog.NewNopLogger())
+	c.now = func() time.Time { return now }
+	expected := `
+# HELP ct_log_entries_behind Entries in the newest verified tree not processed yet.
+# TYPE ct_log_entries_behind gauge
+ct_log_entries_behind{log="argon"} 500
+# HELP ct_log_entries_processed_total Log entries processed (and proven to be in a verified tree). Persisted in the state file.
+# TYPE ct_log_entries_processed_total counter
+ct_log_entries_processed_total{log="argon"} 1000
+ct_log_entries_processed_total{log="pending"} 0
+# HELP ct_log_malformed_entries_total Log entries that could not be read, counted and skipped. Persisted in the state file.
+# TYPE ct_log_malformed_entries_total counter
+ct_log_malformed_entries_total{log="argon"} 2
+ct_log_malformed_entries_total{log="pending"} 0
+# HELP ct_log_mmd_seconds The log's maximum merge delay.
+# TYPE ct_log_mmd_seconds gauge
+ct_log_mmd_seconds{log="argon"} 86400
+ct_log_mmd_seconds{log="pending"} 3600
+# HELP ct_log_sth_lag_seconds Now minus the timestamp of the log's newest verified tree head.
+# TYPE ct_log_sth_lag_seconds gauge
+ct_log_sth_lag_seconds{log="argon"} 30
+# HELP ct_log_sth_timestamp_seconds Timestamp of the log's newest verified tree head.
+# TYPE ct_log_sth_timestamp_seconds gauge
+ct_log_sth_timestamp_seconds{log="argon"} 1.79552157e+09
+# HELP ct_log_tree_size Size of the log's newest verified tree head.
+# TYPE ct_log_tree_size gauge
+ct_log_tree_size{log="argon"} 1500
+# HELP ct_log_verification_failures_total Times the log failed a verification: a bad signature, a fork, a rollback, entries not in the tree.
+# TYPE ct_log_verification_failures_total counter
+ct_log_verification_failures_total{check="consistency",log="argon"} 1
+ct_log_verification_failures_total{check="consistency",log="pending"} 0
+ct_log_verification_failures_total{check="sth_signature",log="argon"} 0
+`
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	names := []string{"ct_log_entries_behind", "ct_log_entries_processed_total", "ct_log_malformed_entries_total", "ct_log_mmd_seconds",
+		"ct_log_sth_lag_seconds", "ct_log_sth_timestamp_seconds", "ct_log_tree_size", "ct_log_verification_failures_total"}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected), names...); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %+v", err, problems)
 	}
 }

@@ -6,6 +6,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,7 +57,31 @@ type Source struct {
 	// RequestInterval spaces consecutive requests to the source (crt.sh
 	// allows about one a second per client address).
 	RequestInterval Duration `yaml:"request_interval"`
+
+	// CT logs (type ctlog).
+	Protocol          string   `yaml:"protocol"`   // rfc6962 | static
+	PublicKey         string   `yaml:"public_key"` // base64 DER SubjectPublicKeyInfo
+	Start             string   `yaml:"start"`      // end | beginning | an entry index
+	MMD               Duration `yaml:"mmd"`
+	Workers           int      `yaml:"workers"`
+	BatchSize         int      `yaml:"batch_size"`
+	RequestsPerSecond float64  `yaml:"requests_per_second"`
+
+	// PublicKeyDER is PublicKey decoded.
+	PublicKeyDER []byte `yaml:"-"`
 }
+
+// keysOf lists the keys each source type takes, beyond name and type.
+var keysOf = map[string][]string{
+	TypeCrtsh: {"url", "interval", "timeout", "request_interval"},
+	TypeCTLog: {"url", "interval", "timeout", "protocol", "public_key", "start", "mmd", "workers", "batch_size", "requests_per_second"},
+}
+
+// CT log protocols.
+const (
+	ProtocolRFC6962 = "rfc6962"
+	ProtocolStatic  = "static"
+)
 
 // Source types.
 const (
@@ -71,6 +99,12 @@ const (
 	DefaultCrtshInterval     = time.Hour
 	DefaultCrtshTimeout      = 60 * time.Second
 	DefaultCrtshRequestGap   = 2 * time.Second
+	DefaultLogInterval       = 10 * time.Second
+	DefaultLogTimeout        = 30 * time.Second
+	DefaultLogMMD            = 24 * time.Hour
+	DefaultLogWorkers        = 2
+	DefaultRFC6962Batch      = 256
+	DefaultStaticBatch       = 256 * 50 // torchwood reads 50 data tiles per round
 )
 
 // Duration is a duration in Prometheus syntax (30s, 5m, 1h, 1d).
@@ -225,17 +259,27 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 		switch s.Type {
 		case TypeCrtsh:
 			s.defaults(set, DefaultCrtshURL, DefaultCrtshInterval, DefaultCrtshTimeout, DefaultCrtshRequestGap)
-		case TypeCertspotter, TypeCTLog, TypeLogList:
-			p.add(at("type"), "source %s: type %q is not supported by this version of ct_exporter yet; use type: crtsh", s.Name, s.Type)
+		case TypeCTLog:
+			s.defaults(set, "", DefaultLogInterval, DefaultLogTimeout, 0)
+			validateLog(p, s, at, set)
+		case TypeCertspotter, TypeLogList:
+			p.add(at("type"), "source %s: type %q is not supported by this version of ct_exporter yet; use type: crtsh or ctlog", s.Name, s.Type)
 			continue
 		case "":
-			p.add(at(""), "source %s has no type: use type: crtsh", s.Name)
+			p.add(at(""), "source %s has no type: use type: crtsh or ctlog", s.Name)
 			continue
 		default:
 			p.add(at("type"), "source %s: unknown type %q: the types are crtsh, certspotter, ctlog and loglist", s.Name, s.Type)
 			continue
 		}
-		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		for _, key := range yamlKeys(root, "sources", i) {
+			if key != "name" && key != "type" && !slices.Contains(keysOf[s.Type], key) {
+				p.add(at(key), "source %s: %s does not apply to type %s (it takes %s)", s.Name, key, s.Type, strings.Join(keysOf[s.Type], ", "))
+			}
+		}
+		if s.URL == "" {
+			p.add(at(""), "source %s needs a url (for a static-ct-api log, its monitoring prefix)", s.Name)
+		} else if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p.add(at("url"), "source %s: url %q is not an http or https URL", s.Name, s.URL)
 		}
 		if s.Interval <= 0 {
@@ -247,6 +291,58 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 		if s.RequestInterval < 0 {
 			p.add(at("request_interval"), "source %s: request_interval cannot be negative", s.Name)
 		}
+	}
+}
+
+func validateLog(p *problems, s *Source, at func(string) int, set func(string) bool) {
+	switch s.Protocol {
+	case "":
+		s.Protocol = ProtocolRFC6962
+	case ProtocolRFC6962, ProtocolStatic:
+	default:
+		p.add(at("protocol"), "source %s: protocol %q: use rfc6962 or static (static-ct-api)", s.Name, s.Protocol)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s.PublicKey))
+	if err == nil {
+		_, err = x509.ParsePKIXPublicKey(key)
+	}
+	switch {
+	case s.PublicKey == "":
+		p.add(at(""), "source %s: a ctlog source needs public_key (base64 DER, the log list's \"key\"): without it nothing the log says can be verified", s.Name)
+	case err != nil:
+		p.add(at("public_key"), "source %s: public_key is not a base64 DER SubjectPublicKeyInfo: %v", s.Name, err)
+	default:
+		s.PublicKeyDER = key
+	}
+	switch s.Start {
+	case "":
+		s.Start = "end"
+	case "end", "beginning":
+	default:
+		if n, err := strconv.ParseInt(s.Start, 10, 64); err != nil || n < 0 {
+			p.add(at("start"), "source %s: start %q: use end, beginning or an entry index", s.Name, s.Start)
+		}
+	}
+	if !set("mmd") {
+		s.MMD = Duration(DefaultLogMMD)
+	} else if s.MMD <= 0 {
+		p.add(at("mmd"), "source %s: mmd must be positive", s.Name)
+	}
+	if !set("workers") {
+		s.Workers = DefaultLogWorkers
+	} else if s.Workers < 1 || s.Workers > 64 {
+		p.add(at("workers"), "source %s: workers must be between 1 and 64", s.Name)
+	}
+	if !set("batch_size") {
+		s.BatchSize = DefaultRFC6962Batch
+		if s.Protocol == ProtocolStatic {
+			s.BatchSize = DefaultStaticBatch
+		}
+	} else if s.BatchSize < 1 {
+		p.add(at("batch_size"), "source %s: batch_size must be positive", s.Name)
+	}
+	if s.RequestsPerSecond < 0 {
+		p.add(at("requests_per_second"), "source %s: requests_per_second cannot be negative (0 is no limit)", s.Name)
 	}
 }
 

@@ -119,7 +119,7 @@ sources:
     url: ftp://x
   - type: crtsh
   - name: b
-    type: ctlog
+    type: certspotter
   - name: d
     type: carrier-pigeon
   - name: e
@@ -130,7 +130,7 @@ sources:
 			`f.yml:6: source name "a" is used twice (also at line 4)`,
 			`f.yml:8: source a: url "ftp://x" is not an http or https URL`,
 			`f.yml:9: source 3 has no name`,
-			`f.yml:11: source b: type "ctlog" is not supported by this version`,
+			`f.yml:11: source b: type "certspotter" is not supported by this version`,
 			`f.yml:13: source d: unknown type "carrier-pigeon"`,
 		}},
 		"policy": {`
@@ -164,6 +164,27 @@ sources: [{name: c, type: crtsh}]
 				}
 			}
 		})
+	}
+}
+
+func TestCTLogDefaults(t *testing.T) {
+	key := "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEr+TzlCzfpie1/rJhgxnIITojqKk9VK+8MZoc08HjtsLzD8e5yjsdeWVhIiWCVk6Y6KomKTYeKGBv6xVu93zQug=="
+	cfg, err := Parse([]byte(`
+watches: [{domain: example.com}]
+sources:
+  - {name: r, type: ctlog, url: "https://log.example/", public_key: "`+key+`"}
+  - {name: s, type: ctlog, protocol: static, url: "https://tiles.example/", public_key: "`+key+`", start: "1000", requests_per_second: 5}
+`), "f.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, s := cfg.Sources[0], cfg.Sources[1]
+	if r.Protocol != ProtocolRFC6962 || r.Start != "end" || r.Workers != DefaultLogWorkers || r.BatchSize != DefaultRFC6962Batch ||
+		time.Duration(r.Interval) != 10*time.Second || time.Duration(r.MMD) != 24*time.Hour || len(r.PublicKeyDER) != 91 {
+		t.Errorf("rfc6962 defaults: %+v", r)
+	}
+	if s.Protocol != ProtocolStatic || s.Start != "1000" || s.BatchSize != DefaultStaticBatch || s.RequestsPerSecond != 5 {
+		t.Errorf("static: %+v", s)
 	}
 }
 

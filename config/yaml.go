@@ -146,3 +146,16 @@ func mappingValue(n *yaml.Node, key string) *yaml.Node {
 	}
 	return nil
 }
+
+// yamlKeys lists the keys of the mapping at path.
+func yamlKeys(n *yaml.Node, path ...any) []string {
+	m, ok := lookup(n, path...)
+	if !ok || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	keys := make([]string, 0, len(m.Content)/2)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		keys = append(keys, m.Content[i].Value)
+	}
+	return keys
+}

@@ -101,6 +101,46 @@ func ParseCertificate(der []byte) (*Certificate, error) {
 	return c, nil
 }
 
+// certificateFromTBS reads a precertificate entry: the TBSCertificate a log
+// holds (poison removed, and the final issuer even when a precertificate
+// signing certificate signed the precertificate), and the precertificate
+// itself for cert_sha256 (nil when the log does not give it).
+func certificateFromTBS(tbs, precert []byte) (*Certificate, error) {
+	cert, err := ctx509.ParseTBSCertificate(tbs)
+	if cert == nil || (err != nil && ctx509.IsFatal(err)) {
+		if err == nil {
+			err = errors.New("no TBSCertificate")
+		}
+		return nil, fmt.Errorf("parse precertificate entry: %w", err)
+	}
+	stripped, serial, err := StripTBS(tbs)
+	if err != nil {
+		return nil, fmt.Errorf("parse precertificate entry: %w", err)
+	}
+	if precert == nil {
+		precert = tbs
+	}
+	c := &Certificate{
+		TBSSHA256:    sha256.Sum256(stripped),
+		CertSHA256:   sha256.Sum256(precert),
+		SPKISHA256:   sha256.Sum256(cert.RawSubjectPublicKeyInfo),
+		Serial:       hex.EncodeToString(serial),
+		Issuer:       issuerOf(cert),
+		SubjectCN:    cert.Subject.CommonName,
+		DNSNames:     cert.DNSNames,
+		NotBefore:    cert.NotBefore.UTC(),
+		NotAfter:     cert.NotAfter.UTC(),
+		Precert:      true,
+		EmbeddedSCTs: -1,
+	}
+	for _, ip := range cert.IPAddresses {
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			c.IPAddresses = append(c.IPAddresses, a.Unmap())
+		}
+	}
+	return c, nil
+}
+
 func issuerOf(cert *ctx509.Certificate) watch.Issuer {
 	i := watch.Issuer{CN: cert.Issuer.CommonName, DN: FormatDN(cert.RawIssuer)}
 	if len(cert.Issuer.Organization) > 0 {

@@ -5,9 +5,12 @@ package monitor
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"maps"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,15 +35,31 @@ type Monitor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	shard Shard
+
 	mu      sync.Mutex
 	runners map[string]*runner
 	health  map[string]*health // kept across a source's restart on reload
 }
 
+// Shard is this replica's share of the CT logs: those whose log id hashes
+// to Index mod Count. Search sources are not sharded.
+type Shard struct{ Index, Count int }
+
+// Follows reports whether this replica follows the log with this key.
+func (s Shard) Follows(publicKeyDER []byte) bool {
+	if s.Count <= 1 {
+		return true
+	}
+	id := sha256.Sum256(publicKeyDER)
+	return binary.BigEndian.Uint64(id[:8])%uint64(s.Count) == uint64(s.Index)
+}
+
 // New returns a monitor that records into store. Call Apply to start sources.
-func New(store *state.Store, logger *slog.Logger) *Monitor {
+func New(store *state.Store, logger *slog.Logger, shard Shard) *Monitor {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Monitor{
+		shard:   shard,
 		store:   store,
 		logger:  logger,
 		ctx:     ctx,
@@ -75,11 +94,16 @@ func (m *Monitor) Apply(cfg *config.Config) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	want := map[string]config.Source{}
+	var sources []config.Source
 	for _, s := range cfg.Sources {
+		if s.Type == config.TypeCTLog && !m.shard.Follows(s.PublicKeyDER) {
+			continue
+		}
 		want[s.Name] = s
+		sources = append(sources, s)
 	}
 	for name, r := range m.runners {
-		if s, ok := want[name]; !ok || s != r.cfg {
+		if s, ok := want[name]; !ok || !reflect.DeepEqual(s, r.cfg) {
 			r.stop()
 			delete(m.runners, name)
 			if !ok {
@@ -87,7 +111,7 @@ func (m *Monitor) Apply(cfg *config.Config) error {
 			}
 		}
 	}
-	for _, s := range cfg.Sources {
+	for _, s := range sources {
 		if r, ok := m.runners[s.Name]; ok {
 			if watchesChanged {
 				r.kick()
@@ -135,6 +159,20 @@ func newSource(s config.Source) (ctsource.Source, error) {
 	switch s.Type {
 	case config.TypeCrtsh:
 		return ctsource.NewCrtsh(s.Name, s.URL, time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval))
+	case config.TypeCTLog:
+		opts := ctsource.LogOptions{
+			Interval:          time.Duration(s.Interval),
+			Timeout:           time.Duration(s.Timeout),
+			Start:             s.Start,
+			Workers:           s.Workers,
+			BatchSize:         s.BatchSize,
+			RequestsPerSecond: s.RequestsPerSecond,
+			MMD:               time.Duration(s.MMD),
+		}
+		if s.Protocol == config.ProtocolStatic {
+			return ctsource.NewStaticLog(s.Name, s.URL, s.PublicKeyDER, opts)
+		}
+		return ctsource.NewRFC6962Log(s.Name, s.URL, s.PublicKeyDER, opts)
 	}
 	return nil, fmt.Errorf("monitor: source %s: type %q is not supported", s.Name, s.Type)
 }
@@ -194,6 +232,19 @@ func (m *Monitor) Health() []SourceHealth {
 	out := make([]SourceHealth, 0, len(hs))
 	for name, h := range hs {
 		out = append(out, h.snapshot(name))
+	}
+	return out
+}
+
+// Logs returns the state of every CT log followed.
+func (m *Monitor) Logs() []ctsource.LogStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []ctsource.LogStatus
+	for _, r := range m.runners {
+		if l, ok := r.source.(interface{ Status() ctsource.LogStatus }); ok {
+			out = append(out, l.Status())
+		}
 	}
 	return out
 }

@@ -71,7 +71,7 @@ func TestMonitorAppliesConfigurations(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	m := New(store, promslog.NewNopLogger())
+	m := New(store, promslog.NewNopLogger(), Shard{})
 	m.Start()
 	defer m.Stop()
 

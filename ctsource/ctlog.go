@@ -1,0 +1,483 @@
+package ctsource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+// Verification checks, the check label of ct_log_verification_failures_total.
+const (
+	CheckSTHSignature = "sth_signature" // a tree head's signature does not verify
+	CheckConsistency  = "consistency"   // a new tree head is not an extension of the last verified one (a fork)
+	CheckRollback     = "rollback"      // a new tree head is smaller than the last verified one
+	CheckLeafHash     = "leaf_hash"     // the entries served do not hash to the verified tree
+	CheckInclusion    = "inclusion"     // a proof served to start inside the log does not verify
+)
+
+// Checks lists every check, so that each log's counters exist from the start.
+var Checks = []string{CheckSTHSignature, CheckConsistency, CheckRollback, CheckLeafHash, CheckInclusion}
+
+// Counter names persisted in the state file for logs (label: log).
+const (
+	CounterLogProcessed = "log_entries_processed"
+	CounterLogMalformed = "log_malformed_entries"
+)
+
+// verifyError is a log misbehaving: counted by check, never retried past.
+type verifyError struct {
+	check string
+	err   error
+}
+
+func (e *verifyError) Error() string {
+	return fmt.Sprintf("verification failed (%s): %v", e.check, e.err)
+}
+func (e *verifyError) Unwrap() error { return e.err }
+
+func verifyFailed(check string, format string, args ...any) error {
+	return &verifyError{check: check, err: fmt.Errorf(format, args...)}
+}
+
+// rawEntry is a log entry as fetched, before any X.509 parsing.
+type rawEntry struct {
+	index    int64
+	leafHash [32]byte // RFC 6962 logs: SHA-256(0x00 || leaf_input)
+	precert  bool
+	// der is the certificate, or for a precertificate the TBSCertificate
+	// the log holds (poison removed, final issuer).
+	der []byte
+	// precertificate returns the full precertificate, for cert_sha256.
+	precertificate func() ([]byte, error)
+	err            error // the entry could not be decoded
+}
+
+// logProtocol is what differs between RFC 6962 and static-ct-api logs.
+type logProtocol interface {
+	// head fetches the newest tree head and verifies its signature.
+	head(ctx context.Context) (treeHead, error)
+	// consistent verifies that tree old is a prefix of tree new.
+	consistent(ctx context.Context, old, new treeHead) error
+	// fetch returns entries of tree from start, at most up to end; it may
+	// return fewer, never none without an error.
+	fetch(ctx context.Context, tree treeHead, start, end int64) ([]rawEntry, error)
+	// verifiesLeaves is true when fetch only returns entries it proved to
+	// be in tree; otherwise the follower checks the leaf hashes itself.
+	verifiesLeaves() bool
+	// rangeAt returns the compact range of [0, k) proven against tree.
+	rangeAt(ctx context.Context, tree treeHead, k int64) ([][32]byte, error)
+	// provePrefix verifies that the tree of size k with root is a prefix of tree.
+	provePrefix(ctx context.Context, k int64, root [32]byte, tree treeHead) error
+}
+
+// LogOptions tune how a log is followed.
+type LogOptions struct {
+	Interval          time.Duration
+	Timeout           time.Duration
+	Start             string // end, beginning or an entry index
+	Workers           int
+	BatchSize         int
+	RequestsPerSecond float64
+	MMD               time.Duration
+	// CommitEvery bounds how much work a crash can lose: the position is
+	// committed at least this often during a catch-up.
+	CommitEvery time.Duration
+}
+
+// CTLog follows one CT log: it verifies every new tree head against the
+// last, fetches the new entries in parallel, matches them without a full
+// parse, and commits issuances and position together, in order, once the
+// entries are proven to be in a verified tree.
+type CTLog struct {
+	name  string
+	proto logProtocol
+	opts  LogOptions
+
+	mu     sync.Mutex
+	status LogStatus
+}
+
+// LogStatus is a log's state for the ct_log_* metrics.
+type LogStatus struct {
+	Log       string
+	Known     bool // a verified tree head exists
+	TreeSize  int64
+	STHTime   time.Time
+	Position  int64 // entries processed
+	MMD       time.Duration
+	Failures  map[string]uint64 // by check
+	Verifying bool              // false while the last check failed
+}
+
+func newCTLog(name string, proto logProtocol, opts LogOptions) *CTLog {
+	if opts.Workers <= 0 {
+		opts.Workers = 1
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 256
+	}
+	if opts.CommitEvery <= 0 {
+		opts.CommitEvery = 2 * time.Second
+	}
+	l := &CTLog{name: name, proto: proto, opts: opts}
+	l.status = LogStatus{Log: name, MMD: opts.MMD, Failures: map[string]uint64{}, Verifying: true}
+	for _, c := range Checks {
+		l.status.Failures[c] = 0
+	}
+	return l
+}
+
+// Name is the source and log label.
+func (l *CTLog) Name() string { return l.name }
+
+// Status returns the log's state for the metrics.
+func (l *CTLog) Status() LogStatus {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.status
+	s.Failures = maps.Clone(s.Failures)
+	return s
+}
+
+func (l *CTLog) update(f func(s *LogStatus)) {
+	l.mu.Lock()
+	f(&l.status)
+	l.mu.Unlock()
+}
+
+// Poll verifies the newest tree head and processes every entry up to it.
+func (l *CTLog) Poll(ctx context.Context, env *Env) error {
+	ctx = withErrorCounter(ctx, env.CountError)
+	err := l.poll(ctx, env)
+	var ve *verifyError
+	if errors.As(err, &ve) {
+		l.update(func(s *LogStatus) { s.Failures[ve.check]++; s.Verifying = false })
+		env.Logger.Error("CT log verification failed: the log may be misbehaving or showing a split view; its position does not advance",
+			"check", ve.check, "err", ve.err)
+	} else if err == nil {
+		l.update(func(s *LogStatus) { s.Verifying = true })
+	}
+	return err
+}
+
+func (l *CTLog) poll(ctx context.Context, env *Env) error {
+	pos, err := l.load(env)
+	if err != nil {
+		return err
+	}
+	if pos != nil {
+		l.update(func(s *LogStatus) {
+			s.Known, s.TreeSize, s.STHTime, s.Position = true, pos.Head.Size, pos.Head.Time, pos.Size
+		})
+	}
+	head, err := l.proto.head(ctx)
+	if err != nil {
+		return err
+	}
+	if pos == nil {
+		if pos, err = l.initial(ctx, head); pos == nil || err != nil {
+			return err
+		}
+	} else if err := l.checkHead(ctx, pos.Head, head); err != nil {
+		return err
+	}
+	l.update(func(s *LogStatus) { s.Known, s.TreeSize, s.STHTime = true, head.Size, head.Time })
+	return l.catchUp(ctx, env, pos, head)
+}
+
+func (l *CTLog) load(env *Env) (*logPosition, error) {
+	var raw []byte
+	if err := env.Recorder.Store.View(func(tx *state.Tx) error {
+		raw = tx.LogPosition(l.name)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	return decodePosition(raw)
+}
+
+// initial places a log seen for the first time where its start option says.
+func (l *CTLog) initial(ctx context.Context, head treeHead) (*logPosition, error) {
+	var k int64
+	switch l.opts.Start {
+	case "", "end":
+		k = head.Size
+	case "beginning":
+		k = 0
+	default:
+		n, err := strconv.ParseInt(l.opts.Start, 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("ctlog %s: invalid start %q", l.name, l.opts.Start)
+		}
+		if n > head.Size {
+			return nil, fmt.Errorf("ctlog %s: start %d is beyond the log's size %d; waiting for the log to grow", l.name, n, head.Size)
+		}
+		k = n
+	}
+	pos := &logPosition{Size: k, Head: head}
+	if !l.proto.verifiesLeaves() {
+		r, err := l.proto.rangeAt(ctx, head, k)
+		if err != nil {
+			return nil, err
+		}
+		pos.Range = r
+	}
+	return pos, nil
+}
+
+// checkHead verifies that a new tree head extends the last verified one.
+func (l *CTLog) checkHead(ctx context.Context, old, new treeHead) error {
+	switch {
+	case new.Size < old.Size:
+		return verifyFailed(CheckRollback, "tree size went back from %d to %d", old.Size, new.Size)
+	case new.Size == old.Size && new.Root != old.Root:
+		return verifyFailed(CheckConsistency, "two different roots for tree size %d: %x and %x", new.Size, old.Root, new.Root)
+	case new.Size > old.Size && old.Size > 0:
+		return l.proto.consistent(ctx, old, new)
+	}
+	return nil
+}
+
+type batchResult struct {
+	start, end int64
+	hashes     [][32]byte
+	certs      []*Certificate
+	malformed  uint64
+	err        error
+}
+
+// catchUp processes [pos.Size, head.Size): batches are fetched and matched
+// by parallel workers, and committed strictly in order. At most 2×workers
+// batches are in flight, so nothing downstream (a slow disk, a scrape)
+// makes memory grow.
+func (l *CTLog) catchUp(ctx context.Context, env *Env, pos *logPosition, head treeHead) error {
+	rng, err := compactRange(pos.Size, pos.Range)
+	if err != nil && !l.proto.verifiesLeaves() {
+		return fmt.Errorf("ctlog %s: stored position: %w", l.name, err)
+	}
+	if pos.Size >= head.Size {
+		pos.Head = head
+		return l.commit(env, pos, nil, 0, 0)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	window := make(chan struct{}, 2*l.opts.Workers)
+	jobs := make(chan [2]int64)
+	results := make(chan batchResult, 2*l.opts.Workers)
+	go func() {
+		defer close(jobs)
+		for s := pos.Size; s < head.Size; s += int64(l.opts.BatchSize) {
+			select {
+			case window <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case jobs <- [2]int64{s, min(s+int64(l.opts.BatchSize), head.Size)}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for range l.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				r := l.batch(ctx, env, head, j[0], j[1])
+				select {
+				case results <- r:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(results) }()
+
+	pending := map[int64]batchResult{}
+	next := pos.Size
+	var certs []*Certificate
+	var malformed uint64
+	lastCommit := time.Now()
+	for r := range results {
+		if r.err != nil {
+			return r.err
+		}
+		pending[r.start] = r
+		for {
+			r, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			<-window
+			if !l.proto.verifiesLeaves() {
+				for i := range r.hashes {
+					if err := rng.Append(r.hashes[i][:], nil); err != nil {
+						return err
+					}
+				}
+			}
+			certs = append(certs, r.certs...)
+			malformed += r.malformed
+			next = r.end
+			if next < head.Size && time.Since(lastCommit) < l.opts.CommitEvery {
+				continue
+			}
+			if !l.proto.verifiesLeaves() {
+				root, err := rangeRoot(rng)
+				if err != nil {
+					return err
+				}
+				if next == head.Size && root != head.Root {
+					return verifyFailed(CheckLeafHash, "entries [%d, %d) hash to %x, the verified tree head of size %d has %x", pos.Size, next, root, head.Size, head.Root)
+				}
+				if next < head.Size {
+					if err := l.proto.provePrefix(ctx, next, root, head); err != nil {
+						return err
+					}
+				}
+			}
+			processed := uint64(next - pos.Size)
+			newPos := &logPosition{Size: next, Head: head}
+			if !l.proto.verifiesLeaves() {
+				newPos.Range = rangeHashes(rng)
+			}
+			if err := l.commit(env, newPos, certs, processed, malformed); err != nil {
+				return err
+			}
+			pos, certs, malformed, lastCommit = newPos, nil, 0, time.Now()
+		}
+	}
+	if next != head.Size {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fmt.Errorf("ctlog %s: stopped at %d of %d", l.name, next, head.Size)
+	}
+	return nil
+}
+
+// batch fetches and matches [start, end). Only entries that concern a watch
+// are parsed in full.
+func (l *CTLog) batch(ctx context.Context, env *Env, head treeHead, start, end int64) batchResult {
+	r := batchResult{start: start, end: end}
+	set := env.Recorder.Policy()
+	var id Identifiers
+	var names []string
+	var idx []int
+	for next := start; next < end; {
+		entries, err := l.proto.fetch(ctx, head, next, end)
+		if err == nil && len(entries) == 0 {
+			err = fmt.Errorf("ctlog %s: no entries at %d", l.name, next)
+		}
+		if err != nil {
+			r.err = err
+			return r
+		}
+		for i := range entries {
+			e := &entries[i]
+			if e.index != next {
+				r.err = verifyFailed(CheckLeafHash, "asked for entry %d, got %d", next, e.index)
+				return r
+			}
+			next++
+			r.hashes = append(r.hashes, e.leafHash)
+			if e.err != nil {
+				r.malformed++
+				continue
+			}
+			c, bad := matchEntry(e, set, &id, &names, &idx)
+			if bad {
+				r.malformed++
+				env.Logger.Debug("malformed log entry skipped", "index", e.index)
+			}
+			if c != nil {
+				r.certs = append(r.certs, c)
+			}
+		}
+	}
+	return r
+}
+
+// matchEntry returns the certificate of an entry that concerns a watch, or
+// nil; bad reports an entry that could not be read.
+func matchEntry(e *rawEntry, set *watch.Set, id *Identifiers, names *[]string, idx *[]int) (*Certificate, bool) {
+	id.Reset()
+	if err := ExtractIdentifiers(e.der, e.precert, id); err != nil {
+		return nil, true
+	}
+	*names = (*names)[:0]
+	for _, n := range id.Names {
+		*names = append(*names, watch.NormalizeName(n))
+	}
+	*idx = set.Match((*idx)[:0], *names, id.IPs)
+	if len(*idx) == 0 {
+		return nil, false
+	}
+	if !e.precert {
+		c, err := ParseCertificate(e.der)
+		return c, err != nil
+	}
+	var pre []byte
+	if e.precertificate != nil {
+		var err error
+		if pre, err = e.precertificate(); err != nil {
+			return nil, true
+		}
+	}
+	c, err := certificateFromTBS(e.der, pre)
+	return c, err != nil
+}
+
+// commit records certificates and the new position in one transaction.
+func (l *CTLog) commit(env *Env, pos *logPosition, certs []*Certificate, processed, malformed uint64) error {
+	type found struct {
+		c     *Certificate
+		fresh []state.Match
+	}
+	var news []found
+	err := env.Recorder.Store.Update(func(tx *state.Tx) error {
+		news = news[:0]
+		for _, c := range certs {
+			fresh, err := env.Recorder.Record(tx, c)
+			if err != nil {
+				return err
+			}
+			if len(fresh) > 0 {
+				news = append(news, found{c, fresh})
+			}
+		}
+		if processed > 0 {
+			if err := tx.AddCounter(CounterLogProcessed, []string{l.name}, processed); err != nil {
+				return err
+			}
+		}
+		if malformed > 0 {
+			if err := tx.AddCounter(CounterLogMalformed, []string{l.name}, malformed); err != nil {
+				return err
+			}
+		}
+		return tx.SetLogPosition(l.name, pos.encode())
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range news {
+		logNew(env.Logger, issuanceOf(n.c), n.fresh)
+	}
+	l.update(func(s *LogStatus) { s.Position = pos.Size })
+	return nil
+}

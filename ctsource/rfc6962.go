@@ -1,0 +1,203 @@
+package ctsource
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	ct "github.com/google/certificate-transparency-go"
+	"github.com/google/certificate-transparency-go/client"
+	"github.com/google/certificate-transparency-go/jsonclient"
+	ctls "github.com/google/certificate-transparency-go/tls"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+)
+
+// maxLogResponse caps one response from a log: a get-entries answer of
+// 1000 large entries is a few MB.
+const maxLogResponse = 64 << 20
+
+// rfc6962Log speaks RFC 6962 through certificate-transparency-go's client.
+// It checks leaves itself: every leaf hash is appended to a compact range
+// whose root must match a verified STH (or be proven its prefix) before the
+// position moves.
+type rfc6962Log struct {
+	client   *client.LogClient
+	verifier *ct.SignatureVerifier
+}
+
+// NewRFC6962Log returns a source following an RFC 6962 log at url, whose
+// STHs must verify with publicKey (DER SubjectPublicKeyInfo).
+func NewRFC6962Log(name, url string, publicKey []byte, opts LogOptions) (*CTLog, error) {
+	pub, err := x509.ParsePKIXPublicKey(publicKey)
+	if err != nil {
+		return nil, fmt.Errorf("ctlog %s: public_key: %w", name, err)
+	}
+	verifier, err := ct.NewSignatureVerifier(pub)
+	if err != nil {
+		return nil, fmt.Errorf("ctlog %s: public_key: %w", name, err)
+	}
+	tr := newTransport(opts.Timeout, gapFor(opts.RequestsPerSecond), opts.Interval, maxLogResponse)
+	// No PublicKeyDER here: the signature is checked below, so that a bad
+	// signature is told apart from a failed request.
+	c, err := client.New(url, &http.Client{Transport: tr}, jsonclient.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("ctlog %s: %w", name, err)
+	}
+	return newCTLog(name, &rfc6962Log{client: c, verifier: verifier}, opts), nil
+}
+
+func gapFor(rps float64) time.Duration {
+	if rps <= 0 {
+		return 0
+	}
+	return time.Duration(float64(time.Second) / rps)
+}
+
+func (l *rfc6962Log) head(ctx context.Context) (treeHead, error) {
+	sth, err := l.client.GetSTH(ctx)
+	if err != nil {
+		return treeHead{}, classify(ctx, err)
+	}
+	if err := l.verifier.VerifySTHSignature(*sth); err != nil {
+		return treeHead{}, verifyFailed(CheckSTHSignature, "STH of size %d: %v", sth.TreeSize, err)
+	}
+	return treeHead{Size: int64(sth.TreeSize), Root: sth.SHA256RootHash, Time: time.UnixMilli(int64(sth.Timestamp)).UTC()}, nil
+}
+
+func (l *rfc6962Log) consistent(ctx context.Context, old, new treeHead) error {
+	p, err := l.client.GetSTHConsistency(ctx, uint64(old.Size), uint64(new.Size))
+	if err != nil {
+		return classify(ctx, err)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(old.Size), uint64(new.Size), p, old.Root[:], new.Root[:]); err != nil {
+		return verifyFailed(CheckConsistency, "tree %d (%x) is not a prefix of tree %d (%x): %v", old.Size, old.Root, new.Size, new.Root, err)
+	}
+	return nil
+}
+
+func (l *rfc6962Log) provePrefix(ctx context.Context, k int64, root [32]byte, tree treeHead) error {
+	if k == 0 {
+		return nil
+	}
+	p, err := l.client.GetSTHConsistency(ctx, uint64(k), uint64(tree.Size))
+	if err != nil {
+		return classify(ctx, err)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(k), uint64(tree.Size), p, root[:], tree.Root[:]); err != nil {
+		return verifyFailed(CheckLeafHash, "the first %d entries hash to %x, which is not a prefix of the verified tree of size %d: %v", k, root, tree.Size, err)
+	}
+	return nil
+}
+
+func (l *rfc6962Log) verifiesLeaves() bool { return false }
+
+// rangeAt derives the compact range of [0, k) from the inclusion proof of
+// leaf k-1: the left siblings on its path are exactly the perfect subtrees
+// that cover [0, k-1).
+func (l *rfc6962Log) rangeAt(ctx context.Context, tree treeHead, k int64) ([][32]byte, error) {
+	if k == 0 {
+		return nil, nil
+	}
+	resp, err := l.client.GetEntryAndProof(ctx, uint64(k-1), uint64(tree.Size))
+	if err != nil {
+		return nil, classify(ctx, err)
+	}
+	leaf := rfc6962.DefaultHasher.HashLeaf(resp.LeafInput)
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(k-1), uint64(tree.Size), leaf, resp.AuditPath, tree.Root[:]); err != nil {
+		return nil, verifyFailed(CheckInclusion, "entry %d is not in the verified tree of size %d: %v", k-1, tree.Size, err)
+	}
+	nodes, err := proof.Inclusion(uint64(k-1), uint64(tree.Size))
+	if err != nil {
+		return nil, err
+	}
+	if len(nodes.IDs) != len(resp.AuditPath) {
+		return nil, verifyFailed(CheckInclusion, "audit path of %d hashes, want %d", len(resp.AuditPath), len(nodes.IDs))
+	}
+	type node struct {
+		begin uint64
+		hash  []byte
+	}
+	var left []node
+	for i, id := range nodes.IDs {
+		begin, end := id.Coverage()
+		if end <= uint64(k-1) {
+			left = append(left, node{begin, resp.AuditPath[i]})
+		}
+	}
+	slices.SortFunc(left, func(a, b node) int { return int(int64(a.begin) - int64(b.begin)) })
+	hs := make([][]byte, len(left))
+	for i := range left {
+		hs[i] = left[i].hash
+	}
+	r, err := rangeFactory.NewRange(0, uint64(k-1), hs)
+	if err != nil {
+		return nil, verifyFailed(CheckInclusion, "audit path of entry %d: %v", k-1, err)
+	}
+	if err := r.Append(leaf, nil); err != nil {
+		return nil, err
+	}
+	return rangeHashes(r), nil
+}
+
+func (l *rfc6962Log) fetch(ctx context.Context, tree treeHead, start, end int64) ([]rawEntry, error) {
+	resp, err := l.client.GetRawEntries(ctx, start, end-1)
+	if err != nil {
+		return nil, classify(ctx, err)
+	}
+	if len(resp.Entries) > int(end-start) {
+		return nil, &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("get-entries [%d, %d]: %d entries", start, end-1, len(resp.Entries))}
+	}
+	out := make([]rawEntry, len(resp.Entries))
+	for i := range resp.Entries {
+		out[i] = decodeRFC6962Entry(start+int64(i), &resp.Entries[i])
+	}
+	return out, nil
+}
+
+func decodeRFC6962Entry(index int64, le *ct.LeafEntry) rawEntry {
+	e := rawEntry{index: index, leafHash: sha256.Sum256(append([]byte{0}, le.LeafInput...))}
+	var leaf ct.MerkleTreeLeaf
+	rest, err := ctls.Unmarshal(le.LeafInput, &leaf)
+	switch {
+	case err != nil:
+		e.err = err
+	case len(rest) > 0:
+		e.err = fmt.Errorf("%d bytes after the leaf", len(rest))
+	case leaf.TimestampedEntry == nil:
+		e.err = fmt.Errorf("no timestamped entry")
+	case leaf.TimestampedEntry.EntryType == ct.X509LogEntryType && leaf.TimestampedEntry.X509Entry != nil:
+		e.der = leaf.TimestampedEntry.X509Entry.Data
+	case leaf.TimestampedEntry.EntryType == ct.PrecertLogEntryType && leaf.TimestampedEntry.PrecertEntry != nil:
+		e.precert = true
+		e.der = leaf.TimestampedEntry.PrecertEntry.TBSCertificate
+		extra := le.ExtraData
+		e.precertificate = func() ([]byte, error) {
+			var chain ct.PrecertChainEntry
+			if _, err := ctls.Unmarshal(extra, &chain); err != nil {
+				return nil, fmt.Errorf("extra_data: %w", err)
+			}
+			return chain.PreCertificate.Data, nil
+		}
+	default:
+		e.err = fmt.Errorf("entry type %v", leaf.TimestampedEntry.EntryType)
+	}
+	return e
+}
+
+// classify turns a client error into an *Error with a reason, keeping the
+// transport's when there is one.
+func classify(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if ReasonOf(err) != "" {
+		return err
+	}
+	countError(ctx, ReasonBadResponse)
+	return &Error{Reason: ReasonBadResponse, Err: err}
+}
