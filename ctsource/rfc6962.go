@@ -1,10 +1,12 @@
 package ctsource
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
+	"math/bits"
 	"net/http"
 	"slices"
 	"time"
@@ -28,6 +30,7 @@ const maxLogResponse = 64 << 20
 type rfc6962Log struct {
 	client   *client.LogClient
 	verifier *ct.SignatureVerifier
+	tr       *transport
 }
 
 // NewRFC6962Log returns a source following an RFC 6962 log at url, whose
@@ -48,7 +51,7 @@ func NewRFC6962Log(name, url string, publicKey []byte, opts LogOptions) (*CTLog,
 	if err != nil {
 		return nil, fmt.Errorf("ctlog %s: %w", name, err)
 	}
-	return newCTLog(name, &rfc6962Log{client: c, verifier: verifier}, opts), nil
+	return newCTLog(name, &rfc6962Log{client: c, verifier: verifier, tr: tr}, opts), nil
 }
 
 func gapFor(rps float64) time.Duration {
@@ -111,25 +114,21 @@ func (l *rfc6962Log) rangeAt(ctx context.Context, tree treeHead, k int64) ([][32
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(k-1), uint64(tree.Size), leaf, resp.AuditPath, tree.Root[:]); err != nil {
 		return nil, verifyFailed(CheckInclusion, "entry %d is not in the verified tree of size %d: %v", k-1, tree.Size, err)
 	}
-	nodes, err := proof.Inclusion(uint64(k-1), uint64(tree.Size))
-	if err != nil {
-		return nil, err
-	}
-	if len(nodes.IDs) != len(resp.AuditPath) {
-		return nil, verifyFailed(CheckInclusion, "audit path of %d hashes, want %d", len(resp.AuditPath), len(nodes.IDs))
+	shape := pathShape(uint64(k-1), uint64(tree.Size), 0)
+	if len(shape) != len(resp.AuditPath) {
+		return nil, verifyFailed(CheckInclusion, "audit path of %d hashes, want %d", len(resp.AuditPath), len(shape))
 	}
 	type node struct {
 		begin uint64
 		hash  []byte
 	}
 	var left []node
-	for i, id := range nodes.IDs {
-		begin, end := id.Coverage()
-		if end <= uint64(k-1) {
-			left = append(left, node{begin, resp.AuditPath[i]})
+	for i, side := range shape {
+		if side.left {
+			left = append(left, node{side.begin, resp.AuditPath[i]})
 		}
 	}
-	slices.SortFunc(left, func(a, b node) int { return int(int64(a.begin) - int64(b.begin)) })
+	slices.SortFunc(left, func(a, b node) int { return cmp.Compare(a.begin, b.begin) })
 	hs := make([][]byte, len(left))
 	for i := range left {
 		hs[i] = left[i].hash
@@ -142,6 +141,25 @@ func (l *rfc6962Log) rangeAt(ctx context.Context, tree treeHead, k int64) ([][32
 		return nil, err
 	}
 	return rangeHashes(r), nil
+}
+
+type pathSide struct {
+	left  bool
+	begin uint64 // first leaf a left sibling covers
+}
+
+// pathShape tells, for each hash of the audit path of leaf m in a tree of n
+// leaves (bottom up), whether it is a left sibling and where it begins,
+// following PATH(m, D[n]) of RFC 6962 §2.1.1.
+func pathShape(m, n, offset uint64) []pathSide {
+	if n <= 1 {
+		return nil
+	}
+	k := uint64(1) << (bits.Len64(n-1) - 1) // the largest power of two < n
+	if m < k {
+		return append(pathShape(m, k, offset), pathSide{})
+	}
+	return append(pathShape(m-k, n-k, offset+k), pathSide{left: true, begin: offset})
 }
 
 func (l *rfc6962Log) fetch(ctx context.Context, tree treeHead, start, end int64) ([]rawEntry, error) {

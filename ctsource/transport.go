@@ -97,7 +97,9 @@ type response struct {
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Header.Get("User-Agent") == "" {
 		req = req.Clone(req.Context())
-		req.Header.Set("User-Agent", version.ComponentUserAgent("ct_exporter"))
+		// Logs rate-limit clients that give no contact (Skylight: an e-mail
+		// address, https:// or github.com/).
+		req.Header.Set("User-Agent", version.ComponentUserAgent("ct_exporter")+" (+https://github.com/ct-exporter/ct_exporter)")
 	}
 	ctx := req.Context()
 	attempts := t.attempts

@@ -278,6 +278,11 @@ func (s *Store) apply(tx *Tx) {
 		s.counters[k] += d
 	}
 	s.count = uint64(int64(s.count) + tx.countDelta)
+	// New series first: a final certificate recorded in the same
+	// transaction as its precertificate updates the series just added.
+	for _, r := range tx.recent {
+		s.expose(r)
+	}
 	for tbs, n := range tx.scts {
 		for w, items := range s.exposed {
 			for i := range items {
@@ -286,9 +291,6 @@ func (s *Store) apply(tx *Tx) {
 				}
 			}
 		}
-	}
-	for _, r := range tx.recent {
-		s.expose(r)
 	}
 }
 

@@ -160,6 +160,31 @@ func TestObserveCountsEachIssuanceOncePerWatch(t *testing.T) {
 	}
 }
 
+// A log batch can hold a precertificate and its final certificate: the
+// series added for the first must carry the SCTs of the second.
+func TestPrecertAndFinalInOneTransaction(t *testing.T) {
+	c := newClock()
+	s := openTest(t, filepath.Join(t.TempDir(), "s.state"), c)
+	defer s.Close()
+	pre := issuance(1, c.Now())
+	final := *pre
+	final.EmbeddedSCTs = 3
+	m := []Match{{"example.com", watch.Unreviewed}}
+	err := s.Update(func(tx *Tx) error {
+		if _, err := tx.Observe(pre, m); err != nil {
+			return err
+		}
+		_, err := tx.Observe(&final, m)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.Snapshot().Recent; len(r) != 1 || r[0].EmbeddedSCTs != 3 {
+		t.Fatalf("recent = %+v, want one series with 3 SCTs", r)
+	}
+}
+
 func TestExpiredIssuanceIsIgnored(t *testing.T) {
 	c := newClock()
 	s := openTest(t, filepath.Join(t.TempDir(), "s.state"), c)

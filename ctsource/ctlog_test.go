@@ -1,0 +1,352 @@
+package ctsource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	ct "github.com/google/certificate-transparency-go"
+	"github.com/prometheus/common/promslog"
+
+	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
+	"github.com/ct-exporter/ct_exporter/internal/testpki"
+	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+type logHarness struct {
+	t      *testing.T
+	fake   *ctlogfake.Log
+	ca     *testpki.CA
+	store  *state.Store
+	set    *watch.Set
+	env    *Env
+	mu     sync.Mutex
+	errors map[string]int
+}
+
+func newLogHarness(t *testing.T) *logHarness {
+	t.Helper()
+	h := &logHarness{t: t, fake: ctlogfake.New(t), ca: testpki.NewIssuer(t, "R11", "Let's Encrypt"), errors: map[string]int{}}
+	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	h.store = store
+	d, _ := watch.NormalizeDomain("example.com")
+	h.set = watch.NewSet([]watch.Watch{watch.NewWatch(d, true)})
+	if err := store.SetPolicy(state.Policy{RecentWindow: time.Hour, SeriesLimit: 100, Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
+		return Verdict(h.set, w, is)
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	h.env = &Env{
+		Recorder: &Recorder{Store: store, Policy: func() *watch.Set { return h.set }},
+		CountError: func(r string) {
+			h.mu.Lock()
+			h.errors[r]++
+			h.mu.Unlock()
+		},
+		Logger: promslog.NewNopLogger(),
+	}
+	return h
+}
+
+func (h *logHarness) follower(start string) *CTLog {
+	h.t.Helper()
+	l, err := NewRFC6962Log("testlog", h.fake.URL+"/", h.fake.PublicKeyDER(), LogOptions{
+		Interval: time.Minute, Timeout: 2 * time.Second, Start: start, Workers: 3, BatchSize: 7, MMD: time.Hour,
+		CommitEvery: time.Nanosecond, // commit after every batch: the proofs are exercised
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	l.proto.(*rfc6962Log).tr.backoffBase = 10 * time.Millisecond
+	return l
+}
+
+// noise appends n certificates for domains nobody watches.
+func (h *logHarness) noise(n int) {
+	h.t.Helper()
+	for i := 0; i < n; i++ {
+		iss, err := h.ca.Issue(testpki.Leaf{DNSNames: []string{fmt.Sprintf("host%d.example.net", h.fake.Size())}})
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		h.fake.AddCert(iss.Final, h.ca.DER)
+	}
+}
+
+// issue appends a precertificate and its final certificate for name.
+func (h *logHarness) issue(name string) *testpki.Issued {
+	h.t.Helper()
+	iss, err := h.ca.Issue(testpki.Leaf{DNSNames: []string{name}, SCTs: 2})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.fake.AddPrecert(iss.Precert, h.ca.DER, h.ca.DER)
+	h.fake.AddCert(iss.Final, h.ca.DER)
+	return iss
+}
+
+func (h *logHarness) counter(name string) uint64 {
+	var n uint64
+	for _, c := range h.store.Snapshot().Counters {
+		if c.Name == name {
+			n += c.Value
+		}
+	}
+	return n
+}
+
+func (h *logHarness) position() int64 {
+	var raw []byte
+	h.store.View(func(tx *state.Tx) error { raw = tx.LogPosition("testlog"); return nil })
+	if raw == nil {
+		return -1
+	}
+	p, err := decodePosition(raw)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return p.Size
+}
+
+func TestCTLogFollowsAndMatches(t *testing.T) {
+	h := newLogHarness(t)
+	h.noise(10)
+	iss := h.issue("www.example.com")
+	h.fake.AddRaw(ct.X509LogEntryType, []byte("not a certificate"))
+	h.noise(20)
+	h.fake.Publish()
+
+	l := h.follower("beginning")
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	size := h.fake.Size()
+	if got := h.position(); got != size {
+		t.Fatalf("position %d, want %d", got, size)
+	}
+	if h.counter(CounterLogProcessed) != uint64(size) || h.counter(CounterLogMalformed) != 1 {
+		t.Fatalf("processed %d malformed %d", h.counter(CounterLogProcessed), h.counter(CounterLogMalformed))
+	}
+	snap := h.store.Snapshot()
+	if snap.Certificates != 1 || len(snap.Recent) != 1 || snap.Recent[0].EmbeddedSCTs != 2 {
+		t.Fatalf("issuances %d, recent %+v", snap.Certificates, snap.Recent)
+	}
+	pre, err := ParseCertificate(iss.Precert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := snap.Recent[0]; r.TBSSHA256 != pre.TBSSHA256 || r.CertSHA256 != pre.CertSHA256 {
+		t.Fatalf("recent %x/%x, want the precertificate's tbs and hash", r.TBSSHA256[:4], r.CertSHA256[:4])
+	}
+	st := l.Status()
+	if !st.Known || st.TreeSize != size || st.Position != size || !st.Verifying {
+		t.Fatalf("status %+v", st)
+	}
+
+	// The log grows: the new head is checked against the old one.
+	h.noise(5)
+	h.issue("api.example.com")
+	h.fake.Publish()
+	before := h.fake.Requests("get-sth-consistency")
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if h.fake.Requests("get-sth-consistency") == before {
+		t.Error("no consistency proof asked for the new tree head")
+	}
+	if h.store.Snapshot().Certificates != 2 || h.counter(CounterLogProcessed) != uint64(h.fake.Size()) {
+		t.Fatalf("after growth: %d issuances, %d processed of %d", h.store.Snapshot().Certificates, h.counter(CounterLogProcessed), h.fake.Size())
+	}
+
+	// Another follower on the same state resumes, counting nothing again.
+	h.noise(3)
+	h.fake.Publish()
+	if err := h.follower("beginning").Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if h.counter(CounterLogProcessed) != uint64(h.fake.Size()) || h.counter(state.CounterNewCertificates) != 2 {
+		t.Fatalf("after resume: processed %d of %d, counted %d", h.counter(CounterLogProcessed), h.fake.Size(), h.counter(state.CounterNewCertificates))
+	}
+}
+
+func TestCTLogStartPositions(t *testing.T) {
+	for _, tc := range []struct {
+		start string
+		want  int // issuances found of the two: one before index 13, one after
+	}{{"end", 0}, {"beginning", 2}, {"13", 1}} {
+		t.Run(tc.start, func(t *testing.T) {
+			h := newLogHarness(t)
+			h.noise(5)
+			h.issue("a.example.com") // 5, 6
+			h.noise(6)               // 7..12
+			h.issue("b.example.com") // 13, 14
+			h.noise(4)
+			h.fake.Publish()
+			l := h.follower(tc.start)
+			if err := l.Poll(context.Background(), h.env); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.store.Snapshot().Certificates; got != uint64(tc.want) {
+				t.Fatalf("%d issuances, want %d", got, tc.want)
+			}
+			// From there it follows: a new issuance is found whatever the start.
+			h.issue("c.example.com")
+			h.fake.Publish()
+			if err := l.Poll(context.Background(), h.env); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.store.Snapshot().Certificates; got != uint64(tc.want+1) {
+				t.Fatalf("after growth %d issuances, want %d", got, tc.want+1)
+			}
+		})
+	}
+}
+
+func TestCTLogVerificationFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		check     string
+		misbehave func(h *logHarness)
+	}{
+		{"bad STH signature", CheckSTHSignature, func(h *logHarness) { h.noise(3); h.fake.Publish(); h.fake.ServeBadSTHSignature() }},
+		{"rollback", CheckRollback, func(h *logHarness) {
+			old := h.fake.Published()
+			h.noise(3)
+			h.fake.Publish()
+			h.fake.ServeSTH(old)
+			h.fake.ServeSTH(h.fake.SignSTH(old.TreeSize-1, old.Timestamp+1, h.fake.RootAt(int64(old.TreeSize-1))))
+		}},
+		{"fork", CheckConsistency, func(h *logHarness) { h.fake.Fork() }},
+		{"fork of a larger tree", CheckConsistency, func(h *logHarness) {
+			h.noise(3)
+			sth := h.fake.Publish()
+			h.fake.ServeSTH(h.fake.SignSTH(sth.TreeSize, sth.Timestamp, [32]byte{1, 2, 3}))
+		}},
+		{"wrong leaf", CheckLeafHash, func(h *logHarness) {
+			h.issue("evil.example.com")
+			h.noise(3)
+			h.fake.Publish()
+			h.fake.CorruptEntry(h.fake.Size() - 4)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newLogHarness(t)
+			h.noise(10)
+			h.fake.Publish()
+			l := h.follower("beginning")
+			if err := l.Poll(context.Background(), h.env); err != nil {
+				t.Fatal(err)
+			}
+			pos := h.position()
+			found := h.store.Snapshot().Certificates
+			tc.misbehave(h)
+			err := l.Poll(context.Background(), h.env)
+			var ve *verifyError
+			if !errors.As(err, &ve) || ve.check != tc.check {
+				t.Fatalf("poll = %v, want a %s failure", err, tc.check)
+			}
+			st := l.Status()
+			if st.Failures[tc.check] != 1 || st.Verifying {
+				t.Fatalf("status %+v", st)
+			}
+			if got := h.position(); got > pos && tc.check != CheckLeafHash {
+				t.Fatalf("position moved from %d to %d past an unverified head", pos, got)
+			}
+			if tc.check == CheckLeafHash {
+				if got := h.position(); got > h.fake.Size()-4 {
+					t.Fatalf("position %d passed the corrupted entry %d", got, h.fake.Size()-4)
+				}
+			}
+			if h.store.Snapshot().Certificates != found {
+				t.Fatal("an issuance from unverified entries was recorded")
+			}
+			// It stays failed while the log misbehaves, and recovers when it stops.
+			if err := l.Poll(context.Background(), h.env); err == nil {
+				t.Fatal("second poll passed while the log still misbehaves")
+			}
+			if l.Status().Failures[tc.check] != 2 {
+				t.Fatalf("failures = %v", l.Status().Failures)
+			}
+			h.fake.ClearFaults()
+			h.fake.Publish()
+			if err := l.Poll(context.Background(), h.env); err != nil {
+				t.Fatalf("after the log behaves again: %v", err)
+			}
+			if !l.Status().Verifying || h.position() != h.fake.Size() {
+				t.Fatalf("not recovered: %+v, position %d of %d", l.Status(), h.position(), h.fake.Size())
+			}
+		})
+	}
+}
+
+func TestCTLogTransientFaults(t *testing.T) {
+	h := newLogHarness(t)
+	h.noise(20)
+	h.issue("www.example.com")
+	h.fake.Publish()
+	h.fake.Fail("get-entries", 2, 429, time.Second)
+	h.fake.Fail("get-sth", 1, 500, 0)
+	l := h.follower("beginning")
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if h.errors[ReasonHTTP429] != 2 || h.errors[ReasonHTTP5xx] != 1 {
+		t.Fatalf("errors %v", h.errors)
+	}
+	if h.store.Snapshot().Certificates != 1 || h.position() != h.fake.Size() {
+		t.Fatal("entries lost to retried errors")
+	}
+
+	// A log too slow to answer is a timeout, and the position holds.
+	h.noise(5)
+	h.fake.Publish()
+	h.fake.SetDelay("get-entries", 10*time.Second)
+	pos := h.position()
+	err := l.Poll(context.Background(), h.env)
+	if ReasonOf(err) != ReasonTimeout {
+		t.Fatalf("slow log: %v", err)
+	}
+	if h.position() != pos {
+		t.Fatal("position moved without the entries")
+	}
+}
+
+// Starting anywhere in a log needs the compact range of what comes before:
+// derived from one inclusion proof, it must hash to the tree of that size.
+func TestRangeAtEveryIndex(t *testing.T) {
+	h := newLogHarness(t)
+	h.noise(37)
+	h.fake.Publish()
+	l := h.follower("end")
+	proto := l.proto.(*rfc6962Log)
+	head, err := proto.head(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := int64(0); k <= head.Size; k++ {
+		hashes, err := proto.rangeAt(context.Background(), head, k)
+		if err != nil {
+			t.Fatalf("k=%d: %v", k, err)
+		}
+		r, err := compactRange(k, hashes)
+		if err != nil {
+			t.Fatalf("k=%d: %v", k, err)
+		}
+		root, err := rangeRoot(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if root != h.fake.RootAt(k) {
+			t.Fatalf("k=%d: range root %x, tree root %x", k, root[:4], h.fake.RootAt(k))
+		}
+	}
+}
