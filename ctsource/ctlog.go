@@ -124,7 +124,7 @@ func newCTLog(name string, proto logProtocol, opts LogOptions) *CTLog {
 		opts.BatchSize = 256
 	}
 	if opts.CommitEvery <= 0 {
-		opts.CommitEvery = 2 * time.Second
+		opts.CommitEvery = time.Second
 	}
 	l := &CTLog{name: name, proto: proto, opts: opts}
 	l.status = LogStatus{Log: name, MMD: opts.MMD, Failures: map[string]uint64{}, Verifying: true}

@@ -1,0 +1,156 @@
+package ctsource
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ct-exporter/ct_exporter/internal/sunlightlog"
+	"github.com/ct-exporter/ct_exporter/internal/testpki"
+)
+
+// staticHarness submits to a real Sunlight log and follows it.
+type staticHarness struct {
+	*logHarness
+	log  *sunlightlog.Log
+	root *testpki.CA
+	n    int64
+}
+
+func newStaticHarness(t *testing.T) *staticHarness {
+	h := &staticHarness{logHarness: newLogHarness(t)}
+	root, err := testpki.NewRoot("Static Test Root", "Test PKI")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ca, err = root.NewIntermediate("E7", "Let's Encrypt"); err != nil {
+		t.Fatal(err)
+	}
+	h.root = root
+	h.log = sunlightlog.Start(t, root.Cert)
+	return h
+}
+
+func (h *staticHarness) submit(names []string, precert bool) {
+	h.t.Helper()
+	iss, err := h.ca.Issue(testpki.Leaf{DNSNames: names, SCTs: 2})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx := context.Background()
+	if precert {
+		if _, err := h.log.AddPreChain(ctx, iss.Precert, h.ca.DER, h.root.DER); err != nil {
+			h.t.Fatal(err)
+		}
+		h.n++
+	}
+	if _, err := h.log.AddChain(ctx, iss.Final, h.ca.DER, h.root.DER); err != nil {
+		h.t.Fatal(err)
+	}
+	h.n++
+}
+
+func (h *staticHarness) wait() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.log.WaitSize(ctx, h.n); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *staticHarness) follower(start string) *CTLog {
+	h.t.Helper()
+	l, err := NewStaticLog("testlog", h.log.MonitoringPrefix(), h.log.PublicKey(), LogOptions{
+		Interval: time.Minute, Timeout: 5 * time.Second, Start: start, Workers: 2, BatchSize: StaticTileEntries, MMD: time.Hour,
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return l
+}
+
+func TestStaticLogFollowsSunlight(t *testing.T) {
+	h := newStaticHarness(t)
+	for i := 0; i < 5; i++ {
+		h.submit([]string{fmt.Sprintf("noise%d.example.net", i)}, false)
+	}
+	h.submit([]string{"www.example.com"}, true)
+	h.wait()
+
+	l := h.follower("beginning")
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.position(); got < h.n {
+		t.Fatalf("position %d, want at least %d", got, h.n)
+	}
+	snap := h.store.Snapshot()
+	if snap.Certificates != 1 || len(snap.Recent) != 1 || snap.Recent[0].EmbeddedSCTs != 2 || snap.Recent[0].Watch != "example.com" {
+		t.Fatalf("issuances %d, recent %+v", snap.Certificates, snap.Recent)
+	}
+	st := l.Status()
+	if !st.Known || st.Position != st.TreeSize || time.Since(st.STHTime) > time.Minute {
+		t.Fatalf("status %+v", st)
+	}
+
+	// More entries in the same partial tile, and an issuance: found at the
+	// next poll, the new checkpoint proven consistent with the old.
+	for i := 0; i < 3; i++ {
+		h.submit([]string{fmt.Sprintf("more%d.example.net", i)}, false)
+	}
+	h.submit([]string{"api.example.com"}, true)
+	h.wait()
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.store.Snapshot().Certificates; got != 2 {
+		t.Fatalf("%d issuances after growth, want 2", got)
+	}
+	if got := h.counter(CounterLogProcessed); got != uint64(h.position()) {
+		t.Fatalf("processed %d, position %d", got, h.position())
+	}
+
+	// A follower starting at the end sees only what comes next.
+	h2 := &staticHarness{logHarness: newLogHarness(t), log: h.log, root: h.root, n: h.n}
+	h2.ca = h.ca
+	l2 := h2.follower("end")
+	if err := l2.Poll(context.Background(), h2.env); err != nil {
+		t.Fatal(err)
+	}
+	if h2.store.Snapshot().Certificates != 0 {
+		t.Fatal("start: end recorded old issuances")
+	}
+	h2.submit([]string{"new.example.com"}, true)
+	h2.wait()
+	if err := l2.Poll(context.Background(), h2.env); err != nil {
+		t.Fatal(err)
+	}
+	if h2.store.Snapshot().Certificates != 1 {
+		t.Fatalf("start: end then growth: %d issuances, want 1", h2.store.Snapshot().Certificates)
+	}
+}
+
+func TestStaticLogRejectsWrongKey(t *testing.T) {
+	h := newStaticHarness(t)
+	h.submit([]string{"x.example.net"}, false)
+	h.wait()
+	other := ctlogKeyOf(t)
+	l, err := NewStaticLog("testlog", h.log.MonitoringPrefix(), other, LogOptions{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.Poll(context.Background(), h.env)
+	if st := l.Status(); st.Failures[CheckSTHSignature] != 1 || err == nil {
+		t.Fatalf("checkpoint signed by another key: %v, %+v", err, st)
+	}
+	if h.position() != -1 {
+		t.Fatal("a position was stored from an unverified checkpoint")
+	}
+}
+
+// ctlogKeyOf returns the key of some other log.
+func ctlogKeyOf(t *testing.T) []byte {
+	return newLogHarness(t).fake.PublicKeyDER()
+}
