@@ -67,15 +67,32 @@ type Source struct {
 	BatchSize         int      `yaml:"batch_size"`
 	RequestsPerSecond float64  `yaml:"requests_per_second"`
 
+	// Log lists (type loglist); start, workers, batch_size and
+	// requests_per_second apply to the logs it names.
+	States      []string `yaml:"states"`       // default qualified, usable, readonly
+	LogInterval Duration `yaml:"log_interval"` // interval of the logs it names
+
 	// PublicKeyDER is PublicKey decoded.
 	PublicKeyDER []byte `yaml:"-"`
+	// Final is set for a readonly log a log list names.
+	Final *FinalTreeHead `yaml:"-"`
+}
+
+// FinalTreeHead is the last tree of a readonly log.
+type FinalTreeHead struct {
+	Size int64
+	Root [32]byte
 }
 
 // keysOf lists the keys each source type takes, beyond name and type.
 var keysOf = map[string][]string{
-	TypeCrtsh: {"url", "interval", "timeout", "request_interval"},
-	TypeCTLog: {"url", "interval", "timeout", "protocol", "public_key", "start", "mmd", "workers", "batch_size", "requests_per_second"},
+	TypeCrtsh:   {"url", "interval", "timeout", "request_interval"},
+	TypeCTLog:   {"url", "interval", "timeout", "protocol", "public_key", "start", "mmd", "workers", "batch_size", "requests_per_second"},
+	TypeLogList: {"url", "interval", "timeout", "states", "log_interval", "start", "workers", "batch_size", "requests_per_second"},
 }
+
+// DefaultLogListStates are the log states a log list source follows.
+var DefaultLogListStates = []string{"qualified", "usable", "readonly"}
 
 // CT log protocols.
 const (
@@ -105,6 +122,9 @@ const (
 	DefaultLogWorkers        = 2
 	DefaultRFC6962Batch      = 256
 	DefaultStaticBatch       = 256 * 50 // torchwood reads 50 data tiles per round
+	DefaultLogListURL        = "https://www.gstatic.com/ct/log_list/v3/log_list.json"
+	DefaultLogListInterval   = 6 * time.Hour
+	DefaultLogListTimeout    = 60 * time.Second
 )
 
 // Duration is a duration in Prometheus syntax (30s, 5m, 1h, 1d).
@@ -262,8 +282,11 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 		case TypeCTLog:
 			s.defaults(set, "", DefaultLogInterval, DefaultLogTimeout, 0)
 			validateLog(p, s, at, set)
-		case TypeCertspotter, TypeLogList:
-			p.add(at("type"), "source %s: type %q is not supported by this version of ct_exporter yet; use type: crtsh or ctlog", s.Name, s.Type)
+		case TypeLogList:
+			s.defaults(set, DefaultLogListURL, DefaultLogListInterval, DefaultLogListTimeout, 0)
+			validateLogList(p, s, at, set, dir)
+		case TypeCertspotter:
+			p.add(at("type"), "source %s: type %q is not supported by this version of ct_exporter yet; use type: crtsh, ctlog or loglist", s.Name, s.Type)
 			continue
 		case "":
 			p.add(at(""), "source %s has no type: use type: crtsh or ctlog", s.Name)
@@ -279,6 +302,8 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 		}
 		if s.URL == "" {
 			p.add(at(""), "source %s needs a url (for a static-ct-api log, its monitoring prefix)", s.Name)
+		} else if s.Type == TypeLogList && !strings.Contains(s.URL, "://") {
+			// a file path, checked by validateLogList
 		} else if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p.add(at("url"), "source %s: url %q is not an http or https URL", s.Name, s.URL)
 		}
@@ -292,6 +317,31 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 			p.add(at("request_interval"), "source %s: request_interval cannot be negative", s.Name)
 		}
 	}
+}
+
+func validateLogList(p *problems, s *Source, at func(string) int, set func(string) bool, dir string) {
+	if !strings.Contains(s.URL, "://") {
+		if !filepath.IsAbs(s.URL) {
+			s.URL = filepath.Join(dir, s.URL)
+		}
+		if _, err := os.Stat(s.URL); err != nil {
+			p.add(at("url"), "source %s: log list file: %v", s.Name, err)
+		}
+	}
+	if !set("states") {
+		s.States = DefaultLogListStates
+	}
+	for _, st := range s.States {
+		if !slices.Contains([]string{"pending", "qualified", "usable", "readonly", "retired", "rejected"}, st) {
+			p.add(at("states"), "source %s: state %q: the states are pending, qualified, usable, readonly, retired and rejected", s.Name, st)
+		}
+	}
+	if !set("log_interval") {
+		s.LogInterval = Duration(DefaultLogInterval)
+	} else if s.LogInterval <= 0 {
+		p.add(at("log_interval"), "source %s: log_interval must be positive", s.Name)
+	}
+	validateLogOptions(p, s, at, set)
 }
 
 func validateLog(p *problems, s *Source, at func(string) int, set func(string) bool) {
@@ -314,6 +364,19 @@ func validateLog(p *problems, s *Source, at func(string) int, set func(string) b
 	default:
 		s.PublicKeyDER = key
 	}
+	validateLogOptions(p, s, at, set)
+	if !set("mmd") {
+		s.MMD = Duration(DefaultLogMMD)
+	} else if s.MMD <= 0 {
+		p.add(at("mmd"), "source %s: mmd must be positive", s.Name)
+	}
+	if s.BatchSize == 0 {
+		s.BatchSize = BatchSizeFor(s.Protocol)
+	}
+}
+
+// validateLogOptions checks how logs are read, for ctlog and loglist.
+func validateLogOptions(p *problems, s *Source, at func(string) int, set func(string) bool) {
 	switch s.Start {
 	case "":
 		s.Start = "end"
@@ -323,27 +386,25 @@ func validateLog(p *problems, s *Source, at func(string) int, set func(string) b
 			p.add(at("start"), "source %s: start %q: use end, beginning or an entry index", s.Name, s.Start)
 		}
 	}
-	if !set("mmd") {
-		s.MMD = Duration(DefaultLogMMD)
-	} else if s.MMD <= 0 {
-		p.add(at("mmd"), "source %s: mmd must be positive", s.Name)
-	}
 	if !set("workers") {
 		s.Workers = DefaultLogWorkers
 	} else if s.Workers < 1 || s.Workers > 64 {
 		p.add(at("workers"), "source %s: workers must be between 1 and 64", s.Name)
 	}
-	if !set("batch_size") {
-		s.BatchSize = DefaultRFC6962Batch
-		if s.Protocol == ProtocolStatic {
-			s.BatchSize = DefaultStaticBatch
-		}
-	} else if s.BatchSize < 1 {
+	if set("batch_size") && s.BatchSize < 1 {
 		p.add(at("batch_size"), "source %s: batch_size must be positive", s.Name)
 	}
 	if s.RequestsPerSecond < 0 {
 		p.add(at("requests_per_second"), "source %s: requests_per_second cannot be negative (0 is no limit)", s.Name)
 	}
+}
+
+// BatchSizeFor is the default batch size of a protocol: one request's worth.
+func BatchSizeFor(protocol string) int {
+	if protocol == ProtocolStatic {
+		return DefaultStaticBatch
+	}
+	return DefaultRFC6962Batch
 }
 
 // defaults fills in the keys the file does not set; a key set to zero stays

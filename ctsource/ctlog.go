@@ -89,6 +89,8 @@ type LogOptions struct {
 	// CommitEvery bounds how much work a crash can lose: the position is
 	// committed at least this often during a catch-up.
 	CommitEvery time.Duration
+	// Final is set for a readonly log: it must end exactly there.
+	Final *FinalTreeHead
 }
 
 // CTLog follows one CT log: it verifies every new tree head against the
@@ -187,6 +189,10 @@ func (l *CTLog) poll(ctx context.Context, env *Env) error {
 		}
 	} else if err := l.checkHead(ctx, pos.Head, head); err != nil {
 		return err
+	}
+	if f := l.opts.Final; f != nil && (head.Size > f.Size || head.Size == f.Size && head.Root != f.Root) {
+		return verifyFailed(CheckConsistency, "readonly log: tree head of size %d (%x), but the log list says it ended at size %d (%x)",
+			head.Size, head.Root, f.Size, f.Root)
 	}
 	l.update(func(s *LogStatus) { s.Known, s.TreeSize, s.STHTime = true, head.Size, head.Time })
 	return l.catchUp(ctx, env, pos, head)

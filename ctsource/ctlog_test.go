@@ -350,3 +350,31 @@ func TestRangeAtEveryIndex(t *testing.T) {
 		}
 	}
 }
+
+// A readonly log is followed to the final tree head the log list gives,
+// and must end exactly there.
+func TestCTLogReadonlyFinalTreeHead(t *testing.T) {
+	h := newLogHarness(t)
+	h.noise(12)
+	h.issue("www.example.com")
+	h.fake.Publish()
+	final := &FinalTreeHead{Size: h.fake.Size(), Root: h.fake.RootAt(h.fake.Size())}
+	l := h.follower("beginning")
+	l.opts.Final = final
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if h.position() != final.Size || h.store.Snapshot().Certificates != 1 {
+		t.Fatalf("position %d, %d issuances", h.position(), h.store.Snapshot().Certificates)
+	}
+	// A "readonly" log that grows is misbehaving.
+	h.noise(2)
+	h.fake.Publish()
+	var ve *verifyError
+	if err := l.Poll(context.Background(), h.env); !errors.As(err, &ve) || ve.check != CheckConsistency {
+		t.Fatalf("readonly log grew: %v", err)
+	}
+	if h.position() != final.Size {
+		t.Fatal("followed a readonly log past its final tree head")
+	}
+}

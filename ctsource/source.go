@@ -59,6 +59,9 @@ type Env struct {
 	// CountError counts one failed attempt under ct_source_errors_total.
 	CountError func(reason string)
 	Logger     *slog.Logger
+	// Discover receives the logs a log list names (replacing those it
+	// named before).
+	Discover func(list string, logs []DiscoveredLog)
 }
 
 // Backoff returns how long to wait before attempt number failures+1: an

@@ -167,6 +167,7 @@ func (t *transport) once(req *http.Request) (*http.Response, error) {
 		return nil, &Error{Reason: ReasonHTTP5xx, RetryAfter: retryAfter(res.Header.Get("Retry-After")), Err: what(res.Status)}
 	case res.StatusCode >= 400:
 		return nil, &Error{Reason: ReasonHTTP4xx, Err: what(res.Status)}
+	case res.StatusCode == http.StatusNotModified: // a conditional GET's answer
 	case res.StatusCode < 200 || res.StatusCode > 299:
 		return nil, &Error{Reason: ReasonBadResponse, Err: what("unexpected " + res.Status)}
 	case int64(len(body)) > t.maxBody:

@@ -38,8 +38,16 @@ type Monitor struct {
 	shard Shard
 
 	mu      sync.Mutex
+	cfg     *config.Config
 	runners map[string]*runner
 	health  map[string]*health // kept across a source's restart on reload
+
+	// Logs named by log lists, set by the lists' runners and applied by the
+	// reconciler goroutine, so that a runner never waits on mu (which Apply
+	// holds while it stops runners).
+	discMu     sync.Mutex
+	discovered map[string][]ctsource.DiscoveredLog
+	reconcile  chan struct{}
 }
 
 // Shard is this replica's share of the CT logs: those whose log id hashes
@@ -59,13 +67,15 @@ func (s Shard) Follows(publicKeyDER []byte) bool {
 func New(store *state.Store, logger *slog.Logger, shard Shard) *Monitor {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Monitor{
-		shard:   shard,
-		store:   store,
-		logger:  logger,
-		ctx:     ctx,
-		cancel:  cancel,
-		runners: map[string]*runner{},
-		health:  map[string]*health{},
+		shard:      shard,
+		store:      store,
+		logger:     logger,
+		ctx:        ctx,
+		cancel:     cancel,
+		runners:    map[string]*runner{},
+		health:     map[string]*health{},
+		discovered: map[string][]ctsource.DiscoveredLog{},
+		reconcile:  make(chan struct{}, 1),
 	}
 	m.policy.Store(watch.NewSet(nil))
 	m.rec = &ctsource.Recorder{Store: store, Policy: m.policy.Load}
@@ -93,14 +103,41 @@ func (m *Monitor) Apply(cfg *config.Config) error {
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.cfg = cfg
+	return m.apply(watchesChanged)
+}
+
+// apply makes the running sources those of the configuration and of the log
+// lists; m.mu is held.
+func (m *Monitor) apply(kick bool) error {
+	m.discMu.Lock()
+	discovered := maps.Clone(m.discovered)
+	m.discMu.Unlock()
 	want := map[string]config.Source{}
 	var sources []config.Source
-	for _, s := range cfg.Sources {
-		if s.Type == config.TypeCTLog && !m.shard.Follows(s.PublicKeyDER) {
-			continue
+	keys := map[string]bool{}
+	add := func(s config.Source) {
+		if _, dup := want[s.Name]; dup {
+			return
+		}
+		if s.Type == config.TypeCTLog {
+			if keys[string(s.PublicKeyDER)] || !m.shard.Follows(s.PublicKeyDER) {
+				return
+			}
+			keys[string(s.PublicKeyDER)] = true
 		}
 		want[s.Name] = s
 		sources = append(sources, s)
+	}
+	for _, s := range m.cfg.Sources {
+		add(s)
+	}
+	for _, s := range m.cfg.Sources {
+		if s.Type == config.TypeLogList {
+			for _, d := range discovered[s.Name] {
+				add(discoveredSource(s, d))
+			}
+		}
 	}
 	for name, r := range m.runners {
 		if s, ok := want[name]; !ok || !reflect.DeepEqual(s, r.cfg) {
@@ -113,7 +150,7 @@ func (m *Monitor) Apply(cfg *config.Config) error {
 	}
 	for _, s := range sources {
 		if r, ok := m.runners[s.Name]; ok {
-			if watchesChanged {
+			if kick && s.Type != config.TypeCTLog {
 				r.kick()
 			}
 			continue
@@ -140,6 +177,63 @@ func (m *Monitor) Apply(cfg *config.Config) error {
 		go r.run(ctx, m.env(h), time.Duration(s.Interval), m.logger.With("source_name", s.Name))
 	}
 	return nil
+}
+
+// discoveredSource is the ctlog source for a log a log list names.
+func discoveredSource(list config.Source, d ctsource.DiscoveredLog) config.Source {
+	s := config.Source{
+		Name:              d.Name,
+		Type:              config.TypeCTLog,
+		URL:               d.URL,
+		Interval:          list.LogInterval,
+		Timeout:           list.Timeout,
+		Protocol:          d.Protocol,
+		PublicKeyDER:      d.PublicKey,
+		Start:             list.Start,
+		MMD:               config.Duration(d.MMD),
+		Workers:           list.Workers,
+		BatchSize:         list.BatchSize,
+		RequestsPerSecond: list.RequestsPerSecond,
+	}
+	if s.BatchSize == 0 {
+		s.BatchSize = config.BatchSizeFor(s.Protocol)
+	}
+	if s.MMD <= 0 {
+		s.MMD = config.Duration(config.DefaultLogMMD)
+	}
+	if d.Final != nil {
+		s.Final = &config.FinalTreeHead{Size: d.Final.Size, Root: d.Final.Root}
+	}
+	return s
+}
+
+// discover records the logs a list names; the reconciler applies them.
+func (m *Monitor) discover(list string, logs []ctsource.DiscoveredLog) {
+	m.discMu.Lock()
+	m.discovered[list] = logs
+	m.discMu.Unlock()
+	select {
+	case m.reconcile <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Monitor) reconciler() {
+	defer m.wg.Done()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.reconcile:
+		}
+		m.mu.Lock()
+		if m.cfg != nil && m.ctx.Err() == nil {
+			if err := m.apply(false); err != nil {
+				m.logger.Error("following the logs of a log list failed", "err", err)
+			}
+		}
+		m.mu.Unlock()
+	}
 }
 
 func sameDomains(a, b *watch.Set) bool {
@@ -169,22 +263,29 @@ func newSource(s config.Source) (ctsource.Source, error) {
 			RequestsPerSecond: s.RequestsPerSecond,
 			MMD:               time.Duration(s.MMD),
 		}
+		if s.Final != nil {
+			opts.Final = &ctsource.FinalTreeHead{Size: s.Final.Size, Root: s.Final.Root}
+		}
 		if s.Protocol == config.ProtocolStatic {
 			return ctsource.NewStaticLog(s.Name, s.URL, s.PublicKeyDER, opts)
 		}
 		return ctsource.NewRFC6962Log(s.Name, s.URL, s.PublicKeyDER, opts)
+	case config.TypeLogList:
+		return ctsource.NewLogList(s.Name, s.URL, s.States, time.Duration(s.Interval), time.Duration(s.Timeout))
 	}
 	return nil, fmt.Errorf("monitor: source %s: type %q is not supported", s.Name, s.Type)
 }
 
 func (m *Monitor) env(h *health) *ctsource.Env {
-	return &ctsource.Env{Recorder: m.rec, CountError: h.countError, Logger: m.logger}
+	return &ctsource.Env{Recorder: m.rec, CountError: h.countError, Logger: m.logger, Discover: m.discover}
 }
 
-// Start prunes the state file now and every PruneInterval until Stop.
+// Start prunes the state file now and every PruneInterval, and follows
+// what log lists say, until Stop.
 func (m *Monitor) Start() {
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go m.pruneLoop()
+	go m.reconciler()
 }
 
 func (m *Monitor) pruneLoop() {
@@ -214,13 +315,14 @@ func (m *Monitor) prune() {
 
 // Stop stops every source and waits for them.
 func (m *Monitor) Stop() {
+	// Cancel first: the reconciler must not start anything again.
+	m.cancel()
 	m.mu.Lock()
 	for _, r := range m.runners {
 		r.stop()
 	}
 	m.runners = map[string]*runner{}
 	m.mu.Unlock()
-	m.cancel()
 	m.wg.Wait()
 }
 

@@ -1,8 +1,11 @@
 package monitor
 
 import (
+	"encoding/base64"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
+	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/ct-exporter/ct_exporter/state"
 )
@@ -118,5 +122,56 @@ func TestMonitorAppliesConfigurations(t *testing.T) {
 	}
 	if _, ok := healthOf(m, "crtsh"); ok {
 		t.Fatal("removed source still reported")
+	}
+}
+
+func TestMonitorFollowsLogList(t *testing.T) {
+	logA, logB := ctlogfake.New(t), ctlogfake.New(t)
+	list := filepath.Join(t.TempDir(), "list.json")
+	writeList := func(logs map[string]*ctlogfake.Log) {
+		var entries []string
+		for desc, l := range logs {
+			entries = append(entries, fmt.Sprintf(`{"description": %q, "log_id": "%s", "key": "%s", "url": "%s/", "mmd": 86400, "state": {"usable": {"timestamp": "2026-01-01T00:00:00Z"}}}`,
+				desc, base64.StdEncoding.EncodeToString(make([]byte, 32)), base64.StdEncoding.EncodeToString(l.PublicKeyDER()), l.URL))
+		}
+		data := `{"version": "1", "operators": [{"name": "T", "email": ["t@example.com"], "logs": [` + strings.Join(entries, ",") + `], "tiled_logs": []}]}`
+		if err := os.WriteFile(list+".tmp", []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(list+".tmp", list); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeList(map[string]*ctlogfake.Log{"Test 'A' log": logA})
+	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := New(store, promslog.NewNopLogger(), Shard{})
+	m.Start()
+	defer m.Stop()
+	cfg := parse(t, fmt.Sprintf("watches: [{domain: example.com}]\nsources: [{name: list, type: loglist, url: %q, interval: 50ms, log_interval: 50ms}]\n", list))
+	if err := m.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	logs := func() map[string]bool {
+		out := map[string]bool{}
+		for _, l := range m.Logs() {
+			if l.Known {
+				out[l.Log] = true
+			}
+		}
+		return out
+	}
+	eventually(t, "the listed log followed", func() bool { return logs()["test_a_log"] })
+	// The list changes: log A leaves it (and stops), log B is followed.
+	writeList(map[string]*ctlogfake.Log{"Test 'B' log": logB})
+	eventually(t, "the list change applied", func() bool {
+		l := logs()
+		return l["test_b_log"] && !l["test_a_log"] && len(m.Logs()) == 1
+	})
+	if h, ok := healthOf(m, "list"); !ok || !h.Up {
+		t.Fatalf("list source health %+v", h)
 	}
 }
