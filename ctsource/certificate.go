@@ -73,30 +73,14 @@ func ParseCertificate(der []byte) (*Certificate, error) {
 		}
 		return nil, fmt.Errorf("parse certificate: %w", err)
 	}
-	tbs, serial, err := StripTBS(cert.RawTBSCertificate)
+	c, err := newCertificate(cert, cert.RawTBSCertificate, der)
 	if err != nil {
 		return nil, fmt.Errorf("parse certificate: %w", err)
 	}
-	c := &Certificate{
-		TBSSHA256:    sha256.Sum256(tbs),
-		CertSHA256:   sha256.Sum256(der),
-		SPKISHA256:   sha256.Sum256(cert.RawSubjectPublicKeyInfo),
-		Serial:       hex.EncodeToString(serial),
-		Issuer:       issuerOf(cert),
-		SubjectCN:    cert.Subject.CommonName,
-		DNSNames:     cert.DNSNames,
-		NotBefore:    cert.NotBefore.UTC(),
-		NotAfter:     cert.NotAfter.UTC(),
-		Precert:      cert.IsPrecertificate(),
-		EmbeddedSCTs: len(cert.SCTList.SCTList),
-	}
+	c.Precert = cert.IsPrecertificate()
+	c.EmbeddedSCTs = len(cert.SCTList.SCTList)
 	if c.Precert {
 		c.EmbeddedSCTs = -1
-	}
-	for _, ip := range cert.IPAddresses {
-		if a, ok := netip.AddrFromSlice(ip); ok {
-			c.IPAddresses = append(c.IPAddresses, a.Unmap())
-		}
 	}
 	return c, nil
 }
@@ -113,25 +97,34 @@ func certificateFromTBS(tbs, precert []byte) (*Certificate, error) {
 		}
 		return nil, fmt.Errorf("parse precertificate entry: %w", err)
 	}
-	stripped, serial, err := StripTBS(tbs)
-	if err != nil {
-		return nil, fmt.Errorf("parse precertificate entry: %w", err)
-	}
 	if precert == nil {
 		precert = tbs
 	}
+	c, err := newCertificate(cert, tbs, precert)
+	if err != nil {
+		return nil, fmt.Errorf("parse precertificate entry: %w", err)
+	}
+	c.Precert, c.EmbeddedSCTs = true, -1
+	return c, nil
+}
+
+// newCertificate fills in what a parsed certificate or TBSCertificate says;
+// der is what cert_sha256 hashes.
+func newCertificate(cert *ctx509.Certificate, tbs, der []byte) (*Certificate, error) {
+	stripped, serial, err := StripTBS(tbs)
+	if err != nil {
+		return nil, err
+	}
 	c := &Certificate{
-		TBSSHA256:    sha256.Sum256(stripped),
-		CertSHA256:   sha256.Sum256(precert),
-		SPKISHA256:   sha256.Sum256(cert.RawSubjectPublicKeyInfo),
-		Serial:       hex.EncodeToString(serial),
-		Issuer:       issuerOf(cert),
-		SubjectCN:    cert.Subject.CommonName,
-		DNSNames:     cert.DNSNames,
-		NotBefore:    cert.NotBefore.UTC(),
-		NotAfter:     cert.NotAfter.UTC(),
-		Precert:      true,
-		EmbeddedSCTs: -1,
+		TBSSHA256:  sha256.Sum256(stripped),
+		CertSHA256: sha256.Sum256(der),
+		SPKISHA256: sha256.Sum256(cert.RawSubjectPublicKeyInfo),
+		Serial:     hex.EncodeToString(serial),
+		Issuer:     issuerOf(cert),
+		SubjectCN:  cert.Subject.CommonName,
+		DNSNames:   cert.DNSNames,
+		NotBefore:  cert.NotBefore.UTC(),
+		NotAfter:   cert.NotAfter.UTC(),
 	}
 	for _, ip := range cert.IPAddresses {
 		if a, ok := netip.AddrFromSlice(ip); ok {

@@ -68,11 +68,7 @@ func BenchmarkTailRFC6962(b *testing.B) {
 	d, _ := watch.NormalizeDomain("example.com")
 	set := watch.NewSet([]watch.Watch{watch.NewWatch(d, true)})
 	for b.Loop() {
-		store, err := state.Open(filepath.Join(b.TempDir(), "s.state"), state.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		env := &Env{Recorder: &Recorder{Store: store, Policy: func() *watch.Set { return set }}, CountError: func(string) {}, Logger: promslog.NewNopLogger()}
+		store, env := benchEnv(b, set)
 		l, err := NewRFC6962Log("bench", fake.URL+"/", fake.PublicKeyDER(), LogOptions{
 			Interval: time.Minute, Timeout: time.Minute, Start: "beginning", Workers: 4, BatchSize: 1000, MMD: time.Hour,
 		})
@@ -153,11 +149,7 @@ func BenchmarkTailStatic(b *testing.B) {
 	d, _ := watch.NormalizeDomain("example.com")
 	set := watch.NewSet([]watch.Watch{watch.NewWatch(d, true)})
 	for b.Loop() {
-		store, err := state.Open(filepath.Join(b.TempDir(), "s.state"), state.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		env := &Env{Recorder: &Recorder{Store: store, Policy: func() *watch.Set { return set }}, CountError: func(string) {}, Logger: promslog.NewNopLogger()}
+		store, env := benchEnv(b, set)
 		l, err := NewStaticLog("bench", log.MonitoringPrefix(), log.PublicKey(), LogOptions{
 			Interval: time.Minute, Timeout: time.Minute, Start: "beginning", Workers: 4, BatchSize: 256 * 8, MMD: time.Hour,
 		})
@@ -177,4 +169,13 @@ func BenchmarkTailStatic(b *testing.B) {
 		b.ReportMetric(float64(used.Microseconds())/float64(size), "cpu-µs/entry")
 		store.Close()
 	}
+}
+
+func benchEnv(b *testing.B, set *watch.Set) (*state.Store, *Env) {
+	b.Helper()
+	store, err := state.Open(filepath.Join(b.TempDir(), "s.state"), state.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return store, &Env{Recorder: &Recorder{Store: store, Policy: func() *watch.Set { return set }}, CountError: func(string) {}, Logger: promslog.NewNopLogger()}
 }
