@@ -1,0 +1,156 @@
+// ct_exporter alerts. Render with: jsonnet -S alerts/ct_exporter.rules.jsonnet
+(import 'config.libsonnet') + {
+  local c = self._config,
+  local without = std.join(', ', c.replicaLabels),
+  local runbook(name) = c.runbookURL + '#' + std.asciiLower(name),
+  // One line: rule files are read by people, and jsonnet 0.18 writes newlines as \n.
+  local oneLine(s) = std.strReplace(std.stripChars(s, '\n'), '\n', ' '),
+
+  // A recent issuance's series with a verdict, held through a missing scrape
+  // (restart) and dropped at once when the issuance gets another verdict
+  // (the user authorized it).
+  local certificates(verdict) =
+    'max without (%(without)s) (last_over_time(ct_certificate_first_seen_timestamp_seconds{%(sel)s, verdict="%(v)s"}[%(hold)s])) ' % {
+      without: without, sel: c.selector, v: verdict, hold: c.certificateAlertHold,
+    } +
+    'unless on (watch, tbs_sha256) ' +
+    'ct_certificate_first_seen_timestamp_seconds{%(sel)s, verdict!="%(v)s"}' % { sel: c.selector, v: verdict },
+
+  local certificateDescription(what) =
+    what + ' {{ $labels.dns_names }} (watch {{ $labels.watch }}): issuer {{ $labels.issuer }}, ' +
+    'serial {{ $labels.serial }}, verdict {{ $labels.verdict }}, first seen {{ $value | humanizeTimestamp }}, ' +
+    'tbs_sha256 {{ $labels.tbs_sha256 }}. Certificate: https://crt.sh/?sha256={{ $labels.cert_sha256 }}',
+
+  local certificateAlert(name, verdict, severity, summary, what, advice) = {
+    alert: name,
+    expr: certificates(verdict),
+    labels: { severity: severity },
+    annotations: {
+      summary: summary,
+      description: certificateDescription(what) + '. ' + advice,
+      runbook_url: runbook(name),
+    },
+  },
+
+  local authorize = 'If it is yours, authorize its key (authorized_keys, authorized_key_files) or this issuance ' +
+                    '(authorized_certificates: [{{ $labels.tbs_sha256 }}]) and reload; otherwise revoke it and find out who got it.',
+
+  prometheusAlerts+:: {
+    groups+: [
+      {
+        name: 'ct_exporter.certificates',
+        rules: [
+          certificateAlert('CTUnexpectedIssuerCertificate', 'issuer_unexpected', 'critical',
+                           'A certificate for your domain from an issuer you do not expect',
+                           'A certificate from an unexpected issuer names', authorize),
+          certificateAlert('CTUnreviewedCertificate', 'unreviewed', 'warning',
+                           'A new certificate for your domain needs a review',
+                           'A new certificate names', authorize),
+          certificateAlert('CTNewCertificate', 'issuer_allowed', 'info',
+                           'A new certificate for your domain from an expected issuer',
+                           'A new certificate from an expected issuer names',
+                           'An expected issuer is no proof it is yours: authorize your keys to silence these.'),
+          {
+            alert: 'CTCertificateTooFewSCTs',
+            expr: oneLine(|||
+              (max without (%(without)s) (ct_certificate_embedded_scts{%(sel)s}) < 2)
+              * on (watch, tbs_sha256) group_left (dns_names, issuer, serial, cert_sha256)
+              topk by (watch, tbs_sha256) (1, 0 * max without (%(without)s, verdict) (ct_certificate_first_seen_timestamp_seconds{%(sel)s}) + 1)
+            ||| % { without: without, sel: c.selector }),
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'A certificate for your domain embeds fewer than 2 SCTs',
+              description: 'The final certificate of {{ $labels.dns_names }} (watch {{ $labels.watch }}, issuer {{ $labels.issuer }}, ' +
+                           'serial {{ $labels.serial }}, tbs_sha256 {{ $labels.tbs_sha256 }}) embeds {{ $value }} SCT(s): browsers will reject it. ' +
+                           'Certificate: https://crt.sh/?sha256={{ $labels.cert_sha256 }}',
+              runbook_url: runbook('CTCertificateTooFewSCTs'),
+            },
+          },
+        ],
+      },
+      {
+        name: 'ct_exporter.sources',
+        rules: [
+          {
+            alert: 'CTSourceDown',
+            expr: 'ct_source_up{%(sel)s} == 0' % { sel: c.selector },
+            'for': '30m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'A certificate source has been failing for 30 minutes',
+              description: 'Source {{ $labels.source }} on {{ $labels.instance }} has failed every poll for 30 minutes: certificates it would report are not seen. ' +
+                           'See ct_source_errors_total{source="{{ $labels.source }}"} for why.',
+              runbook_url: runbook('CTSourceDown'),
+            },
+          },
+          {
+            alert: 'CTLogSTHStale',
+            expr: 'ct_log_sth_lag_seconds{%(sel)s} > on (%(on)s) ct_log_mmd_seconds{%(sel)s}' % { sel: c.selector, on: 'job, instance, log' },
+            'for': '10m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: "A CT log's newest verified tree head is older than its maximum merge delay",
+              description: 'The newest verified tree head of log {{ $labels.log }} is {{ $value | humanizeDuration }} old, more than its MMD: ' +
+                           'the log is not publishing, or ct_exporter cannot verify what it publishes.',
+              runbook_url: runbook('CTLogSTHStale'),
+            },
+          },
+          {
+            alert: 'CTLogFallingBehind',
+            // Not shrunk for an hour: at least as large as an hour ago (so
+            // nothing fires before an hour of data), and never down to zero
+            // in between (a log caught up between polls is fine).
+            expr: oneLine(|||
+              ct_log_entries_behind{%(sel)s} >= ct_log_entries_behind{%(sel)s} offset 1h
+              and min_over_time(ct_log_entries_behind{%(sel)s}[1h]) > 0
+            ||| % { sel: c.selector }),
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'ct_exporter is not keeping up with a CT log',
+              description: 'Log {{ $labels.log }} on {{ $labels.instance }} has had entries waiting for an hour, and the backlog is not shrinking ({{ $value }} now): ' +
+                           'new certificates are seen late.',
+              runbook_url: runbook('CTLogFallingBehind'),
+            },
+          },
+          {
+            alert: 'CTLogVerificationFailed',
+            expr: 'increase(ct_log_verification_failures_total{%(sel)s}[10m]) > 0' % { sel: c.selector },
+            labels: { severity: 'critical' },
+            annotations: {
+              summary: 'A CT log failed verification: possible split view or misbehaving log',
+              description: 'Log {{ $labels.log }} failed the {{ $labels.check }} check on {{ $labels.instance }}. ' +
+                           'ct_exporter does not read past what it cannot verify, so this log is not monitored until it behaves.',
+              runbook_url: runbook('CTLogVerificationFailed'),
+            },
+          },
+        ],
+      },
+      {
+        name: 'ct_exporter.exporter',
+        rules: [
+          {
+            alert: 'CTExporterStateWriteFailing',
+            expr: 'increase(ct_state_write_errors_total{%(sel)s}[5m]) > 0' % { sel: c.selector },
+            labels: { severity: 'critical' },
+            annotations: {
+              summary: 'ct_exporter cannot write its state file',
+              description: '{{ $labels.instance }} failed to write its state file: nothing new is recorded (and so nothing alerts) until it can. Check disk space and permissions.',
+              runbook_url: runbook('CTExporterStateWriteFailing'),
+            },
+          },
+          {
+            alert: 'CTExporterConfigReloadFailed',
+            expr: 'ct_config_last_reload_successful{%(sel)s} == 0' % { sel: c.selector },
+            'for': '5m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: "ct_exporter's configuration failed to reload",
+              description: '{{ $labels.instance }} rejected its new configuration and is running the previous one. Run ct_exporter --config.check to see why.',
+              runbook_url: runbook('CTExporterConfigReloadFailed'),
+            },
+          },
+        ],
+      },
+    ],
+  },
+}

@@ -1,0 +1,16 @@
+// The one place to adapt the rules (and, later, the dashboards) to your
+// Prometheus: how ct_exporter's series are selected, which labels tell
+// replicas apart, and where the runbook lives.
+{
+  _config+:: {
+    // Selects ct_exporter's series, e.g. 'job="ct_exporter"' or 'job=~"ct-exporter.*"'.
+    selector: 'job="ct_exporter"',
+    // Labels that differ between replicas of the same configuration: certificate
+    // alerts drop them, so that Alertmanager sees one alert per issuance.
+    replicaLabels: ['instance', 'pod'],
+    // How long a certificate alert survives its series going missing (an
+    // exporter restart, a failed scrape) before it resolves.
+    certificateAlertHold: '10m',
+    runbookURL: 'https://github.com/ct-exporter/ct_exporter/blob/main/docs/runbook.md',
+  },
+}
