@@ -74,11 +74,11 @@
           {
             alert: 'CTSourceDown',
             expr: 'ct_source_up{%(sel)s} == 0' % { sel: c.selector },
-            'for': '30m',
+            'for': c.sourceDownFor,
             labels: { severity: 'warning' },
             annotations: {
-              summary: 'A certificate source has been failing for 30 minutes',
-              description: 'Source {{ $labels.source }} on {{ $labels.instance }} has failed every poll for 30 minutes: certificates it would report are not seen. ' +
+              summary: 'A certificate source keeps failing',
+              description: ('Source {{ $labels.source }} on {{ $labels.instance }} has failed every poll for %s: certificates it would report are not seen. ' % c.sourceDownFor) +
                            'See ct_source_errors_total{source="{{ $labels.source }}"} for why.',
               runbook_url: runbook('CTSourceDown'),
             },

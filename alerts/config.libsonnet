@@ -11,6 +11,9 @@
     // How long a certificate alert survives its series going missing (an
     // exporter restart, a failed scrape) before it resolves.
     certificateAlertHold: '10m',
+    // How long a source must fail before CTSourceDown (a crt.sh poll can
+    // take minutes, and crt.sh has bad quarters of an hour).
+    sourceDownFor: '30m',
     runbookURL: 'https://github.com/ct-exporter/ct_exporter/blob/main/docs/runbook.md',
   },
 }
