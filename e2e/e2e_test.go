@@ -21,7 +21,7 @@ import (
 
 // world is everything around the exporter under test.
 type world struct {
-	t        *testing.T
+	t        testing.TB
 	root     *testpki.CA
 	expected *testpki.CA // Let's Encrypt, in expected_issuers
 	evil     *testpki.CA // an issuer nobody expects
@@ -32,7 +32,7 @@ type world struct {
 	addr     string
 }
 
-func newWorld(t *testing.T, logInterval string, rulesOverride string) *world {
+func newWorld(t testing.TB, logInterval string, rulesOverride string) *world {
 	t.Helper()
 	w := &world{t: t}
 	var err error
