@@ -9,11 +9,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/dashboards"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/sunlightlog"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
@@ -153,10 +155,58 @@ func TestAlertsEndToEnd(t *testing.T) {
 		t.Fatalf("ALERTS for the authorized issuance: %v, %v", r, err)
 	}
 
+	checkDashboards(t, w)
+
 	// crt.sh goes away: CTSourceDown arrives once it has failed long enough.
 	w.crtsh.Close()
 	eventually(t, 90*time.Second, "CTSourceDown", func() bool {
 		_, _, ok := hook.find(map[string]string{"alertname": "CTSourceDown", "source": "crtsh", "severity": "warning"})
 		return ok
 	})
+}
+
+// Every query of every dashboard runs against the Prometheus of the
+// end-to-end world without error, and the core panels have data.
+func checkDashboards(t *testing.T, w *world) {
+	t.Helper()
+	queries, err := dashboards.Queries(filepath.Join(repoRoot(), "dashboards"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(queries) < 20 {
+		t.Fatalf("only %d dashboard queries", len(queries))
+	}
+	vars := map[string]string{
+		"__rate_interval": "4s", "__interval": "1s", "__range": "1h",
+		// As Grafana writes a regex-escaped value into a PromQL string.
+		"job": "ct_exporter", "instance": strings.ReplaceAll(regexp.QuoteMeta(w.addr), `\`, `\\`),
+	}
+	withData := map[string]bool{}
+	ctx := context.Background()
+	for _, q := range queries {
+		expr := dashboards.Substitute(q.Expr, vars)
+		if strings.Contains(expr, "$") {
+			t.Errorf("%s: unsubstituted variable in %s", q, expr)
+			continue
+		}
+		var r []map[string]any
+		if q.Instant || q.Kind == "variable" {
+			r, err = w.stack.query(ctx, expr)
+		} else {
+			r, err = w.stack.queryRange(ctx, expr, 5*time.Minute, time.Second)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", q, err)
+			continue
+		}
+		if len(r) > 0 {
+			withData[q.Panel] = true
+		}
+	}
+	for _, core := range []string{"Recent issuances", "New issuances by watch, issuer and verdict", "Source up", "Entries behind", "Tree size"} {
+		if !withData[core] {
+			t.Errorf("core panel %q returned no data", core)
+		}
+	}
+	t.Logf("%d dashboard queries ran, %d panels with data", len(queries), len(withData))
 }

@@ -251,12 +251,30 @@ scrape_configs:
 		"--web.listen-address="+promAddr)
 	s.promURL = "http://" + promAddr
 	eventually(t, 30*time.Second, "prometheus ready", func() bool { return httpOK(s.promURL + "/-/ready") })
+	// Prometheus hands new targets to its scrapers every 5s: wait for the
+	// first scrape, as a running Prometheus would already be scraping.
+	eventually(t, 30*time.Second, "the first scrape", func() bool {
+		r, err := s.query(context.Background(), `up{job="ct_exporter"} == 1`)
+		return err == nil && len(r) == 1
+	})
 	return s
 }
 
 // query runs an instant PromQL query and returns its result series.
 func (s *stack) query(ctx context.Context, expr string) ([]map[string]any, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.promURL+"/api/v1/query?query="+url.QueryEscape(expr), nil)
+	return s.get(ctx, "/api/v1/query?query="+url.QueryEscape(expr))
+}
+
+// queryRange runs a range query over the last span, as a Grafana time
+// series panel does.
+func (s *stack) queryRange(ctx context.Context, expr string, span, step time.Duration) ([]map[string]any, error) {
+	end := time.Now()
+	return s.get(ctx, fmt.Sprintf("/api/v1/query_range?query=%s&start=%d&end=%d&step=%g",
+		url.QueryEscape(expr), end.Add(-span).Unix(), end.Unix(), step.Seconds()))
+}
+
+func (s *stack) get(ctx context.Context, path string) ([]map[string]any, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.promURL+path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +294,7 @@ func (s *stack) query(ctx context.Context, expr string) ([]map[string]any, error
 		return nil, err
 	}
 	if out.Status != "success" {
-		return nil, fmt.Errorf("%s: %s", expr, out.Error)
+		return nil, fmt.Errorf("%s: %s", path, out.Error)
 	}
 	return out.Data.Result, nil
 }
