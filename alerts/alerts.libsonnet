@@ -85,7 +85,8 @@
           },
           {
             alert: 'CTLogSTHStale',
-            expr: 'ct_log_sth_lag_seconds{%(sel)s} > on (%(on)s) ct_log_mmd_seconds{%(sel)s}' % { sel: c.selector, on: 'job, instance, log' },
+            // Readonly logs publish no new tree heads: their lag only grows.
+            expr: 'ct_log_sth_lag_seconds{%(sel)s} > on (%(on)s) ct_log_mmd_seconds{%(sel)s} unless on (%(on)s) ct_log_readonly{%(sel)s} == 1' % { sel: c.selector, on: 'job, instance, log' },
             'for': '10m',
             labels: { severity: 'warning' },
             annotations: {
@@ -128,6 +129,18 @@
       {
         name: 'ct_exporter.exporter',
         rules: [
+          {
+            alert: 'CTExporterDown',
+            expr: 'up{%(sel)s} == 0 or absent(up{%(sel)s})' % { sel: c.selector },
+            'for': '10m',
+            labels: { severity: 'critical' },
+            annotations: {
+              summary: 'ct_exporter is down: certificates are not being watched',
+              description: 'Prometheus has not scraped ct_exporter {{ $labels.instance }} for 10 minutes: while it is down no certificate alert can fire. ' +
+                           'Certificates issued meanwhile are found when it comes back (crt.sh and log positions resume where they stopped).',
+              runbook_url: runbook('CTExporterDown'),
+            },
+          },
           {
             alert: 'CTExporterStateWriteFailing',
             expr: 'increase(ct_state_write_errors_total{%(sel)s}[5m]) > 0' % { sel: c.selector },

@@ -49,6 +49,7 @@ type Collector struct {
 	logMalformed     *prometheus.Desc
 	logFailures      *prometheus.Desc
 	logMMD           *prometheus.Desc
+	logReadonly      *prometheus.Desc
 	now              func() time.Time
 }
 
@@ -102,6 +103,8 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 			"Times the log failed a verification: a bad signature, a fork, a rollback, entries not in the tree.", []string{"log", "check"}, nil),
 		logMMD: prometheus.NewDesc("ct_log_mmd_seconds",
 			"The log's maximum merge delay.", []string{"log"}, nil),
+		logReadonly: prometheus.NewDesc("ct_log_readonly",
+			"1 for a readonly log, followed up to the final tree head its log list gives.", []string{"log"}, nil),
 		now: time.Now,
 	}
 }
@@ -110,7 +113,7 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.newCertificates, c.firstSeen, c.embeddedSCTs, c.seriesDropped,
 		c.sourceUp, c.sourceLastOK, c.sourceErrors, c.sourceDuration, c.stateWriteErrors, c.stateCerts,
-		c.logTreeSize, c.logSTHTime, c.logSTHLag, c.logBehind, c.logProcessed, c.logMalformed, c.logFailures, c.logMMD} {
+		c.logTreeSize, c.logSTHTime, c.logSTHLag, c.logBehind, c.logProcessed, c.logMalformed, c.logFailures, c.logMMD, c.logReadonly} {
 		ch <- d
 	}
 }
@@ -136,6 +139,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.logFailures, prometheus.CounterValue, float64(n), l.Log, check)
 		}
 		ch <- prometheus.MustNewConstMetric(c.logMMD, prometheus.GaugeValue, l.MMD.Seconds(), l.Log)
+		ch <- prometheus.MustNewConstMetric(c.logReadonly, prometheus.GaugeValue, boolValue(l.Readonly), l.Log)
 		if !l.Known {
 			continue
 		}

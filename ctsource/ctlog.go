@@ -114,6 +114,7 @@ type LogStatus struct {
 	STHTime   time.Time
 	Position  int64 // entries processed
 	MMD       time.Duration
+	Readonly  bool              // a log list gave it a final tree head
 	Failures  map[string]uint64 // by check
 	Verifying bool              // false while the last check failed
 }
@@ -129,7 +130,7 @@ func newCTLog(name string, proto logProtocol, opts LogOptions) *CTLog {
 		opts.CommitEvery = time.Second
 	}
 	l := &CTLog{name: name, proto: proto, opts: opts}
-	l.status = LogStatus{Log: name, MMD: opts.MMD, Failures: map[string]uint64{}, Verifying: true}
+	l.status = LogStatus{Log: name, MMD: opts.MMD, Readonly: opts.Final != nil, Failures: map[string]uint64{}, Verifying: true}
 	for _, c := range Checks {
 		l.status.Failures[c] = 0
 	}
