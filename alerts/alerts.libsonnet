@@ -91,7 +91,8 @@
             labels: { severity: 'warning' },
             annotations: {
               summary: "A CT log's newest verified tree head is older than its maximum merge delay",
-              description: 'The newest verified tree head of log {{ $labels.log }} is {{ $value | humanizeDuration }} old, more than its MMD: ' +
+              description: 'The newest verified tree head of log {{ $labels.log }} is {{ $value | humanizeDuration }} old, more than its MMD of ' +
+                           ('{{ with printf `ct_log_mmd_seconds{%s, instance="%%s", log="%%s"}` $labels.instance $labels.log | query }}{{ . | first | value | humanizeDuration }}{{ end }}: ' % c.selector) +
                            'the log is not publishing, or ct_exporter cannot verify what it publishes.',
               runbook_url: runbook('CTLogSTHStale'),
             },
