@@ -154,3 +154,31 @@ func (l *staticLog) fetch(ctx context.Context, tree treeHead, start, end int64) 
 	}
 	return out, nil
 }
+
+// decodeDataTile reads the entries of a data tile whose first entry is
+// start, giving each with its record hash (what the hash tiles hold) to
+// yield. It is what sunlight's client does for each entry: read the tile
+// leaf to hash it, then read it again to yield it.
+func decodeDataTile(tile []byte, start int64, yield func(rawEntry, [32]byte)) (int, error) {
+	n := 0
+	for len(tile) > 0 {
+		e, rest, err := sunlight.ReadTileLeaf(tile)
+		if err != nil {
+			return n, err
+		}
+		rh := tlog.RecordHash(e.MerkleTreeLeaf())
+		e, _, err = sunlight.ReadTileLeaf(tile)
+		if err != nil {
+			return n, err
+		}
+		tile = rest
+		r := rawEntry{index: start + int64(n), precert: e.IsPrecert, der: e.Certificate}
+		if e.IsPrecert {
+			pre := e.PreCertificate
+			r.precertificate = func() ([]byte, error) { return pre, nil }
+		}
+		yield(r, rh)
+		n++
+	}
+	return n, nil
+}
