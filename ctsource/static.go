@@ -3,6 +3,7 @@ package ctsource
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
 	"net/http"
@@ -12,13 +13,17 @@ import (
 
 	"filippo.io/sunlight"
 	"filippo.io/torchwood"
+	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// StaticTileEntries is how many entries a data tile holds; torchwood reads
-// up to 50 tiles per round, so batches are best a multiple of it.
-const StaticTileEntries = 256
+// StaticTileEntries is how many entries a data tile holds: batches are best
+// a multiple of it.
+const (
+	StaticTileEntries = 256
+	tileHeight        = 8
+)
 
 // staticLog speaks c2sp.org/static-ct-api through filippo.io/sunlight. Every
 // entry the client yields was checked against the verified checkpoint
@@ -130,54 +135,105 @@ func (l *staticLog) fetch(ctx context.Context, tree treeHead, start, end int64) 
 		return nil, err
 	}
 	defer l.clients.Put(c)
-	var out []rawEntry
-	for i, e := range c.Entries(ctx, tlog.Tree{N: tree.Size, Hash: tree.Root}, start) {
-		if i >= end {
-			break
-		}
-		r := rawEntry{index: i, precert: e.IsPrecert, der: e.Certificate}
-		if e.IsPrecert {
-			pre := e.PreCertificate
-			r.precertificate = func() ([]byte, error) { return pre, nil }
-		}
-		out = append(out, r)
+	tr := c.TileReader()
+	end = min(end, tree.Size)
+	first := start / StaticTileEntries
+	var tiles []tlog.Tile
+	for n := first; n*StaticTileEntries < end; n++ {
+		w := min(StaticTileEntries, tree.Size-n*StaticTileEntries)
+		tiles = append(tiles, tlog.Tile{H: tileHeight, L: -1, N: n, W: int(w)})
 	}
-	if err := c.Err(); err != nil {
+	data, err := tr.ReadTiles(ctx, tiles)
+	if err != nil {
+		return nil, classify(ctx, err)
+	}
+	base := first * StaticTileEntries
+	last := min(tree.Size, (first+int64(len(tiles)))*StaticTileEntries)
+	indexes := make([]int64, 0, last-base)
+	for i := base; i < last; i++ {
+		indexes = append(indexes, tlog.StoredHashIndex(0, i))
+	}
+	// The hash tiles are proven against the verified checkpoint as they are read.
+	hashes, err := l.hashReader(ctx, c, tree).ReadHashes(indexes)
+	if err != nil {
 		if ctx.Err() != nil || ReasonOf(err) != "" {
 			return nil, classify(ctx, err)
 		}
-		if strings.Contains(err.Error(), "hash mismatch") {
-			return nil, verifyFailed(CheckLeafHash, "data tile at %d: %v", start, err)
+		return nil, verifyFailed(CheckLeafHash, "hash tiles for [%d, %d): %v", base, last, err)
+	}
+	out := make([]rawEntry, 0, end-start)
+	var mismatch int64 = -1
+	for ti, t := range tiles {
+		n, err := decodeDataTile(data[ti], t.N*StaticTileEntries, func(e rawEntry, rh [32]byte) {
+			if e.index-base >= int64(len(hashes)) || rh != hashes[e.index-base] {
+				if mismatch < 0 {
+					mismatch = e.index
+				}
+				return
+			}
+			if e.index >= start && e.index < end {
+				out = append(out, e)
+			}
+		})
+		if err != nil || n != t.W {
+			return nil, verifyFailed(CheckLeafHash, "data tile %d: %d entries of %d: %v", t.N, n, t.W, err)
 		}
-		countError(ctx, ReasonBadResponse)
-		return nil, &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("entries from %d: %w", start, err)}
+	}
+	if mismatch >= 0 {
+		return nil, verifyFailed(CheckLeafHash, "entry %d does not hash to the verified tree", mismatch)
 	}
 	return out, nil
 }
 
 // decodeDataTile reads the entries of a data tile whose first entry is
-// start, giving each with its record hash (what the hash tiles hold) to
-// yield. It is what sunlight's client does for each entry: read the tile
-// leaf to hash it, then read it again to yield it.
+// start, giving each with its record hash (the RFC 6962 leaf hash the hash
+// tiles hold) to yield. The MerkleTreeLeaf is version and leaf type (two
+// zero bytes) followed by the TimestampedEntry, which is how a TileLeaf
+// begins: the hash is taken over the tile's own bytes, in the same pass.
 func decodeDataTile(tile []byte, start int64, yield func(rawEntry, [32]byte)) (int, error) {
+	h := sha256.New()
+	var sum [32]byte
+	zeros := []byte{0, 0, 0} // leaf hash prefix, version, leaf type
+	in := cryptobyte.String(tile)
 	n := 0
-	for len(tile) > 0 {
-		e, rest, err := sunlight.ReadTileLeaf(tile)
-		if err != nil {
-			return n, err
+	for !in.Empty() {
+		entry := []byte(in)
+		var timestamp uint64
+		var entryType uint16
+		var data, exts, pre, chain cryptobyte.String
+		if !in.ReadUint64(&timestamp) || !in.ReadUint16(&entryType) {
+			return n, fmt.Errorf("data tile: entry %d: truncated", start+int64(n))
 		}
-		rh := tlog.RecordHash(e.MerkleTreeLeaf())
-		e, _, err = sunlight.ReadTileLeaf(tile)
-		if err != nil {
-			return n, err
+		precert := entryType == 1
+		switch {
+		case entryType == 0:
+			if !in.ReadUint24LengthPrefixed(&data) {
+				return n, fmt.Errorf("data tile: entry %d: truncated certificate", start+int64(n))
+			}
+		case precert:
+			if !in.Skip(32) || !in.ReadUint24LengthPrefixed(&data) {
+				return n, fmt.Errorf("data tile: entry %d: truncated precertificate", start+int64(n))
+			}
+		default:
+			return n, fmt.Errorf("data tile: entry %d: entry type %d", start+int64(n), entryType)
 		}
-		tile = rest
-		r := rawEntry{index: start + int64(n), precert: e.IsPrecert, der: e.Certificate}
-		if e.IsPrecert {
-			pre := e.PreCertificate
-			r.precertificate = func() ([]byte, error) { return pre, nil }
+		if !in.ReadUint16LengthPrefixed(&exts) {
+			return n, fmt.Errorf("data tile: entry %d: truncated extensions", start+int64(n))
 		}
-		yield(r, rh)
+		te := entry[:len(entry)-len(in)]
+		if precert && !in.ReadUint24LengthPrefixed(&pre) || !in.ReadUint16LengthPrefixed(&chain) {
+			return n, fmt.Errorf("data tile: entry %d: truncated chain", start+int64(n))
+		}
+		h.Reset()
+		h.Write(zeros)
+		h.Write(te)
+		h.Sum(sum[:0])
+		r := rawEntry{index: start + int64(n), leafHash: sum, precert: precert, der: data}
+		if precert {
+			p := []byte(pre)
+			r.precertificate = func() ([]byte, error) { return p, nil }
+		}
+		yield(r, sum)
 		n++
 	}
 	return n, nil

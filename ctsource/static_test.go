@@ -2,7 +2,13 @@ package ctsource
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,4 +159,49 @@ func TestStaticLogRejectsWrongKey(t *testing.T) {
 // ctlogKeyOf returns the key of some other log.
 func ctlogKeyOf(t *testing.T) []byte {
 	return newLogHarness(t).fake.PublicKeyDER()
+}
+
+// A data tile whose bytes do not hash to the verified tree (a corrupting
+// mirror, a misbehaving log) fails leaf_hash and moves nothing.
+func TestStaticLogDetectsCorruptTiles(t *testing.T) {
+	h := newStaticHarness(t)
+	h.submit([]string{"www.example.com"}, true)
+	h.submit([]string{"x.example.net"}, false)
+	h.wait()
+	var corrupt atomic.Bool
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res, err := http.Get(strings.TrimSuffix(h.log.MonitoringPrefix(), "/") + strings.TrimPrefix(r.URL.Path, "/log"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		if corrupt.Load() && strings.Contains(r.URL.Path, "/tile/data/") && len(body) > 20 {
+			body[20] ^= 1 // inside the first entry's certificate
+		}
+		w.WriteHeader(res.StatusCode)
+		w.Write(body)
+	}))
+	defer proxy.Close()
+	l, err := NewStaticLog("testlog", proxy.URL+"/log", h.log.PublicKey(), LogOptions{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt.Store(true)
+	err = l.Poll(context.Background(), h.env)
+	var ve *verifyError
+	if !errors.As(err, &ve) || ve.check != CheckLeafHash {
+		t.Fatalf("corrupt tile: %v", err)
+	}
+	if h.position() > 0 || h.store.Snapshot().Certificates != 0 {
+		t.Fatalf("position %d, %d issuances from a corrupt tile", h.position(), h.store.Snapshot().Certificates)
+	}
+	corrupt.Store(false)
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if h.store.Snapshot().Certificates != 1 {
+		t.Fatal("not recovered")
+	}
 }
