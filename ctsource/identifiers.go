@@ -4,13 +4,16 @@ import (
 	"errors"
 	"net/netip"
 	"unicode/utf16"
+	"unsafe"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // Identifiers are the names in a certificate that watches match: DNS SANs
-// and the subject CN (not normalized), and IP address SANs.
+// and the subject CN (not normalized), and IP address SANs. The names share
+// memory with the DER they were read from (no copy per entry, on the hot
+// path): they are valid while it is, and must be copied to be kept.
 type Identifiers struct {
 	Names []string
 	IPs   []netip.Addr
@@ -114,7 +117,7 @@ func commonNames(subject cryptobyte.String, id *Identifiers) error {
 				id.Names = append(id.Names, string(utf16.Decode(u)))
 				continue
 			}
-			id.Names = append(id.Names, string(value))
+			id.Names = append(id.Names, alias(value))
 		}
 	}
 	return nil
@@ -133,7 +136,7 @@ func subjectAltNames(value cryptobyte.String, id *Identifiers) error {
 		}
 		switch tag {
 		case cbasn1.Tag(2).ContextSpecific(): // dNSName
-			id.Names = append(id.Names, string(name))
+			id.Names = append(id.Names, alias(name))
 		case cbasn1.Tag(7).ContextSpecific(): // iPAddress
 			if a, ok := netip.AddrFromSlice(name); ok {
 				id.IPs = append(id.IPs, a.Unmap())
@@ -141,4 +144,12 @@ func subjectAltNames(value cryptobyte.String, id *Identifiers) error {
 		}
 	}
 	return nil
+}
+
+// alias views bytes as a string without copying them.
+func alias(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }

@@ -14,6 +14,10 @@ type Set struct {
 	byParent map[string][]int // parent of watch domain → watches (for wildcard SANs)
 	ipWatch  []int
 	byName   map[string]int
+	// suffixes holds every label suffix of every watch domain ("com",
+	// "example.com"): a name whose suffix is not in it concerns no watch,
+	// so most names are dismissed by their last label alone.
+	suffixes map[string]struct{}
 }
 
 // NewSet indexes watches. Their order is kept: Match returns indices into it.
@@ -23,6 +27,7 @@ func NewSet(watches []Watch) *Set {
 		byDomain: make(map[string][]int, len(watches)),
 		byParent: make(map[string][]int, len(watches)),
 		byName:   make(map[string]int, len(watches)),
+		suffixes: make(map[string]struct{}, 2*len(watches)),
 	}
 	for i := range watches {
 		w := &watches[i]
@@ -32,6 +37,14 @@ func NewSet(watches []Watch) *Set {
 			continue
 		}
 		s.byDomain[w.Domain] = append(s.byDomain[w.Domain], i)
+		for d := w.Domain; ; {
+			s.suffixes[d] = struct{}{}
+			_, rest, ok := strings.Cut(d, ".")
+			if !ok {
+				break
+			}
+			d = rest
+		}
 		if _, parent, ok := strings.Cut(w.Domain, "."); ok {
 			s.byParent[parent] = append(s.byParent[parent], i)
 		}
@@ -83,17 +96,23 @@ func (s *Set) matchName(dst []int, start int, n string) []int {
 			return s.matchIP(dst, start, a)
 		}
 	}
-	for suffix := n; ; {
+	// From the last label up: a.b.example.com is looked up as "com",
+	// "example.com", "b.example.com"… until a suffix no watch has.
+	for end := len(n); ; {
+		dot := strings.LastIndexByte(n[:end], '.')
+		suffix := n[dot+1:]
+		if _, ok := s.suffixes[suffix]; !ok {
+			break
+		}
 		for _, i := range s.byDomain[suffix] {
 			if s.watches[i].MatchesName(n) {
 				dst = addIndex(dst, start, i)
 			}
 		}
-		_, rest, ok := strings.Cut(suffix, ".")
-		if !ok {
+		if dot < 0 {
 			break
 		}
-		suffix = rest
+		end = dot
 	}
 	if rest, ok := strings.CutPrefix(n, "*."); ok {
 		for _, i := range s.byParent[rest] {
