@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
@@ -98,11 +97,12 @@ func run(args []string) int {
 
 	reg := prometheus.NewRegistry()
 	reloads := newReloader(*configFile, mon, logger)
+	ct := collector.New(store, mon, logger)
 	reg.MustRegister(
 		versioncollector.NewCollector("ct_exporter"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		collector.New(store, mon, logger),
+		ct,
 		reloads.success, reloads.timestamp,
 	)
 	reloads.success.Set(1)
@@ -110,10 +110,7 @@ func run(args []string) int {
 
 	var ready atomic.Bool
 	mux := http.NewServeMux()
-	mux.Handle(*metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
-		EnableOpenMetrics: true,
-	}))
+	mux.Handle(*metricsPath, collector.NewHandler(reg, ct, store, logger))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy.")
 	})

@@ -17,8 +17,11 @@ import (
 
 // Sources of the snapshots; *state.Store and *monitor.Monitor in the exporter.
 type (
-	StateSnapshotter interface{ Snapshot() state.Snapshot }
-	HealthReporter   interface {
+	StateSnapshotter interface {
+		Snapshot() state.Snapshot
+		SnapshotWithoutRecent() state.Snapshot
+	}
+	HealthReporter interface {
 		Health() []monitor.SourceHealth
 		Logs() []ctsource.LogStatus
 		Watches() []string
@@ -30,6 +33,9 @@ type Collector struct {
 	state  StateSnapshotter
 	health HealthReporter
 	logger *slog.Logger
+	// cacheRecent: the recent-issuance series are served by NewHandler's
+	// cache instead of Collect.
+	cacheRecent bool
 
 	newCertificates  *prometheus.Desc
 	firstSeen        *prometheus.Desc
@@ -62,11 +68,9 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 		newCertificates: prometheus.NewDesc("ct_new_certificates_total",
 			"Issuances first seen for a watch, by the verdict they had then. Persisted in the state file.",
 			[]string{"watch", "issuer", "verdict"}, nil),
-		firstSeen: prometheus.NewDesc("ct_certificate_first_seen_timestamp_seconds",
-			"When an issuance was first seen for a watch; one series per issuance within recent_window.",
+		firstSeen: prometheus.NewDesc("ct_certificate_first_seen_timestamp_seconds", helpFirstSeen,
 			[]string{"watch", "verdict", "tbs_sha256", "cert_sha256", "issuer", "serial", "subject_cn", "dns_names"}, nil),
-		embeddedSCTs: prometheus.NewDesc("ct_certificate_embedded_scts",
-			"SCTs embedded in the final certificate of a recent issuance (absent while only the precertificate is known).",
+		embeddedSCTs: prometheus.NewDesc("ct_certificate_embedded_scts", helpEmbeddedSCTs,
 			[]string{"watch", "tbs_sha256"}, nil),
 		seriesDropped: prometheus.NewDesc("ct_certificate_series_dropped_total",
 			"Recent issuances not exposed as series because of recent_series_limit, since the exporter started.",
@@ -120,7 +124,12 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect emits the current snapshots.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	snap := c.state.Snapshot()
+	var snap state.Snapshot
+	if c.cacheRecent {
+		snap = c.state.SnapshotWithoutRecent()
+	} else {
+		snap = c.state.Snapshot()
+	}
 	perLog := map[string]map[string]uint64{ctsource.CounterLogProcessed: {}, ctsource.CounterLogMalformed: {}}
 	for _, ctr := range snap.Counters {
 		switch {

@@ -80,6 +80,9 @@ type Store struct {
 	exposed     map[string][]Recent // watch → recent series
 	dropped     map[string]uint64
 	writeErrors uint64
+	// generation counts changes to the recent series, so that their
+	// exposition can be cached between changes.
+	generation uint64
 }
 
 // Options tune Open; the zero value is fine.
@@ -278,6 +281,9 @@ func (s *Store) apply(tx *Tx) {
 		s.counters[k] += d
 	}
 	s.count = uint64(int64(s.count) + tx.countDelta)
+	if len(tx.recent) > 0 || len(tx.scts) > 0 {
+		s.generation++
+	}
 	// New series first: a final certificate recorded in the same
 	// transaction as its precertificate updates the series just added.
 	for _, r := range tx.recent {
@@ -398,6 +404,7 @@ func (s *Store) SetPolicy(p Policy) error {
 	}
 	s.exposed = byWatch
 	s.refreshed = true
+	s.generation++
 	return nil
 }
 
@@ -483,7 +490,33 @@ type Snapshot struct {
 }
 
 // Snapshot copies the in-memory mirror.
-func (s *Store) Snapshot() Snapshot {
+func (s *Store) Snapshot() Snapshot { return s.snapshot(true) }
+
+// SnapshotWithoutRecent is Snapshot without the recent series, for callers
+// that cache those (see RecentVersion).
+func (s *Store) SnapshotWithoutRecent() Snapshot { return s.snapshot(false) }
+
+// RecentVersion identifies the recent series Snapshot would return: they
+// are the same while the generation is and until the time returned, when
+// the oldest leaves the recent window.
+func (s *Store) RecentVersion() (generation uint64, until time.Time) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	horizon := s.now().Add(-s.policy.RecentWindow)
+	for _, items := range s.exposed {
+		for _, r := range items {
+			if r.FirstSeen.Before(horizon) {
+				continue
+			}
+			if t := r.FirstSeen.Add(s.policy.RecentWindow); until.IsZero() || t.Before(until) {
+				until = t
+			}
+		}
+	}
+	return s.generation, until
+}
+
+func (s *Store) snapshot(withRecent bool) Snapshot {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	horizon := s.now().Add(-s.policy.RecentWindow)
@@ -499,6 +532,9 @@ func (s *Store) Snapshot() Snapshot {
 	}
 	for w, d := range s.dropped {
 		snap.Dropped[w] = d
+	}
+	if !withRecent {
+		return snap
 	}
 	for _, items := range s.exposed {
 		for _, r := range items {

@@ -1,0 +1,81 @@
+package collector
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/promslog"
+
+	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+// BenchmarkScrape10kSeries serves /metrics with 10,000 recent-certificate
+// series (10 watches at the default cap of 1000), and reports the p99.
+func BenchmarkScrape10kSeries(b *testing.B) {
+	s, err := state.Open(filepath.Join(b.TempDir(), "s.state"), state.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.SetPolicy(state.Policy{RecentWindow: time.Hour, SeriesLimit: 1000, Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
+		return watch.Unreviewed, true
+	}}); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	err = s.Update(func(tx *state.Tx) error {
+		for i := 0; i < 10000; i++ {
+			w := fmt.Sprintf("example%d.com", i%10)
+			is := &state.Issuance{
+				TBSSHA256: sha256.Sum256([]byte(fmt.Sprint("tbs", i))), CertSHA256: sha256.Sum256([]byte(fmt.Sprint("cert", i))),
+				Serial: fmt.Sprintf("%032x", i), Issuer: watch.Issuer{CN: "R11", O: "Let's Encrypt"}, SubjectCN: fmt.Sprintf("host%d.%s", i, w),
+				DNSNames: []string{fmt.Sprintf("host%d.%s", i, w), w}, NotAfter: now.Add(90 * 24 * time.Hour), EmbeddedSCTs: 2,
+			}
+			if _, err := tx.Observe(is, []state.Match{{Watch: w, Verdict: watch.Unreviewed}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	uncached := prometheus.NewRegistry()
+	uncached.MustRegister(New(s, health{}, promslog.NewNopLogger()))
+	c := New(s, health{}, promslog.NewNopLogger())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for name, handler := range map[string]http.Handler{
+		"promhttp": promhttp.HandlerFor(uncached, promhttp.HandlerOpts{EnableOpenMetrics: true}),
+		"cached":   NewHandler(reg, c, s, promslog.NewNopLogger()),
+	} {
+		// What Prometheus 2.42 sends.
+		b.Run(name, func(b *testing.B) {
+			var took []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				req := httptest.NewRequest("GET", "/metrics", nil)
+				req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+				req.Header.Set("Accept-Encoding", "gzip")
+				rec := httptest.NewRecorder()
+				handler.ServeHTTP(rec, req)
+				took = append(took, time.Since(start))
+				if rec.Code != 200 || rec.Body.Len() < 100<<10 {
+					b.Fatalf("%d, %d bytes", rec.Code, rec.Body.Len())
+				}
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+}
