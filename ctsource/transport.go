@@ -78,12 +78,10 @@ func (t *transport) get(ctx context.Context, url, accept string) (*response, err
 		return nil, &Error{Reason: ReasonBadResponse, Err: err}
 	}
 	req.Header.Set("Accept", accept)
-	res, err := t.RoundTrip(req)
+	res, body, err := t.roundTrip(req)
 	if err != nil {
 		return nil, err
 	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body) // already in memory
 	return &response{status: res.StatusCode, contentType: res.Header.Get("Content-Type"), body: body}, nil
 }
 
@@ -95,6 +93,17 @@ type response struct {
 
 // RoundTrip sends a GET (only idempotent requests are retried).
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, body, err := t.roundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	res.Body = io.NopCloser(bytes.NewReader(body))
+	res.ContentLength = int64(len(body))
+	return res, nil
+}
+
+// roundTrip is RoundTrip giving the body read.
+func (t *transport) roundTrip(req *http.Request) (*http.Response, []byte, error) {
 	if req.Header.Get("User-Agent") == "" {
 		req = req.Clone(req.Context())
 		// Logs rate-limit clients that give no contact (Skylight: an e-mail
@@ -108,16 +117,16 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	var last error
 	for attempt := 1; attempt <= attempts; attempt++ {
-		res, err := t.once(req)
+		res, body, err := t.once(req)
 		if err == nil {
-			return res, nil
+			return res, body, nil
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		var e *Error
 		if !errors.As(err, &e) {
-			return nil, err
+			return nil, nil, err
 		}
 		countError(ctx, e.Reason)
 		last = err
@@ -129,10 +138,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			wait = e.RetryAfter
 		}
 		if err := sleep(ctx, wait); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return nil, last
+	return nil, nil, last
 }
 
 func retryable(reason string) bool {
@@ -143,39 +152,43 @@ func retryable(reason string) bool {
 	return false
 }
 
-func (t *transport) once(req *http.Request) (*http.Response, error) {
+func (t *transport) once(req *http.Request) (*http.Response, []byte, error) {
 	ctx := req.Context()
 	if err := t.space(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	actx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	res, err := t.base.RoundTrip(req.WithContext(actx))
 	if err != nil {
-		return nil, transportError(ctx, actx, err)
+		return nil, nil, transportError(ctx, actx, err)
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, t.maxBody+1))
-	if err != nil {
-		return nil, transportError(ctx, actx, fmt.Errorf("reading the body of %s: %w", req.URL.Redacted(), err))
+	// Sized from Content-Length when given, so that a large answer is read
+	// into one allocation rather than copied through doublings.
+	var buf bytes.Buffer
+	if res.ContentLength > 0 && res.ContentLength <= t.maxBody {
+		buf.Grow(int(res.ContentLength) + bytes.MinRead)
 	}
+	if _, err := buf.ReadFrom(io.LimitReader(res.Body, t.maxBody+1)); err != nil {
+		return nil, nil, transportError(ctx, actx, fmt.Errorf("reading the body of %s: %w", req.URL.Redacted(), err))
+	}
+	body := buf.Bytes()
 	what := func(s string) error { return fmt.Errorf("%s %s: %s", req.Method, req.URL.Redacted(), s) }
 	switch {
 	case res.StatusCode == http.StatusTooManyRequests:
-		return nil, &Error{Reason: ReasonHTTP429, RetryAfter: retryAfter(res.Header.Get("Retry-After")), Err: what(res.Status)}
+		return nil, nil, &Error{Reason: ReasonHTTP429, RetryAfter: retryAfter(res.Header.Get("Retry-After")), Err: what(res.Status)}
 	case res.StatusCode >= 500:
-		return nil, &Error{Reason: ReasonHTTP5xx, RetryAfter: retryAfter(res.Header.Get("Retry-After")), Err: what(res.Status)}
+		return nil, nil, &Error{Reason: ReasonHTTP5xx, RetryAfter: retryAfter(res.Header.Get("Retry-After")), Err: what(res.Status)}
 	case res.StatusCode >= 400:
-		return nil, &Error{Reason: ReasonHTTP4xx, Err: what(res.Status)}
+		return nil, nil, &Error{Reason: ReasonHTTP4xx, Err: what(res.Status)}
 	case res.StatusCode == http.StatusNotModified: // a conditional GET's answer
 	case res.StatusCode < 200 || res.StatusCode > 299:
-		return nil, &Error{Reason: ReasonBadResponse, Err: what("unexpected " + res.Status)}
+		return nil, nil, &Error{Reason: ReasonBadResponse, Err: what("unexpected " + res.Status)}
 	case int64(len(body)) > t.maxBody:
-		return nil, &Error{Reason: ReasonBadResponse, Err: what(fmt.Sprintf("response larger than %d bytes", t.maxBody))}
+		return nil, nil, &Error{Reason: ReasonBadResponse, Err: what(fmt.Sprintf("response larger than %d bytes", t.maxBody))}
 	}
-	res.Body = io.NopCloser(bytes.NewReader(body))
-	res.ContentLength = int64(len(body))
-	return res, nil
+	return res, body, nil
 }
 
 // space waits until gap has passed since the previous request started.
