@@ -66,8 +66,9 @@ type logProtocol interface {
 	// consistent verifies that tree old is a prefix of tree new.
 	consistent(ctx context.Context, old, new treeHead) error
 	// fetch returns entries of tree from start, at most up to end; it may
-	// return fewer, never none without an error.
-	fetch(ctx context.Context, tree treeHead, start, end int64) ([]rawEntry, error)
+	// return fewer, never none without an error. The entries are valid until
+	// release is called.
+	fetch(ctx context.Context, tree treeHead, start, end int64) (entries []rawEntry, release func(), err error)
 	// verifiesLeaves is true when fetch only returns entries it proved to
 	// be in tree; otherwise the follower checks the leaf hashes itself.
 	verifiesLeaves() bool
@@ -386,37 +387,49 @@ func (l *CTLog) batch(ctx context.Context, env *Env, head treeHead, start, end i
 	var names []string
 	var idx []int
 	for next := start; next < end; {
-		entries, err := l.proto.fetch(ctx, head, next, end)
+		entries, release, err := l.proto.fetch(ctx, head, next, end)
 		if err == nil && len(entries) == 0 {
+			release()
 			err = fmt.Errorf("ctlog %s: no entries at %d", l.name, next)
 		}
 		if err != nil {
 			r.err = err
 			return r
 		}
-		for i := range entries {
-			e := &entries[i]
-			if e.index != next {
-				r.err = verifyFailed(CheckLeafHash, "asked for entry %d, got %d", next, e.index)
-				return r
-			}
-			next++
-			r.hashes = append(r.hashes, e.leafHash)
-			if e.err != nil {
-				r.malformed++
-				continue
-			}
-			c, bad := matchEntry(e, set, &id, &names, &idx)
-			if bad {
-				r.malformed++
-				env.Logger.Debug("malformed log entry skipped", "index", e.index)
-			}
-			if c != nil {
-				r.certs = append(r.certs, c)
-			}
+		err = l.process(env, entries, &next, &r, set, &id, &names, &idx)
+		release()
+		if err != nil {
+			r.err = err
+			return r
 		}
 	}
 	return r
+}
+
+// process matches fetched entries; nothing it keeps refers to them, so
+// their buffers can be reused afterwards.
+func (l *CTLog) process(env *Env, entries []rawEntry, next *int64, r *batchResult, set *watch.Set, id *Identifiers, names *[]string, idx *[]int) error {
+	for i := range entries {
+		e := &entries[i]
+		if e.index != *next {
+			return verifyFailed(CheckLeafHash, "asked for entry %d, got %d", *next, e.index)
+		}
+		*next++
+		r.hashes = append(r.hashes, e.leafHash)
+		if e.err != nil {
+			r.malformed++
+			continue
+		}
+		c, bad := matchEntry(e, set, id, names, idx)
+		if bad {
+			r.malformed++
+			env.Logger.Debug("malformed log entry skipped", "index", e.index)
+		}
+		if c != nil {
+			r.certs = append(r.certs, c)
+		}
+	}
+	return nil
 }
 
 // matchEntry returns the certificate of an entry that concerns a watch, or

@@ -1,6 +1,7 @@
 package ctsource
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -18,29 +19,36 @@ import (
 // copy, and extra_data is decoded only for the few precertificates that
 // match a watch. Anything unusual (escapes, unknown layout) goes through
 // encoding/json instead, with the same result.
-func decodeGetEntries(body []byte, start int64) ([]rawEntry, error) {
+//
+// arena, when large enough, is reused for the decoded leaves (the entries
+// refer to it); the arena used is returned for reuse.
+func decodeGetEntries(body []byte, start int64, arena []byte) ([]rawEntry, []byte, error) {
 	fields, ok := scanGetEntries(body)
 	if !ok {
-		return decodeGetEntriesJSON(body, start)
+		entries, err := decodeGetEntriesJSON(body, start)
+		return entries, arena, err
 	}
 	size := 0
 	for _, f := range fields {
 		size += 1 + base64.StdEncoding.DecodedLen(len(f.leaf))
 	}
-	buf := make([]byte, size)
+	if cap(arena) < size {
+		arena = make([]byte, size)
+	}
+	buf := arena[:size]
 	out := make([]rawEntry, len(fields))
 	off := 0
 	for i, f := range fields {
 		buf[off] = 0 // the RFC 6962 leaf hash prefix
 		n, err := base64.StdEncoding.Decode(buf[off+1:], f.leaf)
 		if err != nil {
-			return nil, fmt.Errorf("entry %d: leaf_input: %w", start+int64(i), err)
+			return nil, arena, fmt.Errorf("entry %d: leaf_input: %w", start+int64(i), err)
 		}
 		prefixed := buf[off : off+1+n : off+1+n]
 		off += 1 + n
 		out[i] = parseLeaf(start+int64(i), prefixed, f.extra)
 	}
-	return out, nil
+	return out, arena, nil
 }
 
 func decodeGetEntriesJSON(body []byte, start int64) ([]rawEntry, error) {
@@ -183,23 +191,23 @@ func (s *scanner) byte(c byte) bool {
 	return false
 }
 
-// str reads a string without escapes.
+// str reads a string without escapes. Base64 strings are long: the end is
+// found with IndexByte, which is vectorized, not byte by byte. A raw
+// control character cannot hide in what is kept: base64 decoding rejects it.
 func (s *scanner) str() ([]byte, bool) {
 	if !s.byte('"') {
 		return nil, false
 	}
-	start := s.i
-	for s.i < len(s.b) {
-		switch c := s.b[s.i]; {
-		case c == '"':
-			s.i++
-			return s.b[start : s.i-1], true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		}
-		s.i++
+	end := bytes.IndexByte(s.b[s.i:], '"')
+	if end < 0 {
+		return nil, false
 	}
-	return nil, false
+	v := s.b[s.i : s.i+end]
+	if bytes.IndexByte(v, '\\') >= 0 {
+		return nil, false
+	}
+	s.i += end + 1
+	return v, true
 }
 
 func (s *scanner) entry() (entryFields, bool) {

@@ -50,7 +50,7 @@ func TestDecodeGetEntries(t *testing.T) {
 	if _, ok := scanGetEntries(body); !ok {
 		t.Fatal("the fast path does not take encoding/json's output")
 	}
-	fast, err := decodeGetEntries(body, 100)
+	fast, _, err := decodeGetEntries(body, 100, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,14 +76,14 @@ func TestDecodeGetEntries(t *testing.T) {
 		"escaped /":  strings.ReplaceAll(b64, "/", `\/`),
 		"reordered":  reorder(t, body),
 	} {
-		got, err := decodeGetEntries([]byte(variant), 100)
+		got, _, err := decodeGetEntries([]byte(variant), 100, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		sameEntries(t, got, slow)
 	}
 	for _, bad := range []string{``, `{}`, `{"entries":[{"leaf_input":"!!","extra_data":""}]}`, string(body[:len(body)/2]), `[]`, `{"entries":[`} {
-		if got, err := decodeGetEntries([]byte(bad), 0); err == nil && len(got) > 0 && got[0].err == nil {
+		if got, _, err := decodeGetEntries([]byte(bad), 0, nil); err == nil && len(got) > 0 && got[0].err == nil {
 			t.Errorf("%.40q decoded", bad)
 		}
 	}

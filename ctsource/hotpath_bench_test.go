@@ -82,11 +82,13 @@ func BenchmarkDecodeGetEntries(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(len(body)))
+	var arena []byte
 	for b.Loop() {
-		entries, err := decodeGetEntries(body, 0)
+		entries, a, err := decodeGetEntries(body, 0, arena)
 		if err != nil || len(entries) != 1000 || entries[999].err != nil {
 			b.Fatal(err)
 		}
+		arena = a
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/entry")
 }
@@ -98,7 +100,7 @@ func BenchmarkMatchEntry(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	entries, err := decodeGetEntries(body, 0)
+	entries, _, err := decodeGetEntries(body, 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
