@@ -117,19 +117,41 @@ func Open(path string, opts Options) (*Store, error) {
 		// create), so this one lost its content.
 		return nil, damaged(path, errors.New("the file is empty"))
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
+	if err := checkFile(path); err != nil {
+		return nil, damaged(path, err)
+	}
+	if err := s.open(); err != nil {
 		if errors.Is(err, bberrors.ErrTimeout) {
 			return nil, fmt.Errorf("state: %s is locked: another ct_exporter is using it", path)
 		}
 		return nil, damaged(path, err)
 	}
+	return s, nil
+}
+
+// open opens the file with bbolt and loads the mirror. bbolt panics on some
+// damage checkFile cannot see; that is a damaged file, not a crash.
+func (s *Store) open() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("bbolt: %v", r)
+			if s.db != nil {
+				s.db.Close()
+				s.db = nil
+			}
+		}
+	}()
+	db, err := bbolt.Open(s.path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return err
+	}
 	s.db = db
 	if err := s.load(); err != nil {
 		db.Close()
-		return nil, damaged(path, err)
+		s.db = nil
+		return err
 	}
-	return s, nil
+	return nil
 }
 
 func damaged(path string, err error) error {

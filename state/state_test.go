@@ -529,3 +529,39 @@ func checkConsistent(t *testing.T, path string, s *Store) {
 		t.Fatal(err)
 	}
 }
+
+// A truncated state file (a partial copy, a disk that filled up during a
+// restore) is refused with a message; bbolt alone would panic or fault.
+func TestTruncatedFileIsRefused(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "s.state")
+	s := openTest(t, path, c)
+	for i := 0; i < 2000; i++ {
+		observe(t, s, issuance(i, c.Now()), Match{"example.com", watch.Unreviewed})
+	}
+	s.Close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cut := range []int{len(data) / 2, len(data) / 8, 5000, 100} {
+		p := filepath.Join(t.TempDir(), "cut.state")
+		if err := os.WriteFile(p, data[:cut], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open(p, Options{})
+		if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "move it aside") {
+			t.Errorf("cut to %d of %d bytes: %v", cut, len(data), err)
+		}
+	}
+	// A directory where the file should be.
+	if _, err := Open(t.TempDir(), Options{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("a directory: %v", err)
+	}
+	// The intact file still opens.
+	if s, err := Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	} else {
+		s.Close()
+	}
+}
