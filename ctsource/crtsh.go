@@ -55,6 +55,9 @@ func NewCrtsh(name, baseURL string, interval, timeout, gap time.Duration) (*Crts
 // Name is the source label.
 func (c *Crtsh) Name() string { return c.name }
 
+// Close drops idle connections.
+func (c *Crtsh) Close() { c.http.close() }
+
 // crtshRow is one certificate of a crt.sh JSON search result. Types are
 // those crt.sh sends; a field of another type makes the answer bad.
 type crtshRow struct {

@@ -76,6 +76,7 @@ type logProtocol interface {
 	rangeAt(ctx context.Context, tree treeHead, k int64) ([][32]byte, error)
 	// provePrefix verifies that the tree of size k with root is a prefix of tree.
 	provePrefix(ctx context.Context, k int64, root [32]byte, tree treeHead) error
+	close()
 }
 
 // LogOptions tune how a log is followed.
@@ -140,6 +141,9 @@ func newCTLog(name string, proto logProtocol, opts LogOptions) *CTLog {
 
 // Name is the source and log label.
 func (l *CTLog) Name() string { return l.name }
+
+// Close drops idle connections.
+func (l *CTLog) Close() { l.proto.close() }
 
 // Status returns the log's state for the metrics.
 func (l *CTLog) Status() LogStatus {

@@ -73,6 +73,9 @@ func NewLogList(name, location string, states []string, interval, timeout time.D
 // Name is the source label.
 func (l *LogList) Name() string { return l.name }
 
+// Close drops idle connections.
+func (l *LogList) Close() { l.http.close() }
+
 // Poll fetches the list and, when it changed, passes its logs to
 // env.Discover.
 func (l *LogList) Poll(ctx context.Context, env *Env) error {

@@ -99,6 +99,8 @@ func (l *rfc6962Log) provePrefix(ctx context.Context, k int64, root [32]byte, tr
 
 func (l *rfc6962Log) verifiesLeaves() bool { return false }
 
+func (l *rfc6962Log) close() { l.tr.close() }
+
 // rangeAt derives the compact range of [0, k) from the inclusion proof of
 // leaf k-1: the left siblings on its path are exactly the perfect subtrees
 // that cover [0, k-1).

@@ -51,6 +51,9 @@ type Source interface {
 	// never "no certificates". Failed attempts are counted through
 	// Env.CountError as they happen, so the caller counts nothing.
 	Poll(ctx context.Context, env *Env) error
+	// Close releases what the source holds (idle connections) once it is
+	// stopped.
+	Close()
 }
 
 // Env is what a source polls with.

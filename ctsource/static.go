@@ -125,6 +125,8 @@ func (l *staticLog) consistent(ctx context.Context, old, new treeHead) error {
 
 func (l *staticLog) verifiesLeaves() bool { return true }
 
+func (l *staticLog) close() { l.tr.close() }
+
 func (l *staticLog) rangeAt(context.Context, treeHead, int64) ([][32]byte, error) { return nil, nil }
 
 func (l *staticLog) provePrefix(context.Context, int64, [32]byte, treeHead) error { return nil }

@@ -61,6 +61,14 @@ func newTransport(timeout, gap, interval time.Duration, maxBody int64) *transpor
 	}
 }
 
+// close drops idle connections: a source stopped on reload must not leave
+// its keep-alive connections (and their goroutines) behind.
+func (t *transport) close() {
+	if ht, ok := t.base.(*http.Transport); ok {
+		ht.CloseIdleConnections()
+	}
+}
+
 type errorCounterKey struct{}
 
 // withErrorCounter makes the requests made with ctx count their failed

@@ -380,6 +380,7 @@ func (r *runner) kick() {
 func (r *runner) stop() {
 	r.cancel()
 	<-r.done
+	r.source.Close()
 }
 
 // run polls every interval. After a failure the next poll comes sooner,
