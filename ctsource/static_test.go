@@ -205,3 +205,42 @@ func TestStaticLogDetectsCorruptTiles(t *testing.T) {
 		t.Fatal("not recovered")
 	}
 }
+
+// A data tile the log does not serve (404) is an http_4xx error: the
+// position holds, and the entries are read once the tile is there.
+func TestStaticLogMissingTile(t *testing.T) {
+	h := newStaticHarness(t)
+	h.submit([]string{"www.example.com"}, true)
+	h.wait()
+	var missing atomic.Bool
+	missing.Store(true)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if missing.Load() && strings.Contains(r.URL.Path, "/tile/data/") {
+			http.NotFound(w, r)
+			return
+		}
+		res, err := http.Get(strings.TrimSuffix(h.log.MonitoringPrefix(), "/") + strings.TrimPrefix(r.URL.Path, "/log"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer res.Body.Close()
+		w.WriteHeader(res.StatusCode)
+		io.Copy(w, res.Body)
+	}))
+	defer proxy.Close()
+	l, err := NewStaticLog("testlog", proxy.URL+"/log", h.log.PublicKey(), LogOptions{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Poll(context.Background(), h.env); ReasonOf(err) != ReasonHTTP4xx || h.errors[ReasonHTTP4xx] == 0 {
+		t.Fatalf("missing tile: %v", err)
+	}
+	if h.position() > 0 {
+		t.Fatal("position moved past a missing tile")
+	}
+	missing.Store(false)
+	if err := l.Poll(context.Background(), h.env); err != nil || h.store.Snapshot().Certificates != 1 {
+		t.Fatalf("after the tile appeared: %v, %d issuances", err, h.store.Snapshot().Certificates)
+	}
+}

@@ -43,3 +43,42 @@ func TestTransportBoundsDecompression(t *testing.T) {
 		t.Fatalf("gzip answer: %v, %v", resp, err)
 	}
 }
+
+// A server that trickles its answer (slow loris) is cut off by the
+// per-attempt timeout, body included; an answer over the size cap is a
+// bad_response, not an out-of-memory.
+func TestTransportSlowAndOversized(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/huge" {
+			w.Write(make([]byte, 2<<20))
+			return
+		}
+		w.WriteHeader(200)
+		for i := 0; i < 100; i++ {
+			if _, err := w.Write([]byte("{")); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}))
+	defer srv.Close()
+	tr := newTransport(300*time.Millisecond, 0, time.Second, 1<<20)
+	tr.backoffBase = time.Millisecond
+	counted := map[string]int{}
+	ctx := withErrorCounter(context.Background(), func(r string) { counted[r]++ })
+	start := time.Now()
+	if _, err := tr.get(ctx, srv.URL+"/trickle", "*/*"); ReasonOf(err) != ReasonTimeout || counted[ReasonTimeout] != tr.attempts {
+		t.Fatalf("trickling server: %v, %v", err, counted)
+	}
+	if took := time.Since(start); took > time.Duration(tr.attempts)*time.Second {
+		t.Fatalf("a trickling server held the request %v", took)
+	}
+	if _, err := tr.get(ctx, srv.URL+"/huge", "*/*"); ReasonOf(err) != ReasonBadResponse {
+		t.Fatalf("oversized answer: %v", err)
+	}
+}
