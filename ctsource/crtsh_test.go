@@ -3,6 +3,7 @@ package ctsource
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -296,9 +297,14 @@ func TestCrtshTruncation(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		h.issue(fmt.Sprintf("h%d.example.com", i))
 	}
+	var logged strings.Builder
+	h.env.Logger = slog.New(slog.NewTextHandler(&logged, nil))
 	err := h.poll()
 	if ReasonOf(err) != ReasonTruncated {
 		t.Fatalf("poll = %v, want truncated_results", err)
+	}
+	if !strings.Contains(logged.String(), "level=WARN") || !strings.Contains(logged.String(), "Narrow the watch") || !strings.Contains(logged.String(), "watch=example.com") {
+		t.Errorf("the log does not tell the user what to do:\n%s", logged.String())
 	}
 	if h.errorCount(ReasonTruncated) != 1 {
 		t.Fatalf("truncated_results counted %d times", h.errorCount(ReasonTruncated))
