@@ -134,10 +134,13 @@ func subjectAltNames(value cryptobyte.String, id *Identifiers) error {
 		if !names.ReadAnyASN1(&name, &tag) {
 			return errMalformed
 		}
-		switch tag {
-		case cbasn1.Tag(2).ContextSpecific(): // dNSName
+		// By tag number only, whatever the class: Go's x509 parsers (and so
+		// the full parse, and other monitors) read a GeneralName that way, so
+		// a certificate with a mis-tagged SAN must not slip past the match.
+		switch tag & 0x1f {
+		case 2: // dNSName
 			id.Names = append(id.Names, alias(name))
-		case cbasn1.Tag(7).ContextSpecific(): // iPAddress
+		case 7: // iPAddress
 			if a, ok := netip.AddrFromSlice(name); ok {
 				id.IPs = append(id.IPs, a.Unmap())
 			}
