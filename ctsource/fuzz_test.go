@@ -12,14 +12,18 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -48,6 +52,9 @@ type fuzzIssuance struct {
 type fuzzPKI struct {
 	ca  *testpki.CA
 	iss []fuzzIssuance
+	// mixed is a certificate whose SANs are of every common kind: DNS
+	// names, email addresses, URIs and IP addresses.
+	mixed []byte
 }
 
 // newFuzzPKI issues a few certificates shaped like real ones: several DNS
@@ -83,12 +90,31 @@ func newFuzzPKI(tb testing.TB) *fuzzPKI {
 		}
 		p.iss = append(p.iss, fuzzIssuance{pre: iss.Precert, final: iss.Final, preTBS: cert.RawTBSCertificate, logTBS: logTBS})
 	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	uri, _ := url.Parse("spiffe://example.com/service")
+	now := time.Now().Truncate(time.Second)
+	tmpl := &x509.Certificate{
+		SerialNumber:   big.NewInt(0x00c0ffee),
+		Subject:        pkix.Name{CommonName: "mail.example.com", Organization: []string{"Example, Inc."}},
+		DNSNames:       []string{"mail.example.com", "example.com"},
+		EmailAddresses: []string{"admin@example.com"},
+		URIs:           []*url.URL{uri},
+		IPAddresses:    []net.IP{net.ParseIP("198.51.100.7")},
+		NotBefore:      now,
+		NotAfter:       now.Add(90 * 24 * time.Hour),
+	}
+	if p.mixed, err = x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key); err != nil {
+		tb.Fatal(err)
+	}
 	return p
 }
 
 // certificates lists every DER certificate of the seed PKI, the CA included.
 func (p *fuzzPKI) certificates() [][]byte {
-	out := [][]byte{p.ca.DER}
+	out := [][]byte{p.ca.DER, p.mixed}
 	for _, is := range p.iss {
 		out = append(out, is.pre, is.final)
 	}
@@ -346,13 +372,13 @@ func FuzzDecodeCrtshRows(f *testing.F) {
 // different reading, and is not checked here.
 func FuzzDecodeGetEntries(f *testing.F) {
 	p := newFuzzPKI(f)
-	es := p.entries(f, 6)
-	for _, n := range []int{1, 2, 6} {
-		body, err := json.Marshal(ct.GetEntriesResponse{Entries: es[:n]})
+	es := p.entries(f, 3)
+	for _, set := range [][]ct.LeafEntry{es[:1], es[1:2], es[:3]} {
+		body, err := json.Marshal(ct.GetEntriesResponse{Entries: set})
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(body, int64(1000*n))
+		f.Add(body, int64(1000*len(set)))
 	}
 	indented, err := json.MarshalIndent(ct.GetEntriesResponse{Entries: es[:2]}, "", "  ")
 	if err != nil {

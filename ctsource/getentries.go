@@ -143,6 +143,9 @@ func scanGetEntries(b []byte) ([]entryFields, bool) {
 			return nil, false
 		}
 		if string(key) != "entries" {
+			if foldsTo(key, "entries") {
+				return nil, false
+			}
 			if !s.skip() {
 				return nil, false
 			}
@@ -239,11 +242,21 @@ func (s *scanner) entry() (entryFields, bool) {
 				return f, false
 			}
 		default:
+			if foldsTo(key, "leaf_input") || foldsTo(key, "extra_data") {
+				return f, false
+			}
 			if !s.skip() {
 				return f, false
 			}
 		}
 	}
+}
+
+// foldsTo reports a key that encoding/json would take for name (it matches
+// keys case-insensitively, last one wins): the scanner leaves such an
+// answer to encoding/json rather than read it differently.
+func foldsTo(key []byte, name string) bool {
+	return bytes.EqualFold(key, []byte(name))
 }
 
 // skip passes over any simple JSON value: a string, number, literal, or a

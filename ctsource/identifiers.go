@@ -85,7 +85,11 @@ func ExtractIdentifiers(der []byte, tbs bool, id *Identifiers) error {
 		if !ext.SkipOptionalASN1(cbasn1.BOOLEAN) || !ext.ReadASN1(&value, cbasn1.OCTET_STRING) {
 			return errMalformed
 		}
-		return subjectAltNames(value, id)
+		// Every SAN extension, not the first: a parser that keeps the last
+		// of duplicates would otherwise see names this walk never matched.
+		if err := subjectAltNames(value, id); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -55,6 +55,10 @@ func NormalizeDomain(domain string) (string, string) {
 		return "", "not a valid host name: " + err.Error()
 	}
 	a = strings.ToLower(a)
+	// IDNA accepts a root label, so "example.com.." would keep a dot.
+	if strings.HasSuffix(a, ".") || strings.Contains(a, "..") {
+		return "", "not a valid host name: empty label"
+	}
 	if !strings.Contains(a, ".") {
 		return "", "a top-level domain alone cannot be watched"
 	}

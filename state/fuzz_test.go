@@ -1,0 +1,109 @@
+package state
+
+import (
+	"net/netip"
+	"reflect"
+	"runtime"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+// fuzzAllocLimit bounds what decoding len(data) bytes may allocate. A count
+// is bounded by the bytes left, so one input byte can make the decoder
+// preallocate at most one element of the largest kind (a WatchMatch),
+// besides the string bytes copied out of the record; a count taken at face
+// value (up to 2^64) would be caught at once. The constant covers the
+// Issuance itself and the error message (which quotes the key).
+func fuzzAllocLimit(tbs, data []byte) uint64 {
+	perByte := uint64(unsafe.Sizeof(WatchMatch{})) + 16
+	return perByte*uint64(len(data)) + 4*uint64(len(tbs)) + 4096
+}
+
+// allocated returns the bytes fn allocates, or more than limit. Over the
+// limit, fn is measured again (it is deterministic), so that an allocation
+// elsewhere in the process at the same time is not counted.
+func allocated(fn func(), limit uint64) uint64 {
+	var least uint64
+	for i := 0; i < 3; i++ {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		fn()
+		runtime.ReadMemStats(&after)
+		if n := after.TotalAlloc - before.TotalAlloc; i == 0 || n < least {
+			least = n
+		}
+		if least <= limit {
+			break
+		}
+	}
+	return least
+}
+
+// FuzzDecodeIssuance: a record read from the state file never makes the
+// decoder panic or allocate beyond a small multiple of its size, and a
+// record that decodes re-encodes to one that decodes to the same issuance.
+func FuzzDecodeIssuance(f *testing.F) {
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	full := &Issuance{
+		TBSSHA256:  [32]byte{1, 2, 3},
+		CertSHA256: [32]byte{4, 5, 6},
+		SPKISHA256: [32]byte{7, 8, 9},
+		Serial:     "00a1b2c3d4e5f60718293a4b5c6d7e8f90",
+		Issuer:     watch.Issuer{CN: "R11", O: "Let's Encrypt", DN: "CN=R11, O=Let's Encrypt, C=US"},
+		SubjectCN:  "www.example.com",
+		DNSNames:   []string{"www.example.com", "example.com", "*.example.com"},
+		IPs:        []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::7"), netip.MustParseAddr("::ffff:198.51.100.9")},
+		NotBefore:  t0,
+		NotAfter:   t0.Add(90 * 24 * time.Hour),
+		FirstSeen:  t0.Add(time.Minute + 123456789),
+		// A precertificate only so far.
+		EmbeddedSCTs: -1,
+		Watches: []WatchMatch{
+			{Watch: "example.com", FirstSeen: t0.Add(time.Minute), Verdict: watch.IssuerUnexpected},
+			{Watch: "192.0.2.0/24", FirstSeen: t0.Add(time.Hour), Verdict: watch.Authorized},
+		},
+	}
+	final := *full
+	final.EmbeddedSCTs, final.IPs, final.Watches = 3, nil, full.Watches[:1]
+	for _, is := range []*Issuance{full, &final, {TBSSHA256: [32]byte{9}}} {
+		rec := encodeIssuance(is)
+		f.Add(is.TBSSHA256[:], rec)
+		f.Add(is.TBSSHA256[:], rec[:len(rec)/2])
+	}
+	// A huge DNS name count, and a record of another version.
+	f.Add(make([]byte, 32), append(append([]byte{recordVersion}, make([]byte, 64)...), 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f))
+	f.Add(make([]byte, 32), []byte{2})
+	f.Fuzz(func(t *testing.T, tbs, data []byte) {
+		if len(tbs) > 64 {
+			tbs = tbs[:64] // keys are 32 bytes
+		}
+		var is *Issuance
+		var err error
+		limit := fuzzAllocLimit(tbs, data)
+		if n := allocated(func() { is, err = decodeIssuance(tbs, data) }, limit); n > limit {
+			t.Fatalf("decoding %d bytes allocated %d bytes (limit %d)", len(data), n, limit)
+		}
+		if err != nil {
+			if is != nil {
+				t.Fatal("an issuance returned with an error")
+			}
+			return
+		}
+		rec := encodeIssuance(is)
+		again, err := decodeIssuance(tbs, rec)
+		if err != nil {
+			t.Fatalf("re-encoded record does not decode: %v\nissuance %+v\nrecord %x", err, is, rec)
+		}
+		if !reflect.DeepEqual(is, again) {
+			t.Fatalf("round trip changes the issuance:\n%+v\n%+v", is, again)
+		}
+		// Overlong varints may make the input longer than its
+		// re-encoding, but re-encoding is stable from then on.
+		if rec2 := encodeIssuance(again); string(rec2) != string(rec) {
+			t.Fatalf("encoding is not stable:\n%x\n%x", rec, rec2)
+		}
+	})
+}
