@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -67,6 +69,12 @@ type Source struct {
 	BatchSize         int      `yaml:"batch_size"`
 	RequestsPerSecond float64  `yaml:"requests_per_second"`
 
+	// The Cert Spotter API (type certspotter).
+	TokenFile string `yaml:"token_file"` // a file holding the API key
+	// Token is the API key read from TokenFile, which is read at every
+	// (re)load. It prints as <secret>: it must never reach a log.
+	Token Secret `yaml:"-"`
+
 	// Log lists (type loglist); start, workers, batch_size and
 	// requests_per_second apply to the logs it names.
 	States      []string `yaml:"states"`       // default qualified, usable, readonly
@@ -86,9 +94,10 @@ type FinalTreeHead struct {
 
 // keysOf lists the keys each source type takes, beyond name and type.
 var keysOf = map[string][]string{
-	TypeCrtsh:   {"url", "interval", "timeout", "request_interval"},
-	TypeCTLog:   {"url", "interval", "timeout", "protocol", "public_key", "start", "mmd", "workers", "batch_size", "requests_per_second"},
-	TypeLogList: {"url", "interval", "timeout", "states", "log_interval", "start", "workers", "batch_size", "requests_per_second"},
+	TypeCrtsh:       {"url", "interval", "timeout", "request_interval"},
+	TypeCertspotter: {"url", "interval", "timeout", "request_interval", "token_file"},
+	TypeCTLog:       {"url", "interval", "timeout", "protocol", "public_key", "start", "mmd", "workers", "batch_size", "requests_per_second"},
+	TypeLogList:     {"url", "interval", "timeout", "states", "log_interval", "start", "workers", "batch_size", "requests_per_second"},
 }
 
 // DefaultLogListStates are the log states a log list source follows.
@@ -110,21 +119,27 @@ const (
 
 // Defaults.
 const (
-	DefaultRecentWindow      = 168 * time.Hour
-	DefaultRecentSeriesLimit = 1000
-	DefaultCrtshURL          = "https://crt.sh/"
-	DefaultCrtshInterval     = time.Hour
-	DefaultCrtshTimeout      = 60 * time.Second
-	DefaultCrtshRequestGap   = 2 * time.Second
-	DefaultLogInterval       = 10 * time.Second
-	DefaultLogTimeout        = 30 * time.Second
-	DefaultLogMMD            = 24 * time.Hour
-	DefaultLogWorkers        = 2
-	DefaultRFC6962Batch      = 256
-	DefaultStaticBatch       = 256 * 4 // 4 data tiles, fetched concurrently: memory stays bounded (measured: 60 MiB peak at 300k entries/s)
-	DefaultLogListURL        = "https://www.gstatic.com/ct/log_list/v3/log_list.json"
-	DefaultLogListInterval   = 6 * time.Hour
-	DefaultLogListTimeout    = 60 * time.Second
+	DefaultRecentWindow        = 168 * time.Hour
+	DefaultRecentSeriesLimit   = 1000
+	DefaultCrtshURL            = "https://crt.sh/"
+	DefaultCrtshInterval       = time.Hour
+	DefaultCrtshTimeout        = 60 * time.Second
+	DefaultCrtshRequestGap     = 2 * time.Second
+	DefaultCertspotterURL      = "https://api.certspotter.com/"
+	DefaultCertspotterInterval = time.Hour
+	DefaultCertspotterTimeout  = 60 * time.Second
+	// DefaultCertspotterRequestGap keeps within the free tier's limit of
+	// about 10 include_subdomains queries an hour; paid plans allow less.
+	DefaultCertspotterRequestGap = 6 * time.Minute
+	DefaultLogInterval           = 10 * time.Second
+	DefaultLogTimeout            = 30 * time.Second
+	DefaultLogMMD                = 24 * time.Hour
+	DefaultLogWorkers            = 2
+	DefaultRFC6962Batch          = 256
+	DefaultStaticBatch           = 256 * 4 // 4 data tiles, fetched concurrently: memory stays bounded (measured: 60 MiB peak at 300k entries/s)
+	DefaultLogListURL            = "https://www.gstatic.com/ct/log_list/v3/log_list.json"
+	DefaultLogListInterval       = 6 * time.Hour
+	DefaultLogListTimeout        = 60 * time.Second
 )
 
 // Duration is a duration in Prometheus syntax (30s, 5m, 1h, 1d).
@@ -286,10 +301,10 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 			s.defaults(set, DefaultLogListURL, DefaultLogListInterval, DefaultLogListTimeout, 0)
 			validateLogList(p, s, at, set, dir)
 		case TypeCertspotter:
-			p.add(at("type"), "source %s: type %q is not supported by this version of ct_exporter yet; use type: crtsh, ctlog or loglist", s.Name, s.Type)
-			continue
+			s.defaults(set, DefaultCertspotterURL, DefaultCertspotterInterval, DefaultCertspotterTimeout, DefaultCertspotterRequestGap)
+			validateCertspotter(p, s, at, dir)
 		case "":
-			p.add(at(""), "source %s has no type: use type: crtsh or ctlog", s.Name)
+			p.add(at(""), "source %s has no type: use type: crtsh, certspotter, ctlog or loglist", s.Name)
 			continue
 		default:
 			p.add(at("type"), "source %s: unknown type %q: the types are crtsh, certspotter, ctlog and loglist", s.Name, s.Type)
@@ -318,6 +333,64 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 		}
 	}
 }
+
+// validateCertspotter reads the API key: a key in the configuration file
+// itself would end up in version control and in --config.check output.
+func validateCertspotter(p *problems, s *Source, at func(string) int, dir string) {
+	if s.TokenFile == "" {
+		return
+	}
+	path := s.TokenFile
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, path)
+	}
+	b, err := readSmallFile(path, 4096)
+	if err != nil {
+		p.add(at("token_file"), "source %s: token_file: %v", s.Name, err)
+		return
+	}
+	token := strings.TrimSpace(string(b))
+	switch {
+	case token == "":
+		p.add(at("token_file"), "source %s: token_file %s is empty: put the Cert Spotter API key in it, or remove token_file to query anonymously", s.Name, path)
+	case strings.ContainsFunc(token, func(r rune) bool { return r <= ' ' || r > '~' }):
+		// A header value cannot carry it; and saying which byte would print the key.
+		p.add(at("token_file"), "source %s: token_file %s holds more than one printable word: it should hold the API key alone", s.Name, path)
+	default:
+		s.Token = Secret(token)
+	}
+}
+
+// readSmallFile reads a file that must be small (a key, not a key store).
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes: it is not an API key", path, limit)
+	}
+	return b, nil
+}
+
+// Secret is a credential: every way of printing it prints <secret>.
+type Secret string
+
+const redacted = "<secret>"
+
+func (Secret) String() string                { return redacted }
+func (Secret) GoString() string              { return redacted }
+func (Secret) MarshalText() ([]byte, error)  { return []byte(redacted), nil }
+func (Secret) LogValue() slog.Value          { return slog.StringValue(redacted) }
+func (Secret) Format(f fmt.State, verb rune) { io.WriteString(f, redacted) }
+
+// Reveal returns the secret itself, for the one place that sends it.
+func (s Secret) Reveal() string { return string(s) }
 
 func validateLogList(p *problems, s *Source, at func(string) int, set func(string) bool, dir string) {
 	if !strings.Contains(s.URL, "://") {

@@ -1,9 +1,13 @@
 package config
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -130,7 +134,6 @@ sources:
 			`f.yml:6: source name "a" is used twice (also at line 4)`,
 			`f.yml:8: source a: url "ftp://x" is not an http or https URL`,
 			`f.yml:9: source 3 has no name`,
-			`f.yml:11: source b: type "certspotter" is not supported by this version`,
 			`f.yml:13: source d: unknown type "carrier-pigeon"`,
 		}},
 		"policy": {`
@@ -278,5 +281,77 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 		if !strings.Contains(string(data), k+":") {
 			t.Errorf("config.example.yml does not document %s", k)
 		}
+	}
+}
+
+func TestCertspotterToken(t *testing.T) {
+	dir := t.TempDir()
+	const key = "k3y-do-not-print-0123456789"
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "empty"), []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "two"), []byte(key+" "+key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := func(body string) string {
+		path := filepath.Join(dir, "f.yml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	cfg, err := Load(write("watches: [{domain: example.com}]\nsources:\n  - {name: cs, type: certspotter, token_file: token}\n  - {name: anon, type: certspotter}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, anon := cfg.Sources[0], cfg.Sources[1]
+	if cs.Token.Reveal() != key || anon.Token.Reveal() != "" {
+		t.Fatalf("tokens: %q %q", cs.Token.Reveal(), anon.Token.Reveal())
+	}
+	if cs.URL != DefaultCertspotterURL || time.Duration(cs.RequestInterval) != DefaultCertspotterRequestGap ||
+		time.Duration(cs.Interval) != DefaultCertspotterInterval {
+		t.Errorf("defaults: %+v", cs)
+	}
+	// Every way the configuration is printed leaves the key out.
+	var out bytes.Buffer
+	cfg.Describe(&out)
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("cfg", "source", cs, "token", cs.Token)
+	js, err := json.Marshal(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, s := range map[string]string{
+		"Describe": out.String(), "%v": fmt.Sprintf("%v", cs), "%+v": fmt.Sprintf("%+v", cs), "%#v": fmt.Sprintf("%#v", cs),
+		"%s": fmt.Sprintf("%s", cs.Token), "%x": fmt.Sprintf("%x", cs.Token), "%q": fmt.Sprintf("%q", cs.Token),
+		"slog": logged.String(), "json": string(js),
+	} {
+		if strings.Contains(s, key) || strings.Contains(s, fmt.Sprintf("%x", key)) {
+			t.Errorf("%s prints the key: %s", what, s)
+		}
+	}
+	if !strings.Contains(out.String(), "API key read from token") {
+		t.Errorf("Describe does not say where the key comes from:\n%s", out.String())
+	}
+
+	for name, want := range map[string]string{
+		"missing": "f.yml:4: source cs: token_file: open " + filepath.Join(dir, "missing") + ": no such file or directory",
+		"empty":   "f.yml:4: source cs: token_file " + filepath.Join(dir, "empty") + " is empty",
+		"two":     "f.yml:4: source cs: token_file " + filepath.Join(dir, "two") + " holds more than one printable word",
+	} {
+		_, err := Load(write("watches: [{domain: example.com}]\nsources:\n  - name: cs\n    token_file: " + name + "\n    type: certspotter\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", name, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), key) {
+			t.Errorf("%s: the error prints the key: %v", name, err)
+		}
+	}
+	_, err = Load(write("watches: [{domain: example.com}]\nsources:\n  - {name: c, type: crtsh, token_file: token}\n"))
+	if err == nil || !strings.Contains(err.Error(), "token_file does not apply to type crtsh") {
+		t.Errorf("token_file on crt.sh: %v", err)
 	}
 }

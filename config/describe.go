@@ -41,5 +41,12 @@ func (c *Config) Describe(w io.Writer) {
 	for _, s := range c.Sources {
 		fmt.Fprintf(w, "source %s: %s %s every %s (timeout %s, %s between requests)\n",
 			s.Name, s.Type, s.URL, s.Interval, s.Timeout, s.RequestInterval)
+		if s.Type == TypeCertspotter {
+			if s.TokenFile != "" {
+				fmt.Fprintf(w, "  API key read from %s (%d characters)\n", s.TokenFile, len(s.Token.Reveal()))
+			} else {
+				fmt.Fprintf(w, "  anonymous: no token_file (the API allows anonymous queries at a low volume)\n")
+			}
+		}
 	}
 }

@@ -39,7 +39,7 @@ func readsFiles(data []byte) bool {
 		if n.Kind == yaml.MappingNode {
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				walk(n.Content[i], keyFiles)
-				walk(n.Content[i+1], keyFiles || n.Content[i].Value == "authorized_key_files")
+				walk(n.Content[i+1], keyFiles || n.Content[i].Value == "authorized_key_files" || n.Content[i].Value == "token_file")
 			}
 			return
 		}

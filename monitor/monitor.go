@@ -253,6 +253,8 @@ func newSource(s config.Source) (ctsource.Source, error) {
 	switch s.Type {
 	case config.TypeCrtsh:
 		return ctsource.NewCrtsh(s.Name, s.URL, time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval))
+	case config.TypeCertspotter:
+		return ctsource.NewCertspotter(s.Name, s.URL, s.Token.Reveal(), time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval))
 	case config.TypeCTLog:
 		opts := ctsource.LogOptions{
 			Interval:          time.Duration(s.Interval),

@@ -1,0 +1,241 @@
+package ctsource
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+// certspotterPageLimit caps one answer: a page of issuances with their DER
+// is well under a megabyte.
+const certspotterPageLimit = 32 << 20
+
+// Certspotter asks SSLMate's Cert Spotter API for the issuances of each
+// watch, resuming after the last issuance id it recorded: the API numbers
+// issuances in the order it discovers them, so after= never skips one.
+type Certspotter struct {
+	name  string
+	base  string
+	token string
+	http  *transport
+}
+
+// NewCertspotter returns a Cert Spotter API source. token may be empty
+// (anonymous, low volume). gap spaces all its requests, which is how the
+// free tier's limit of about 10 include_subdomains queries an hour is kept.
+func NewCertspotter(name, baseURL, token string, interval, timeout, gap time.Duration) (*Certspotter, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("certspotter %s: invalid url %q", name, baseURL)
+	}
+	u.RawQuery, u.Fragment = "", ""
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/issuances"
+	return &Certspotter{name: name, base: u.String(), token: token, http: newTransport(timeout, gap, interval, certspotterPageLimit)}, nil
+}
+
+// Name is the source label.
+func (c *Certspotter) Name() string { return c.name }
+
+// Close drops idle connections.
+func (c *Certspotter) Close() { c.http.close() }
+
+// csIssuance is one issuance of the API's answer.
+type csIssuance struct {
+	ID        string `json:"id"`
+	TBSSHA256 string `json:"tbs_sha256"`
+	CertDER   []byte `json:"cert_der"`
+}
+
+// Poll queries every watch (IP addresses cannot be queried). As with
+// crt.sh, a sign of overload or of the rate limit ends the poll at once.
+func (c *Certspotter) Poll(ctx context.Context, env *Env) error {
+	ctx = withErrorCounter(ctx, env.CountError)
+	var errs []error
+	for _, w := range env.Recorder.Policy().Watches() {
+		if w.IsIP() {
+			env.Logger.Debug("the Cert Spotter API searches domains only; use a ctlog source for an IP address", "watch", w.Domain)
+			continue
+		}
+		err := c.pollWatch(ctx, env, &w)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		err = fmt.Errorf("certspotter %s: watch %s: %w", c.name, w.Domain, err)
+		if retryable(ReasonOf(err)) {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// cursorKey names a query's cursor: a query is a domain and whether it
+// includes subdomains, and each has its own sequence of answers.
+func cursorKey(w *watch.Watch) string {
+	return w.Domain + "?include_subdomains=" + strconv.FormatBool(w.IncludeSubdomains)
+}
+
+func (c *Certspotter) pollWatch(ctx context.Context, env *Env, w *watch.Watch) error {
+	key := cursorKey(w)
+	for {
+		var after string
+		if err := env.Recorder.Store.View(func(tx *state.Tx) error {
+			cursors, err := decodeCursors(tx.Cursor(c.name))
+			after = cursors[key]
+			return err
+		}); err != nil {
+			return err
+		}
+		page, err := c.page(ctx, env, w, after)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		prev, _ := strconv.ParseUint(after, 10, 64)
+		for i := range page {
+			id, err := strconv.ParseUint(page[i].ID, 10, 64)
+			if err != nil || id <= prev {
+				// Paging on would loop or skip: the answer is not what the API sends.
+				env.CountError(ReasonBadResponse)
+				return &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("issuance id %q does not follow %q", page[i].ID, after)}
+			}
+			prev = id
+			if err := c.record(env, key, &page[i]); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *Certspotter) page(ctx context.Context, env *Env, w *watch.Watch, after string) ([]csIssuance, error) {
+	q := url.Values{}
+	q.Set("domain", w.Domain)
+	q.Set("include_subdomains", strconv.FormatBool(w.IncludeSubdomains))
+	q.Set("match_wildcards", "true")
+	q["expand"] = []string{"dns_names", "issuer", "cert_der"}
+	if after != "" {
+		q.Set("after", after)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, &Error{Reason: ReasonBadResponse, Err: err}
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	res, body, err := c.http.roundTrip(req)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && (e.Reason == ReasonHTTP4xx) {
+			// The API says why in JSON: an unknown token, a domain it refuses.
+			return nil, fmt.Errorf("%w (is the token in token_file valid, and the domain a registrable name?)", err)
+		}
+		return nil, err
+	}
+	page, err := decodeIssuances(res.Header.Get("Content-Type"), body)
+	if err != nil {
+		env.CountError(ReasonBadResponse)
+		return nil, &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("issuances of %s: %w", w.Domain, err)}
+	}
+	return page, nil
+}
+
+// decodeIssuances refuses anything but one complete JSON array.
+func decodeIssuances(contentType string, body []byte) ([]csIssuance, error) {
+	if strings.Contains(strings.ToLower(contentType), "html") {
+		return nil, fmt.Errorf("the API answered with an HTML page, not JSON: %.80q", body)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var page []csIssuance
+	if err := dec.Decode(&page); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	if page == nil {
+		return nil, errors.New("the answer is not a JSON array")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON array")
+	}
+	return page, nil
+}
+
+// record records one issuance and moves the query's cursor past it in the
+// same transaction, so that a crash either keeps both or neither.
+func (c *Certspotter) record(env *Env, key string, is *csIssuance) error {
+	cert, err := ParseCertificate(is.CertDER)
+	switch {
+	case len(is.CertDER) == 0:
+		err = errors.New("no cert_der")
+	case err == nil && hex.EncodeToString(cert.TBSSHA256[:]) != strings.ToLower(is.TBSSHA256):
+		// Ours is what every other source computes: it keeps the dedup.
+		env.CountError(ReasonBadResponse)
+		env.Logger.Warn("the API's tbs_sha256 differs from the certificate's; using the certificate's",
+			"source", c.name, "id", is.ID, "api_tbs_sha256", watch.Escape(is.TBSSHA256),
+			"tbs_sha256", hex.EncodeToString(cert.TBSSHA256[:]))
+	}
+	if err != nil {
+		cert = nil
+		env.CountError(ReasonBadResponse)
+		env.Logger.Warn("skipping an issuance whose certificate does not parse", "source", c.name, "id", is.ID, "err", err)
+	}
+	var fresh []state.Match
+	var stored *state.Issuance
+	err = env.Recorder.Store.Update(func(tx *state.Tx) error {
+		if cert != nil {
+			var err error
+			if fresh, err = env.Recorder.Record(tx, cert); err != nil {
+				return err
+			}
+			if len(fresh) > 0 {
+				if stored, err = tx.Issuance(cert.TBSSHA256); err != nil {
+					return err
+				}
+			}
+		}
+		cursors, err := decodeCursors(tx.Cursor(c.name))
+		if err != nil {
+			return err
+		}
+		cursors[key] = is.ID
+		b, err := json.Marshal(cursors)
+		if err != nil {
+			return err
+		}
+		return tx.SetCursor(c.name, b)
+	})
+	if err == nil && stored != nil {
+		logNew(env.Logger, stored, fresh)
+	}
+	return err
+}
+
+// decodeCursors reads a source's cursors: the last issuance id recorded,
+// by query.
+func decodeCursors(b []byte) (map[string]string, error) {
+	m := map[string]string{}
+	if len(b) == 0 {
+		return m, nil
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("certspotter: cursor in the state file: %w", err)
+	}
+	return m, nil
+}

@@ -1,0 +1,329 @@
+// Package certspotterfake is an httptest fake of SSLMate's Cert Spotter API
+// v1 (/v1/issuances) for tests of a client. It copies what a client has to
+// get right:
+//
+//   - one issuance per TBSCertificate: a precertificate and its final
+//     certificate share one id and one tbs_sha256 (computed here with
+//     certificate-transparency-go, independently of the code under test);
+//   - ids are decimal strings, increasing in discovery order, with gaps;
+//     the answer is a JSON array, oldest discovered first, one page at a
+//     time: a client pages with after=<last id> until it gets [];
+//   - dns_names, issuer and cert_der are only present when asked for with
+//     expand=; include_subdomains and match_wildcards mean what they mean
+//     in the API (a query for www.example.com with match_wildcards also
+//     finds *.example.com);
+//   - a bearer token is required when one is set; a wrong one gets 401 with
+//     a JSON error;
+//   - the free tier's limit: at most Limit include_subdomains queries per
+//     Window, then 429 with Retry-After and a JSON error;
+//   - a domain that is not a registrable-looking name gets 400.
+package certspotterfake
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	ctx509 "github.com/google/certificate-transparency-go/x509"
+)
+
+// DefaultPageSize is how many issuances one answer holds at most.
+const DefaultPageSize = 100
+
+// Request is a request the fake received.
+type Request struct {
+	Time              time.Time
+	Domain            string
+	IncludeSubdomains bool
+	After             string
+	Authorization     string
+	Status            int
+}
+
+// Server is the fake API. Its fields may be set before the first request.
+type Server struct {
+	*httptest.Server
+
+	mu        sync.Mutex
+	token     string
+	pageSize  int
+	limit     int
+	window    time.Duration
+	issuances []*issuance
+	byTBS     map[[32]byte]*issuance
+	nextID    uint64
+	requests  []Request
+	limited   []time.Time // include_subdomains queries within the window
+	faults    []fault
+}
+
+type issuance struct {
+	id        uint64
+	tbs       [32]byte
+	certDER   []byte
+	certSHA   [32]byte
+	spkiSHA   [32]byte
+	dnsNames  []string
+	issuer    string
+	issuerKey [32]byte
+	notBefore time.Time
+	notAfter  time.Time
+}
+
+type fault struct {
+	status     int
+	retryAfter string
+	body       string
+	ctype      string
+}
+
+// New starts a fake with no token required, DefaultPageSize and no rate limit.
+func New() *Server {
+	s := &Server{pageSize: DefaultPageSize, byTBS: map[[32]byte]*issuance{}, nextID: 1_000_000_000}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// SetToken requires Authorization: Bearer token.
+func (s *Server) SetToken(token string) {
+	s.mu.Lock()
+	s.token = token
+	s.mu.Unlock()
+}
+
+// SetPageSize sets how many issuances an answer holds at most.
+func (s *Server) SetPageSize(n int) {
+	s.mu.Lock()
+	s.pageSize = n
+	s.mu.Unlock()
+}
+
+// SetRateLimit allows at most n include_subdomains queries per window (the
+// free tier: about 10 an hour); 0 removes the limit.
+func (s *Server) SetRateLimit(n int, window time.Duration) {
+	s.mu.Lock()
+	s.limit, s.window, s.limited = n, window, nil
+	s.mu.Unlock()
+}
+
+// Fail makes the next n requests fail with this status, Retry-After header
+// (when not empty), content type and body.
+func (s *Server) Fail(n, status int, retryAfter, contentType, body string) {
+	s.mu.Lock()
+	for range n {
+		s.faults = append(s.faults, fault{status: status, retryAfter: retryAfter, body: body, ctype: contentType})
+	}
+	s.mu.Unlock()
+}
+
+// Add records a certificate or precertificate (DER) as Cert Spotter would
+// on finding it in a log, and returns its issuance id. A certificate whose
+// TBSCertificate is already known joins that issuance: same id, and the
+// final certificate's DER replaces the precertificate's.
+func (s *Server) Add(der []byte) (string, error) {
+	cert, err := ctx509.ParseCertificate(der)
+	if err != nil && ctx509.IsFatal(err) {
+		return "", fmt.Errorf("certspotterfake: %w", err)
+	}
+	tbs := cert.RawTBSCertificate
+	precert := false
+	for _, e := range cert.Extensions {
+		var err error
+		switch {
+		case e.Id.Equal(ctx509.OIDExtensionCTPoison):
+			precert = true
+			tbs, err = ctx509.RemoveCTPoison(tbs)
+		case e.Id.Equal(ctx509.OIDExtensionCTSCT):
+			tbs, err = ctx509.RemoveSCTList(tbs)
+		}
+		if err != nil {
+			return "", fmt.Errorf("certspotterfake: %w", err)
+		}
+	}
+	key := sha256.Sum256(tbs)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if is, ok := s.byTBS[key]; ok {
+		if !precert {
+			is.certDER, is.certSHA = der, sha256.Sum256(der)
+		}
+		return strconv.FormatUint(is.id, 10), nil
+	}
+	s.nextID += 1 + uint64(len(s.issuances)%3) // gaps, as real ids have
+	is := &issuance{
+		id:        s.nextID,
+		tbs:       key,
+		certDER:   der,
+		certSHA:   sha256.Sum256(der),
+		spkiSHA:   sha256.Sum256(cert.RawSubjectPublicKeyInfo),
+		dnsNames:  cert.DNSNames,
+		issuer:    cert.Issuer.String(),
+		issuerKey: sha256.Sum256(cert.RawIssuer),
+		notBefore: cert.NotBefore,
+		notAfter:  cert.NotAfter,
+	}
+	if len(is.dnsNames) == 0 && cert.Subject.CommonName != "" {
+		is.dnsNames = []string{cert.Subject.CommonName}
+	}
+	s.issuances = append(s.issuances, is)
+	s.byTBS[key] = is
+	return strconv.FormatUint(is.id, 10), nil
+}
+
+// Requests returns the requests received so far.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.requests)
+}
+
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	req := Request{
+		Time:              time.Now(),
+		Domain:            q.Get("domain"),
+		IncludeSubdomains: q.Get("include_subdomains") == "true",
+		After:             q.Get("after"),
+		Authorization:     r.Header.Get("Authorization"),
+	}
+	status, header, body := s.answer(r, q, req)
+	req.Status = status
+	s.mu.Lock()
+	s.requests = append(s.requests, req)
+	s.mu.Unlock()
+	for k, v := range header {
+		w.Header().Set(k, v)
+	}
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+func jsonError(status int, code, msg string) (int, map[string]string, []byte) {
+	b, _ := json.Marshal(apiError{Code: code, Message: msg})
+	return status, map[string]string{"Content-Type": "application/json"}, b
+}
+
+func (s *Server) answer(r *http.Request, q url.Values, req Request) (int, map[string]string, []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.faults) > 0 {
+		f := s.faults[0]
+		s.faults = s.faults[1:]
+		h := map[string]string{"Content-Type": f.ctype}
+		if f.retryAfter != "" {
+			h["Retry-After"] = f.retryAfter
+		}
+		return f.status, h, []byte(f.body)
+	}
+	if r.URL.Path != "/v1/issuances" {
+		return jsonError(http.StatusNotFound, "not_found", "Not found")
+	}
+	if r.Method != http.MethodGet {
+		return jsonError(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed")
+	}
+	if s.token != "" && req.Authorization != "Bearer "+s.token {
+		return jsonError(http.StatusUnauthorized, "unauthorized", "The API key you provided is not valid.")
+	}
+	domain := strings.ToLower(req.Domain)
+	if domain == "" || !strings.Contains(strings.Trim(domain, "."), ".") || strings.ContainsAny(domain, "/: ") {
+		return jsonError(http.StatusBadRequest, "invalid_domain", "The domain parameter is not a valid domain name.")
+	}
+	if req.IncludeSubdomains && s.limit > 0 {
+		now := time.Now()
+		kept := s.limited[:0]
+		for _, t := range s.limited {
+			if now.Sub(t) < s.window {
+				kept = append(kept, t)
+			}
+		}
+		s.limited = kept
+		if len(s.limited) >= s.limit {
+			wait := s.window - now.Sub(s.limited[0])
+			code, h, b := jsonError(http.StatusTooManyRequests, "rate_limited",
+				"You have exceeded the rate limit for include_subdomains queries.")
+			h["Retry-After"] = strconv.Itoa(int(wait.Seconds()) + 1)
+			return code, h, b
+		}
+		s.limited = append(s.limited, now)
+	}
+	var after uint64
+	if a := q.Get("after"); a != "" {
+		var err error
+		if after, err = strconv.ParseUint(a, 10, 64); err != nil {
+			return jsonError(http.StatusBadRequest, "invalid_after", "The after parameter is not a valid issuance id.")
+		}
+	}
+	expand := map[string]bool{}
+	for _, e := range q["expand"] {
+		expand[e] = true
+	}
+	wildcards := q.Get("match_wildcards") == "true"
+	page := []map[string]any{}
+	for _, is := range s.issuances {
+		if is.id <= after || !matches(is.dnsNames, domain, req.IncludeSubdomains, wildcards) {
+			continue
+		}
+		page = append(page, render(is, expand))
+		if len(page) == s.pageSize {
+			break
+		}
+	}
+	b, _ := json.Marshal(page)
+	return http.StatusOK, map[string]string{"Content-Type": "application/json"}, b
+}
+
+func matches(names []string, domain string, subdomains, wildcards bool) bool {
+	for _, n := range names {
+		n = strings.ToLower(n)
+		switch {
+		case n == domain:
+			return true
+		case subdomains && strings.HasSuffix(n, "."+domain):
+			return true
+		case wildcards && strings.HasPrefix(n, "*.") && (n[2:] == domain[strings.Index(domain, ".")+1:]):
+			return true
+		}
+	}
+	return false
+}
+
+func render(is *issuance, expand map[string]bool) map[string]any {
+	hexOf := func(b [32]byte) string { return hex.EncodeToString(b[:]) }
+	m := map[string]any{
+		"id":            strconv.FormatUint(is.id, 10),
+		"tbs_sha256":    hexOf(is.tbs),
+		"cert_sha256":   hexOf(is.certSHA),
+		"pubkey_sha256": hexOf(is.spkiSHA),
+		"not_before":    is.notBefore.UTC().Format(time.RFC3339),
+		"not_after":     is.notAfter.UTC().Format(time.RFC3339),
+		"revoked":       false,
+	}
+	if expand["dns_names"] {
+		m["dns_names"] = is.dnsNames
+	}
+	if expand["issuer"] {
+		m["issuer"] = map[string]any{
+			"name":          is.issuer,
+			"friendly_name": is.issuer,
+			"pubkey_sha256": hexOf(is.issuerKey),
+		}
+	}
+	if expand["cert_der"] {
+		m["cert_der"] = is.certDER // []byte marshals as standard base64
+	}
+	return m
+}
