@@ -222,7 +222,7 @@ func (c *Certspotter) record(env *Env, key string, is *csIssuance) error {
 		return tx.SetCursor(c.name, b)
 	})
 	if err == nil && stored != nil {
-		logNew(env.Logger, stored, fresh)
+		env.announce(stored, fresh)
 	}
 	return err
 }

@@ -228,7 +228,7 @@ func (c *Crtsh) process(ctx context.Context, env *Env, r *crtshRow) error {
 			return err
 		})
 		if err == nil {
-			logNew(env.Logger, known, fresh)
+			env.announce(known, fresh)
 		}
 		return err
 	}
@@ -267,7 +267,7 @@ func (c *Crtsh) process(ctx context.Context, env *Env, r *crtshRow) error {
 		return err
 	})
 	if err == nil && is != nil {
-		logNew(env.Logger, is, fresh)
+		env.announce(is, fresh)
 	}
 	return err
 }

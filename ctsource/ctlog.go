@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"strconv"
 	"sync"
@@ -93,6 +94,10 @@ type LogOptions struct {
 	CommitEvery time.Duration
 	// Final is set for a readonly log: it must end exactly there.
 	Final *FinalTreeHead
+	// ProgressEvery is how often a catch-up logs its progress (entries,
+	// rate, ETA) at info level: a catch-up of millions of entries takes
+	// minutes, and a silent one looks hung.
+	ProgressEvery time.Duration
 }
 
 // CTLog follows one CT log: it verifies every new tree head against the
@@ -127,6 +132,9 @@ func newCTLog(name string, proto logProtocol, opts LogOptions) *CTLog {
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 256
+	}
+	if opts.ProgressEvery <= 0 {
+		opts.ProgressEvery = 10 * time.Second
 	}
 	if opts.CommitEvery <= 0 {
 		opts.CommitEvery = time.Second
@@ -323,6 +331,8 @@ func (l *CTLog) catchUp(ctx context.Context, env *Env, pos *logPosition, head tr
 	var certs []*Certificate
 	var malformed uint64
 	lastCommit := time.Now()
+	progress := newProgress(l.name, pos.Size, head.Size, l.opts.ProgressEvery)
+	defer progress.done(env.Logger, &next)
 	for r := range results {
 		if r.err != nil {
 			return r.err
@@ -371,6 +381,7 @@ func (l *CTLog) catchUp(ctx context.Context, env *Env, pos *logPosition, head tr
 				return err
 			}
 			pos, certs, malformed, lastCommit = newPos, nil, 0, time.Now()
+			progress.report(env.Logger, next)
 		}
 	}
 	if next != head.Size {
@@ -500,8 +511,53 @@ func (l *CTLog) commit(env *Env, pos *logPosition, certs []*Certificate, process
 		return err
 	}
 	for _, n := range news {
-		logNew(env.Logger, issuanceOf(n.c), n.fresh)
+		env.announce(issuanceOf(n.c), n.fresh)
 	}
 	l.update(func(s *LogStatus) { s.Position = pos.Size })
 	return nil
+}
+
+// progress logs a long catch-up: every `every`, and once at the end when it
+// logged before, so that the log shows where it stands, how fast it goes
+// and when it will be done.
+type progress struct {
+	log         string
+	start, end  int64
+	began, last time.Time
+	every       time.Duration
+	lastAt      int64
+	reported    bool
+}
+
+func newProgress(log string, start, end int64, every time.Duration) *progress {
+	now := time.Now()
+	return &progress{log: log, start: start, end: end, began: now, last: now, every: every, lastAt: start}
+}
+
+func (p *progress) report(logger *slog.Logger, at int64) {
+	now := time.Now()
+	if at >= p.end || now.Sub(p.last) < p.every {
+		return
+	}
+	// The rate over the last period, not since the start: it follows a log
+	// that slows down (rate limits) or a disk that speeds up (page cache).
+	rate := float64(at-p.lastAt) / now.Sub(p.last).Seconds()
+	args := []any{"log", p.log, "position", at, "tree_size", p.end, "entries_behind", p.end - at,
+		"done_percent", fmt.Sprintf("%.1f", 100*float64(at-p.start)/float64(p.end-p.start)),
+		"entries_per_second", int64(rate)}
+	if rate > 0 {
+		args = append(args, "eta", time.Duration(float64(p.end-at)/rate*float64(time.Second)).Round(time.Second).String())
+	}
+	logger.Info("catching up", args...)
+	p.last, p.lastAt, p.reported = now, at, true
+}
+
+func (p *progress) done(logger *slog.Logger, at *int64) {
+	if !p.reported {
+		return
+	}
+	elapsed := time.Since(p.began)
+	logger.Info("catch-up ended", "log", p.log, "position", *at, "tree_size", p.end, "entries", *at-p.start,
+		"took", elapsed.Round(time.Millisecond).String(),
+		"entries_per_second", int64(float64(*at-p.start)/elapsed.Seconds()))
 }

@@ -1,10 +1,14 @@
 package ctsource
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -378,3 +382,57 @@ func TestCTLogReadonlyFinalTreeHead(t *testing.T) {
 		t.Fatal("followed a readonly log past its final tree head")
 	}
 }
+
+// A long catch-up reports where it stands at info level, every
+// ProgressEvery: not per batch, and with a rate and an ETA.
+func TestCTLogCatchUpProgress(t *testing.T) {
+	h := newLogHarness(t)
+	h.noise(300)
+	h.fake.Publish()
+	h.fake.SetDelay(ctlogfake.GetEntries, 10*time.Millisecond) // 43 batches: long enough to report
+	l := h.follower("beginning")
+	l.opts.ProgressEvery = 30 * time.Millisecond
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	h.env.Logger = slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.Write(p)
+	}), nil))
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	batches := (300 + 6) / 7
+	var progress, ended int
+	for _, line := range strings.Split(strings.TrimSpace(logged.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		switch rec["msg"] {
+		case "catching up":
+			progress++
+			for _, k := range []string{"log", "position", "tree_size", "entries_behind", "entries_per_second", "eta"} {
+				if _, ok := rec[k]; !ok {
+					t.Errorf("progress line without %s: %s", k, line)
+				}
+			}
+			if rec["level"] != "INFO" {
+				t.Errorf("progress logged at %v", rec["level"])
+			}
+		case "catch-up ended":
+			ended++
+			if rec["entries"] != float64(300) {
+				t.Errorf("catch-up ended after %v entries, want 300", rec["entries"])
+			}
+		}
+	}
+	if progress == 0 || progress >= batches/2 || ended != 1 {
+		t.Fatalf("%d progress lines for %d batches and %d end lines; want some, far fewer than batches, and one end:\n%s",
+			progress, batches, ended, logged.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

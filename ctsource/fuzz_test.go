@@ -8,6 +8,7 @@ package ctsource
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -37,6 +38,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
+	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -666,6 +668,97 @@ func FuzzCheckpoint(f *testing.F) {
 			if ms, err := sunlight.RFC6962SignatureTimestamp(s); err == nil && ms < 0 {
 				t.Fatalf("negative timestamp %d", ms)
 			}
+		}
+	})
+}
+
+// FuzzSTH: an RFC 6962 get-sth answer goes through the same decoding and
+// signature check as head (certificate-transparency-go's GetSTHResponse,
+// ToSignedTreeHead and SignatureVerifier). None may panic, and a tree head
+// that verifies is one the log signed: the fuzzer cannot forge a signature,
+// so a verified head with another size, time or root is a verification bug.
+func FuzzSTH(f *testing.F) {
+	log := ctlogfake.New(f)
+	verifier, err := ct.NewSignatureVerifier(mustPublicKey(f, log.PublicKeyDER()))
+	if err != nil {
+		f.Fatal(err)
+	}
+	type head struct {
+		size, ts uint64
+		root     [32]byte
+	}
+	signed := map[head]bool{}
+	for i, size := range []uint64{0, 1, 1000, 1 << 40} {
+		root := sha256.Sum256([]byte{byte(i)})
+		ts := uint64(1750000000000 + i)
+		sth := log.SignSTH(size, ts, root)
+		signed[head{size, ts, root}] = true
+		sig, err := ctls.Marshal(sth.TreeHeadSignature)
+		if err != nil {
+			f.Fatal(err)
+		}
+		body, err := json.Marshal(ct.GetSTHResponse{TreeSize: size, Timestamp: ts, SHA256RootHash: root[:], TreeHeadSignature: sig})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(body)
+	}
+	f.Add([]byte(`{"tree_size":1,"timestamp":1,"sha256_root_hash":"","tree_head_signature":""}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var r ct.GetSTHResponse
+		if json.Unmarshal(body, &r) != nil {
+			return
+		}
+		sth, err := r.ToSignedTreeHead()
+		if err != nil {
+			return
+		}
+		if verifier.VerifySTHSignature(*sth) != nil {
+			return
+		}
+		if !signed[head{sth.TreeSize, sth.Timestamp, sth.SHA256RootHash}] {
+			t.Fatalf("a tree head the log never signed verifies: size %d, time %d, root %x", sth.TreeSize, sth.Timestamp, sth.SHA256RootHash)
+		}
+	})
+}
+
+func mustPublicKey(tb testing.TB, der []byte) crypto.PublicKey {
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
+}
+
+// FuzzDecodeIssuances: a Cert Spotter API answer never panics the decoder,
+// and one it accepts is a JSON array encoding/json reads the same way.
+func FuzzDecodeIssuances(f *testing.F) {
+	p := newFuzzPKI(f)
+	body, err := json.Marshal([]map[string]any{
+		{"id": "1000000001", "tbs_sha256": strings.Repeat("ab", 32), "cert_der": p.iss[0].final, "dns_names": []string{"www.example.com"}},
+		{"id": "1000000003", "tbs_sha256": strings.Repeat("cd", 32), "cert_der": p.iss[1].pre, "issuer": map[string]string{"name": "C=US, O=Let's Encrypt, CN=R11"}},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("application/json", body)
+	f.Add("application/json", []byte(`[]`))
+	f.Add("text/html", []byte(`<html></html>`))
+	f.Add("application/json", []byte(`{"code":"rate_limited","message":"x"}`))
+	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
+		page, err := decodeIssuances(contentType, body)
+		if err != nil {
+			return
+		}
+		var again []csIssuance
+		if err := json.Unmarshal(body, &again); err != nil || len(again) != len(page) {
+			t.Fatalf("accepted %d issuances, encoding/json reads %d (%v)", len(page), len(again), err)
+		}
+		for i := range page {
+			if page[i].ID != again[i].ID || !bytes.Equal(page[i].CertDER, again[i].CertDER) {
+				t.Fatalf("issuance %d read differently", i)
+			}
+			ParseCertificate(page[i].CertDER)
 		}
 	})
 }

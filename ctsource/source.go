@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"github.com/ct-exporter/ct_exporter/state"
 )
 
 // Reasons label ct_source_errors_total. The set is fixed (pinned): it must
@@ -65,6 +67,18 @@ type Env struct {
 	// Discover receives the logs a log list names (replacing those it
 	// named before).
 	Discover func(list string, logs []DiscoveredLog)
+	// NewIssuance, when set, is told of every issuance recorded as new for
+	// some watches, after its transaction committed (ct_exporter check
+	// prints them). It must not block.
+	NewIssuance func(is *state.Issuance, fresh []state.Match)
+}
+
+// announce logs an issuance new for the fresh watches, and passes it on.
+func (e *Env) announce(is *state.Issuance, fresh []state.Match) {
+	logNew(e.Logger, is, fresh)
+	if e.NewIssuance != nil && len(fresh) > 0 {
+		e.NewIssuance(is, fresh)
+	}
 }
 
 // Backoff returns how long to wait before attempt number failures+1: an
