@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,9 +50,21 @@ func run(args []string) int {
 	promslogflag.AddFlags(app, logConfig)
 	app.Version(version.Print("ct_exporter"))
 	app.HelpFlag.Short('h')
-	if _, err := app.Parse(args); err != nil {
+	app.Command("serve", "Run the exporter (the default command).").Default()
+	checkCmd := app.Command("check", "Poll every source once, print the certificates new to the state file, record them, and exit: "+
+		"0 when none is issuer_unexpected, 1 when one is, 2 when a source failed (1 wins over 2). For cron, and for trying a configuration.")
+	checkOutput := checkCmd.Flag("output", "How to print the new certificates: table or json.").Default("table").Enum("table", "json")
+	cmd, err := app.Parse(args)
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "ct_exporter: %v\n", err)
 		return 2
+	}
+	if cmd == checkCmd.FullCommand() {
+		// The table is the output; info lines on stderr would repeat it.
+		if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--log.level") }) {
+			logConfig.Level.Set("warn")
+		}
+		return runCheck(*configFile, *stateFile, *checkOutput, promslog.New(logConfig), os.Stdout, os.Stderr)
 	}
 	logger := promslog.New(logConfig)
 

@@ -199,7 +199,7 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func runCheck(t *testing.T, args ...string) (int, string) {
+func runBinary(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	out, err := exec.Command(binary, args...).CombinedOutput()
 	code := 0
@@ -215,17 +215,17 @@ func TestConfigCheck(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yml")
 	writeFile(t, good, "watches: [{domain: Example.COM}]\nsources: [{name: crtsh, type: crtsh}]\n")
-	code, out := runCheck(t, "--config.check", "--config.file="+good)
+	code, out := runBinary(t, "--config.check", "--config.file="+good)
 	if code != 0 || !strings.Contains(out, "watch example.com: example.com and every subdomain") {
 		t.Fatalf("valid config: exit %d\n%s", code, out)
 	}
 	bad := filepath.Join(dir, "bad.yml")
 	writeFile(t, bad, "watches:\n  - domain: example.com\n    expected_issuer: [x]\nsources: [{name: crtsh, type: crtsh, interval: soon}]\n")
-	code, out = runCheck(t, "--config.check", "--config.file="+bad)
+	code, out = runBinary(t, "--config.check", "--config.file="+bad)
 	if code != 1 || !strings.Contains(out, bad+`:3: unknown key "expected_issuer"`) {
 		t.Fatalf("invalid config: exit %d\n%s", code, out)
 	}
-	if code, _ := runCheck(t, "--config.check", "--config.file="+filepath.Join(dir, "missing.yml")); code != 1 {
+	if code, _ := runBinary(t, "--config.check", "--config.file="+filepath.Join(dir, "missing.yml")); code != 1 {
 		t.Fatalf("missing config: exit %d", code)
 	}
 }
@@ -295,7 +295,7 @@ func TestDamagedStateRefusesToStart(t *testing.T) {
 	writeFile(t, cfg, "watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh}]\n")
 	state := filepath.Join(dir, "s.state")
 	writeFile(t, state, "this is not a state file, but somebody's data\n")
-	code, out := runCheck(t, "--config.file="+cfg, "--state.file="+state, "--web.listen-address="+freeAddr(t))
+	code, out := runBinary(t, "--config.file="+cfg, "--state.file="+state, "--web.listen-address="+freeAddr(t))
 	if code != 1 || !strings.Contains(out, state) || !strings.Contains(out, "move it aside") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}

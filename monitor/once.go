@@ -1,0 +1,129 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ct-exporter/ct_exporter/config"
+	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/watch"
+)
+
+// OnceResult is what one poll of every source found.
+type OnceResult struct {
+	// Failed names each source whose poll failed, with why.
+	Failed map[string]error
+	// Polled lists the sources polled, log list logs included.
+	Polled []string
+}
+
+// PollOnce polls every source of cfg once, concurrently, and returns when
+// all are done: log lists first, then the logs they name with the other
+// sources. Each issuance new to the state is passed to onNew as it is
+// committed. This is ct_exporter check; the exporter itself uses Start.
+func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*state.Issuance, []state.Match)) (*OnceResult, error) {
+	set := cfg.Policy
+	if err := m.store.SetPolicy(state.Policy{
+		RecentWindow: time.Duration(cfg.RecentWindow),
+		SeriesLimit:  cfg.RecentSeriesLimit,
+		Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
+			return ctsource.Verdict(set, w, is)
+		},
+	}); err != nil {
+		return nil, err
+	}
+	m.policy.Store(set)
+	res := &OnceResult{Failed: map[string]error{}}
+	var mu sync.Mutex
+	discovered := map[string][]ctsource.DiscoveredLog{}
+	poll := func(sources []config.Source) {
+		var wg sync.WaitGroup
+		for _, s := range sources {
+			src, err := newSource(s)
+			mu.Lock()
+			res.Polled = append(res.Polled, s.Name)
+			if err != nil {
+				res.Failed[s.Name] = err
+				mu.Unlock()
+				continue
+			}
+			mu.Unlock()
+			env := &ctsource.Env{
+				Recorder:   m.rec,
+				CountError: func(string) {},
+				Logger:     m.logger.With("source_name", s.Name),
+				Discover: func(list string, logs []ctsource.DiscoveredLog) {
+					mu.Lock()
+					discovered[list] = logs
+					mu.Unlock()
+				},
+				NewIssuance: func(is *state.Issuance, fresh []state.Match) {
+					mu.Lock()
+					defer mu.Unlock()
+					onNew(is, fresh)
+				},
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer src.Close()
+				if err := src.Poll(ctx, env); err != nil {
+					mu.Lock()
+					res.Failed[s.Name] = err
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+
+	var lists, rest []config.Source
+	for _, s := range cfg.Sources {
+		if s.Type == config.TypeLogList {
+			lists = append(lists, s)
+		} else {
+			rest = append(rest, s)
+		}
+	}
+	poll(lists)
+	// The same log named twice (by the configuration and by a list, or by
+	// two lists) is polled once, as the exporter follows it once.
+	names, keys := map[string]bool{}, map[string]bool{}
+	var sources []config.Source
+	add := func(s config.Source) {
+		if names[s.Name] || s.Type == config.TypeCTLog && keys[string(s.PublicKeyDER)] {
+			return
+		}
+		names[s.Name] = true
+		if s.Type == config.TypeCTLog {
+			keys[string(s.PublicKeyDER)] = true
+		}
+		sources = append(sources, s)
+	}
+	for _, s := range rest {
+		add(s)
+	}
+	for _, l := range lists {
+		for _, d := range discovered[l.Name] {
+			add(discoveredSource(l, d))
+		}
+	}
+	poll(sources)
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("check: %w", err)
+	}
+	return res, nil
+}
+
+// Errors joins the failures, for printing.
+func (r *OnceResult) Errors() error {
+	var errs []error
+	for name, err := range r.Failed {
+		errs = append(errs, fmt.Errorf("source %s: %w", name, err))
+	}
+	return errors.Join(errs...)
+}
