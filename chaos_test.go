@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/internal/certspotterfake"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
@@ -19,9 +20,9 @@ import (
 )
 
 // TestChaos kills the exporter with SIGKILL at random moments — during log
-// catch-up, crt.sh downloads and commits, right after a reload, while it
+// catch-up, crt.sh downloads, Cert Spotter pages and commits, right after a reload, while it
 // prunes at start — while issuances keep arriving in a CT log and on
-// crt.sh. Afterwards every issuance is counted exactly once per watch, every
+// crt.sh and Cert Spotter. Afterwards every issuance is counted exactly once per watch, every
 // recent series is there, and the state file opens. CT_EXPORTER_CHAOS_KILLS
 // sets the number of kills (default 50).
 func TestChaos(t *testing.T) {
@@ -35,6 +36,9 @@ func TestChaos(t *testing.T) {
 	crtsh := crtshfake.New()
 	defer crtsh.Close()
 	crtsh.SetDelay(2 * time.Millisecond)
+	api := certspotterfake.New()
+	defer api.Close()
+	api.SetPageSize(3) // pages, so that kills fall between them
 	ca := testpki.NewIssuer(t, "R11", "Let's Encrypt")
 
 	// truth: tbs_sha256 → the watches it concerns.
@@ -63,6 +67,16 @@ func TestChaos(t *testing.T) {
 				t.Fatal(err)
 			}
 			truth[fmt.Sprintf("%x", c.TBSSHA256)] = watches
+			if n%5 < 2 {
+				for _, der := range [][]byte{iss.Precert, iss.Final} {
+					if _, err := api.Add(der); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if n%5 == 0 { // only Cert Spotter has it
+					continue
+				}
+			}
 			switch n % 4 {
 			case 0: // only crt.sh has it
 				crtsh.Add(iss.Precert)
@@ -89,6 +103,7 @@ recent_series_limit: %d
 watches: [{domain: example.com}, {domain: shop.example.com}]
 sources:
   - {name: crtsh, type: crtsh, url: %q, interval: 300ms, request_interval: 0s}
+  - {name: certspotter, type: certspotter, url: %q, interval: 300ms, request_interval: 0s}
   - name: chaoslog
     type: ctlog
     url: %q
@@ -97,11 +112,11 @@ sources:
     interval: 200ms
     batch_size: 20
     workers: 3
-`, limit, crtsh.URL+"/", log.URL+"/", base64.StdEncoding.EncodeToString(log.PublicKeyDER())))
+`, limit, crtsh.URL+"/", api.URL+"/", log.URL+"/", base64.StdEncoding.EncodeToString(log.PublicKeyDER())))
 	}
 	writeConfig(1000)
 	args := []string{"--config.file=" + cfg, "--state.file=" + stateFile}
-	activity := func() int { return log.Requests("") + len(crtsh.Requests()) }
+	activity := func() int { return log.Requests("") + len(crtsh.Requests()) + len(api.Requests()) }
 
 	reloads := 0
 	for k := 0; k < kills; k++ {
@@ -168,6 +183,6 @@ sources:
 		seen[key] = true
 	}
 	lost := matches - len(seen)
-	t.Logf("chaos: %d kills (%d right after a reload), %d issuances (%d watch matches) from a CT log of %d entries and crt.sh; lost %d, doubled %d",
+	t.Logf("chaos: %d kills (%d right after a reload), %d issuances (%d watch matches) from a CT log of %d entries, crt.sh and Cert Spotter; lost %d, doubled %d",
 		kills, reloads, len(truth), matches, log.Size(), lost, int(value(m, "ct_new_certificates_total"))-matches)
 }

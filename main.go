@@ -67,6 +67,11 @@ func run(args []string) int {
 		return runCheck(*configFile, *stateFile, *checkOutput, promslog.New(logConfig), os.Stdout, os.Stderr)
 	}
 	logger := promslog.New(logConfig)
+	// Before anything starts: a SIGHUP's default action kills the process,
+	// and a reload sent while the exporter starts (systemd's ExecReload, a
+	// config management run) must not. It is handled once serving.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 
 	if *configCheck {
 		cfg, err := config.Load(*configFile)
@@ -169,8 +174,6 @@ func run(args []string) int {
 	go func() { serveErr <- web.ListenAndServe(srv, webConfig, logger) }()
 	ready.Store(true)
 
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	for {
 		select {
 		case err := <-serveErr:
