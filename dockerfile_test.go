@@ -188,3 +188,18 @@ func TestDockerImage(t *testing.T) {
 		t.Errorf("the container changed its filesystem outside the volume:\n%s", diff)
 	}
 }
+
+// The build context leaves out what must not reach a Docker daemon or an
+// image layer.
+func TestDockerignore(t *testing.T) {
+	data, err := os.ReadFile(".dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	for _, want := range []string{".git", "*.state", "examples/docker-compose/alertmanager-secrets/"} {
+		if !slices.Contains(lines, want) {
+			t.Errorf(".dockerignore lacks %s", want)
+		}
+	}
+}
