@@ -1,5 +1,6 @@
 # Build: docker build -t ct_exporter .
-# Run:   docker run -p 9812:9812 -v ct_state:/var/lib/ct_exporter ct_exporter
+# Run:   docker run --read-only -p 9812:9812 -v ct_state:/var/lib/ct_exporter ct_exporter
+# (it writes nothing but its state file; see examples/ for Kubernetes, systemd, Compose)
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./

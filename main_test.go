@@ -66,8 +66,19 @@ func freeAddr(t *testing.T) string {
 
 func startExporter(t *testing.T, args ...string) *exporter {
 	t.Helper()
+	return startExporterWith(t, binary, nil, args...)
+}
+
+// startExporterWith starts the program bin (a ct_exporter) with args;
+// configure, when not nil, adjusts the command first (user, directory,
+// environment).
+func startExporterWith(t *testing.T, bin string, configure func(*exec.Cmd), args ...string) *exporter {
+	t.Helper()
 	e := &exporter{t: t, addr: freeAddr(t), scheme: "http", client: &http.Client{Timeout: 5 * time.Second}, logs: &bytes.Buffer{}, exited: make(chan struct{})}
-	e.cmd = exec.Command(binary, append([]string{"--web.listen-address=" + e.addr, "--log.level=debug"}, args...)...)
+	e.cmd = exec.Command(bin, append([]string{"--web.listen-address=" + e.addr, "--log.level=debug"}, args...)...)
+	if configure != nil {
+		configure(e.cmd)
+	}
 	e.cmd.Stdout = e.logs
 	e.cmd.Stderr = e.logs
 	if err := e.cmd.Start(); err != nil {

@@ -1,7 +1,9 @@
 // Package examples holds an example Alertmanager configuration and
-// notification templates for ct_exporter's alerts. Its tests check them with
-// the real amtool and Alertmanager, and check that docs/runbook.md has a
-// section for every shipped alert.
+// notification templates for ct_exporter's alerts, and deployment examples
+// (kubernetes/, systemd/, docker-compose/). Its tests check them with the
+// real amtool, Alertmanager, promtool, systemd-analyze and ct_exporter
+// binary, and check that docs/runbook.md has a section for every shipped
+// alert.
 package examples
 
 import (
