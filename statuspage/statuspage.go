@@ -180,19 +180,22 @@ type logRow struct {
 type recentRow struct {
 	Verdict   string
 	Watch     string
-	Names     string
-	CN        string // shown when the names do not include it
+	Names     []string // the dns_names label split at its commas, so that lines break between names
+	CN        string   // shown when the names do not include it
 	Issuer    string
 	Serial    string
 	SCTs      string
 	FewSCTs   bool
 	NotBefore string
 	NotAfter  string
-	FirstSeen string
-	FirstAge  string
-	TBS       string
-	CertURL   string
-	SerialURL string
+	// Dates alone keep the table narrow; the times are in a tooltip.
+	NotBeforeDate string
+	NotAfterDate  string
+	FirstSeen     string
+	FirstAge      string
+	TBS           string
+	CertURL       string
+	SerialURL     string
 }
 
 func (h *Handler) page() *page {
@@ -339,16 +342,18 @@ func newRecentRow(r state.Recent, now time.Time) recentRow {
 	serial := display(r.Serial)
 	cert := hex.EncodeToString(r.CertSHA256[:])
 	row := recentRow{
-		Verdict:   r.Verdict.String(),
-		Watch:     display(r.Watch),
-		Names:     display(r.DNSNames),
-		Issuer:    display(r.Issuer),
-		Serial:    serial,
-		NotBefore: formatTime(r.NotBefore),
-		NotAfter:  formatTime(r.NotAfter),
-		FirstSeen: formatTime(r.FirstSeen),
-		FirstAge:  ago(now.Sub(r.FirstSeen)),
-		TBS:       hex.EncodeToString(r.TBSSHA256[:]),
+		Verdict:       r.Verdict.String(),
+		Watch:         display(r.Watch),
+		Names:         strings.Split(display(r.DNSNames), ","),
+		Issuer:        display(r.Issuer),
+		Serial:        serial,
+		NotBefore:     formatTime(r.NotBefore),
+		NotAfter:      formatTime(r.NotAfter),
+		NotBeforeDate: formatDate(r.NotBefore),
+		NotAfterDate:  formatDate(r.NotAfter),
+		FirstSeen:     formatTime(r.FirstSeen),
+		FirstAge:      ago(now.Sub(r.FirstSeen)),
+		TBS:           hex.EncodeToString(r.TBSSHA256[:]),
 		// crt.sh finds a certificate by the SHA-256 of the whole
 		// certificate (its sha256 parameter; q tries an id, then SHA-1 or
 		// SHA-256 of the certificate, then an identity). It knows nothing
@@ -361,7 +366,7 @@ func newRecentRow(r state.Recent, now time.Time) recentRow {
 		CertURL:   "https://crt.sh/?sha256=" + url.QueryEscape(cert),
 		SerialURL: "https://crt.sh/?serial=" + url.QueryEscape(r.Serial),
 	}
-	if cn := display(r.SubjectCN); cn != "" && !slices.Contains(strings.Split(row.Names, ","), cn) {
+	if cn := display(r.SubjectCN); cn != "" && !slices.Contains(row.Names, cn) {
 		row.CN = cn
 	}
 	switch {
@@ -410,6 +415,13 @@ func formatTime(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func formatDate(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02")
 }
 
 // ago says how long ago something was; a time in the future (clock skew

@@ -253,7 +253,7 @@ func assertInert(t *testing.T, body string) {
 		}
 	}
 	allowed := map[string]bool{}
-	for _, e := range strings.Fields("html head meta title style body header h1 span nav a p section h2 small table thead tbody tr th td code br footer") {
+	for _, e := range strings.Fields("html head meta title style body header h1 span nav a p section h2 small div table thead tbody tr th td code br wbr footer") {
 		allowed[e] = true
 	}
 	z := html.NewTokenizer(strings.NewReader(body))
