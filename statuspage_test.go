@@ -60,7 +60,7 @@ watches:
     include_subdomains: false
 sources:
   - {name: crtsh, type: crtsh, url: %q, interval: 1h, request_interval: 0s}
-  - {name: crtsh-mirror, type: crtsh, url: 'http://127.0.0.1:1/', interval: 1h, timeout: 2s}
+  - {name: crtsh-mirror, type: crtsh, url: 'http://127.0.0.1:1/', interval: 1s, timeout: 2s} # retries back off up to the interval
   - name: testlog
     type: ctlog
     url: %q
