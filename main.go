@@ -32,6 +32,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/statuspage"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -152,21 +153,7 @@ func run(args []string) int {
 		fmt.Fprintln(w, "Reloaded.")
 	})
 	if *metricsPath != "/" {
-		landing, err := web.NewLandingPage(web.LandingConfig{
-			Name:        "ct_exporter",
-			Description: "Certificate Transparency monitor for your domains",
-			Version:     version.Info(),
-			Links: []web.LandingLinks{
-				{Address: *metricsPath, Text: "Metrics"},
-				{Address: "/-/healthy", Text: "Health"},
-				{Address: "/-/ready", Text: "Readiness"},
-			},
-		})
-		if err != nil {
-			logger.Error("landing page", "err", err)
-			return 1
-		}
-		mux.Handle("/", landing)
+		mux.Handle("/", statuspage.New(store, mon, statuspage.Options{Version: version.Info(), MetricsPath: *metricsPath, Logger: logger}))
 	}
 
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

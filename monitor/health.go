@@ -15,7 +15,8 @@ var PollDurationBuckets = []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 6
 // SourceHealth is a copy of a source's health.
 type SourceHealth struct {
 	Name        string
-	Polled      bool // false until the first poll ends
+	Type        string // the source's type (crtsh, ctlog, loglist); "" while it is not running
+	Polled      bool   // false until the first poll ends
 	Up          bool
 	LastSuccess time.Time
 	Errors      map[string]uint64 // by reason; every reason present

@@ -332,10 +332,16 @@ func (m *Monitor) Stop() {
 func (m *Monitor) Health() []SourceHealth {
 	m.mu.Lock()
 	hs := maps.Clone(m.health)
+	types := make(map[string]string, len(m.runners))
+	for name, r := range m.runners {
+		types[name] = r.cfg.Type
+	}
 	m.mu.Unlock()
 	out := make([]SourceHealth, 0, len(hs))
 	for name, h := range hs {
-		out = append(out, h.snapshot(name))
+		s := h.snapshot(name)
+		s.Type = types[name]
+		out = append(out, s)
 	}
 	return out
 }
@@ -352,6 +358,10 @@ func (m *Monitor) Logs() []ctsource.LogStatus {
 	}
 	return out
 }
+
+// WatchSet returns the configured watches with their policies (expected
+// issuers, authorized keys), as the status page shows them.
+func (m *Monitor) WatchSet() *watch.Set { return m.policy.Load() }
 
 // Watches returns the configured watch domains.
 func (m *Monitor) Watches() []string {

@@ -92,8 +92,11 @@ func TestMonitorAppliesConfigurations(t *testing.T) {
 	if got := m.Watches(); len(got) != 1 || got[0] != "example.com" {
 		t.Fatalf("watches = %v", got)
 	}
-	if h, _ := healthOf(m, "crtsh"); h.DurationCount != 1 || h.LastSuccess.IsZero() || len(h.Errors) != 7 {
+	if h, _ := healthOf(m, "crtsh"); h.DurationCount != 1 || h.LastSuccess.IsZero() || len(h.Errors) != 7 || h.Type != "crtsh" {
 		t.Fatalf("health after one poll = %+v", h)
+	}
+	if ws := m.WatchSet().Watches(); len(ws) != 1 || ws[0].Domain != "example.com" || !ws[0].IncludeSubdomains {
+		t.Fatalf("watch set = %+v", ws)
 	}
 
 	// A new watch is searched at once, not an interval (1h) later.
@@ -171,7 +174,10 @@ func TestMonitorFollowsLogList(t *testing.T) {
 		l := logs()
 		return l["test_b_log"] && !l["test_a_log"] && len(m.Logs()) == 1
 	})
-	if h, ok := healthOf(m, "list"); !ok || !h.Up {
+	if h, ok := healthOf(m, "list"); !ok || !h.Up || h.Type != "loglist" {
 		t.Fatalf("list source health %+v", h)
+	}
+	if h, ok := healthOf(m, "test_b_log"); !ok || h.Type != "ctlog" {
+		t.Fatalf("discovered log health %+v", h)
 	}
 }

@@ -443,6 +443,8 @@ type Recent struct {
 	SubjectCN    string
 	DNSNames     string // bounded, comma-joined, escaped
 	EmbeddedSCTs int    // -1 while only the precertificate is known
+	NotBefore    time.Time
+	NotAfter     time.Time
 }
 
 // MaxDNSNamesLabel bounds the dns_names label value.
@@ -460,6 +462,8 @@ func newRecent(is *Issuance, firstSeen time.Time, w string, v watch.Verdict) Rec
 		SubjectCN:    watch.Escape(is.SubjectCN),
 		DNSNames:     namesLabel(is),
 		EmbeddedSCTs: is.EmbeddedSCTs,
+		NotBefore:    is.NotBefore,
+		NotAfter:     is.NotAfter,
 	}
 }
 

@@ -140,6 +140,9 @@ func TestObserveCountsEachIssuanceOncePerWatch(t *testing.T) {
 		if r.EmbeddedSCTs != 2 {
 			t.Errorf("%s: SCTs = %d, want 2 from the final certificate", r.Watch, r.EmbeddedSCTs)
 		}
+		if !r.NotBefore.Equal(pre.NotBefore) || !r.NotAfter.Equal(pre.NotAfter) {
+			t.Errorf("%s: validity %v–%v, want %v–%v", r.Watch, r.NotBefore, r.NotAfter, pre.NotBefore, pre.NotAfter)
+		}
 	}
 
 	// Everything survives reopening, first-seen times included.
