@@ -128,6 +128,8 @@ func TestAlertsEndToEnd(t *testing.T) {
 			t.Errorf("alert label %s = %q, want %q", k, got.Labels[k], want)
 		}
 	}
+	t.Logf("webhook received %s: %v\n  summary: %s\n  description: %s",
+		got.Labels["alertname"], got.Labels, got.Annotations["summary"], got.Annotations["description"])
 	if d := got.Annotations["description"]; !strings.Contains(d, "https://crt.sh/?sha256="+unexpectedCert) || !strings.Contains(d, unexpectedTBS) {
 		t.Errorf("description lacks the crt.sh link or tbs_sha256: %s", d)
 	}
