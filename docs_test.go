@@ -230,7 +230,7 @@ sources:
 // The flags table of docs/configuration.md lists exactly the flags
 // ct_exporter --help shows, with the defaults it shows.
 func TestFlagsReference(t *testing.T) {
-	code, help := runCheck(t, "--help")
+	code, help := runBinary(t, "--help")
 	if code != 0 {
 		t.Fatalf("--help: exit %d\n%s", code, help)
 	}

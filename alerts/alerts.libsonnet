@@ -9,12 +9,18 @@
   // A recent issuance's series with a verdict, held through a missing scrape
   // (restart) and dropped at once when the issuance gets another verdict
   // (the user authorized it).
+  //
+  // Replicas that saw the issuance first through different certificates
+  // (its precertificate in one log, its final certificate in another)
+  // expose different cert_sha256 labels: bottomk keeps the one first seen,
+  // whose value (first seen) never changes, so the alert's labels stay put.
   local certificates(verdict) =
+    'bottomk by (watch, tbs_sha256) (1, ' +
     'max without (%(without)s) (last_over_time(ct_certificate_first_seen_timestamp_seconds{%(sel)s, verdict="%(v)s"}[%(hold)s])) ' % {
       without: without, sel: c.selector, v: verdict, hold: c.certificateAlertHold,
     } +
     'unless on (watch, tbs_sha256) ' +
-    'ct_certificate_first_seen_timestamp_seconds{%(sel)s, verdict!="%(v)s"}' % { sel: c.selector, v: verdict },
+    'ct_certificate_first_seen_timestamp_seconds{%(sel)s, verdict!="%(v)s"})' % { sel: c.selector, v: verdict },
 
   local certificateDescription(what) =
     what + ' {{ $labels.dns_names }} (watch {{ $labels.watch }}): issuer {{ $labels.issuer }}, ' +
@@ -73,26 +79,27 @@
         rules: [
           {
             alert: 'CTSourceDown',
-            expr: 'ct_source_up{%(sel)s} == 0' % { sel: c.selector },
+            // One alert however many replicas see the source fail.
+            expr: 'max without (%(without)s) (ct_source_up{%(sel)s} == 0)' % { without: without, sel: c.selector },
             'for': c.sourceDownFor,
             labels: { severity: 'warning' },
             annotations: {
               summary: 'A certificate source keeps failing',
-              description: ('Source {{ $labels.source }} on {{ $labels.instance }} has failed every poll for %s: certificates it would report are not seen. ' % c.sourceDownFor) +
-                           'See ct_source_errors_total{source="{{ $labels.source }}"} for why.',
+              description: ('Source {{ $labels.source }} has failed every poll for %s: certificates it would report are not seen. ' % c.sourceDownFor) +
+                           'ct_source_up{source="{{ $labels.source }}"} == 0 shows on which instances; ct_source_errors_total{source="{{ $labels.source }}"} says why.',
               runbook_url: runbook('CTSourceDown'),
             },
           },
           {
             alert: 'CTLogSTHStale',
             // Readonly logs publish no new tree heads: their lag only grows.
-            expr: 'ct_log_sth_lag_seconds{%(sel)s} > on (%(on)s) ct_log_mmd_seconds{%(sel)s} unless on (%(on)s) ct_log_readonly{%(sel)s} == 1' % { sel: c.selector, on: 'job, instance, log' },
+            expr: 'max without (%(without)s) (ct_log_sth_lag_seconds{%(sel)s} > on (%(on)s) ct_log_mmd_seconds{%(sel)s} unless on (%(on)s) ct_log_readonly{%(sel)s} == 1)' % { without: without, sel: c.selector, on: 'job, instance, log' },
             'for': '10m',
             labels: { severity: 'warning' },
             annotations: {
               summary: "A CT log's newest verified tree head is older than its maximum merge delay",
               description: 'The newest verified tree head of log {{ $labels.log }} is {{ $value | humanizeDuration }} old, more than its MMD of ' +
-                           ('{{ with printf `ct_log_mmd_seconds{%s, instance="%%s", log="%%s"}` $labels.instance $labels.log | query }}{{ . | first | value | humanizeDuration }}{{ end }}: ' % c.selector) +
+                           ('{{ with printf `max(ct_log_mmd_seconds{%s, log="%%s"})` $labels.log | query }}{{ . | first | value | humanizeDuration }}{{ end }}: ' % c.selector) +
                            'the log is not publishing, or ct_exporter cannot verify what it publishes.',
               runbook_url: runbook('CTLogSTHStale'),
             },
@@ -103,24 +110,25 @@
             // nothing fires before an hour of data), and never down to zero
             // in between (a log caught up between polls is fine).
             expr: oneLine(|||
+              max without (%(without)s) (
               ct_log_entries_behind{%(sel)s} >= ct_log_entries_behind{%(sel)s} offset 1h
-              and min_over_time(ct_log_entries_behind{%(sel)s}[1h]) > 0
-            ||| % { sel: c.selector }),
+              and min_over_time(ct_log_entries_behind{%(sel)s}[1h]) > 0)
+            ||| % { without: without, sel: c.selector }),
             labels: { severity: 'warning' },
             annotations: {
               summary: 'ct_exporter is not keeping up with a CT log',
-              description: 'Log {{ $labels.log }} on {{ $labels.instance }} has had entries waiting for an hour, and the backlog is not shrinking ({{ $value }} now): ' +
+              description: 'Log {{ $labels.log }} has had entries waiting for an hour, and the backlog is not shrinking ({{ $value }} now): ' +
                            'new certificates are seen late.',
               runbook_url: runbook('CTLogFallingBehind'),
             },
           },
           {
             alert: 'CTLogVerificationFailed',
-            expr: 'increase(ct_log_verification_failures_total{%(sel)s}[10m]) > 0' % { sel: c.selector },
+            expr: 'max without (%(without)s) (increase(ct_log_verification_failures_total{%(sel)s}[10m]) > 0)' % { without: without, sel: c.selector },
             labels: { severity: 'critical' },
             annotations: {
               summary: 'A CT log failed verification: possible split view or misbehaving log',
-              description: 'Log {{ $labels.log }} failed the {{ $labels.check }} check on {{ $labels.instance }}. ' +
+              description: 'Log {{ $labels.log }} failed the {{ $labels.check }} check. ' +
                            'ct_exporter does not read past what it cannot verify, so this log is not monitored until it behaves.',
               runbook_url: runbook('CTLogVerificationFailed'),
             },
