@@ -58,30 +58,16 @@ type csIssuance struct {
 	CertDER   []byte `json:"cert_der"`
 }
 
-// Poll queries every watch (IP addresses cannot be queried). As with
-// crt.sh, a sign of overload or of the rate limit ends the poll at once.
+// Poll queries every watch; IP addresses cannot be queried.
 func (c *Certspotter) Poll(ctx context.Context, env *Env) error {
 	ctx = withErrorCounter(ctx, env.CountError)
-	var errs []error
-	for _, w := range env.Recorder.Policy().Watches() {
+	return eachWatch(ctx, env, "certspotter "+c.name, func(w *watch.Watch) error {
 		if w.IsIP() {
 			env.Logger.Debug("the Cert Spotter API searches domains only; use a ctlog source for an IP address", "watch", w.Domain)
-			continue
+			return nil
 		}
-		err := c.pollWatch(ctx, env, &w)
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		err = fmt.Errorf("certspotter %s: watch %s: %w", c.name, w.Domain, err)
-		if retryable(ReasonOf(err)) {
-			return err
-		}
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+		return c.pollWatch(ctx, env, w)
+	})
 }
 
 // cursorKey names a query's cursor: a query is a domain and whether it

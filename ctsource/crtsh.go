@@ -73,27 +73,10 @@ type crtshRow struct {
 	ResultCount    *int    `json:"result_count"`
 }
 
-// Poll searches every watch. A failure that says crt.sh is struggling
-// (timeouts, 429, 5xx) ends the poll at once rather than adding load; other
-// failures are reported after the remaining watches are done.
+// Poll searches every watch.
 func (c *Crtsh) Poll(ctx context.Context, env *Env) error {
 	ctx = withErrorCounter(ctx, env.CountError)
-	var errs []error
-	for _, w := range env.Recorder.Policy().Watches() {
-		err := c.pollWatch(ctx, env, &w)
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		err = fmt.Errorf("crtsh %s: watch %s: %w", c.name, w.Domain, err)
-		if retryable(ReasonOf(err)) {
-			return err
-		}
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return eachWatch(ctx, env, "crtsh "+c.name, func(w *watch.Watch) error { return c.pollWatch(ctx, env, w) })
 }
 
 func (c *Crtsh) pollWatch(ctx context.Context, env *Env, w *watch.Watch) error {

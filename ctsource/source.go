@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/watch"
 )
 
 // Reasons label ct_source_errors_total. The set is fixed (pinned): it must
@@ -110,4 +111,27 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// eachWatch polls every watch of a search source in turn. A failure that
+// says the service is struggling (timeouts, 429, 5xx) ends the poll at once
+// rather than adding load; other failures are reported after the remaining
+// watches are done.
+func eachWatch(ctx context.Context, env *Env, source string, poll func(*watch.Watch) error) error {
+	var errs []error
+	for _, w := range env.Recorder.Policy().Watches() {
+		err := poll(&w)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		err = fmt.Errorf("%s: watch %s: %w", source, w.Domain, err)
+		if retryable(ReasonOf(err)) {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
