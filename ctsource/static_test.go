@@ -163,46 +163,57 @@ func ctlogKeyOf(t *testing.T) []byte {
 
 // A data tile whose bytes do not hash to the verified tree (a corrupting
 // mirror, a misbehaving log) fails leaf_hash and moves nothing.
+// A data tile that is corrupt (a flipped byte) or partial (cut short, as a
+// proxy or a half-written object store can serve it) is never read as
+// entries: the poll fails, the position holds, and nothing is recorded until
+// the log serves the whole tile.
 func TestStaticLogDetectsCorruptTiles(t *testing.T) {
-	h := newStaticHarness(t)
-	h.submit([]string{"www.example.com"}, true)
-	h.submit([]string{"x.example.net"}, false)
-	h.wait()
-	var corrupt atomic.Bool
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		res, err := http.Get(strings.TrimSuffix(h.log.MonitoringPrefix(), "/") + strings.TrimPrefix(r.URL.Path, "/log"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer res.Body.Close()
-		body, _ := io.ReadAll(res.Body)
-		if corrupt.Load() && strings.Contains(r.URL.Path, "/tile/data/") && len(body) > 20 {
-			body[20] ^= 1 // inside the first entry's certificate
-		}
-		w.WriteHeader(res.StatusCode)
-		w.Write(body)
-	}))
-	defer proxy.Close()
-	l, err := NewStaticLog("testlog", proxy.URL+"/log", h.log.PublicKey(), LogOptions{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	corrupt.Store(true)
-	err = l.Poll(context.Background(), h.env)
-	var ve *verifyError
-	if !errors.As(err, &ve) || ve.check != CheckLeafHash {
-		t.Fatalf("corrupt tile: %v", err)
-	}
-	if h.position() > 0 || h.store.Snapshot().Certificates != 0 {
-		t.Fatalf("position %d, %d issuances from a corrupt tile", h.position(), h.store.Snapshot().Certificates)
-	}
-	corrupt.Store(false)
-	if err := l.Poll(context.Background(), h.env); err != nil {
-		t.Fatal(err)
-	}
-	if h.store.Snapshot().Certificates != 1 {
-		t.Fatal("not recovered")
+	for name, mangle := range map[string]func([]byte) []byte{
+		"flipped byte": func(b []byte) []byte { b[20] ^= 1; return b }, // inside the first entry's certificate
+		"cut short":    func(b []byte) []byte { return b[:len(b)*2/3] },
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newStaticHarness(t)
+			h.submit([]string{"www.example.com"}, true)
+			h.submit([]string{"x.example.net"}, false)
+			h.wait()
+			var corrupt atomic.Bool
+			proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				res, err := http.Get(strings.TrimSuffix(h.log.MonitoringPrefix(), "/") + strings.TrimPrefix(r.URL.Path, "/log"))
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadGateway)
+					return
+				}
+				defer res.Body.Close()
+				body, _ := io.ReadAll(res.Body)
+				if corrupt.Load() && strings.Contains(r.URL.Path, "/tile/data/") && len(body) > 20 {
+					body = mangle(body)
+				}
+				w.WriteHeader(res.StatusCode)
+				w.Write(body)
+			}))
+			defer proxy.Close()
+			l, err := NewStaticLog("testlog", proxy.URL+"/log", h.log.PublicKey(), LogOptions{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			corrupt.Store(true)
+			err = l.Poll(context.Background(), h.env)
+			var ve *verifyError
+			if !errors.As(err, &ve) || ve.check != CheckLeafHash {
+				t.Fatalf("damaged tile: %v, want a leaf_hash verification failure", err)
+			}
+			if h.position() > 0 || h.store.Snapshot().Certificates != 0 {
+				t.Fatalf("position %d, %d issuances from a damaged tile", h.position(), h.store.Snapshot().Certificates)
+			}
+			corrupt.Store(false)
+			if err := l.Poll(context.Background(), h.env); err != nil {
+				t.Fatal(err)
+			}
+			if h.store.Snapshot().Certificates != 1 {
+				t.Fatal("not recovered")
+			}
+		})
 	}
 }
 
