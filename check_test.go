@@ -105,6 +105,9 @@ sources:
 	if strings.Contains(out+errOut, "cron-user-key") {
 		t.Fatal("the API key was printed")
 	}
+	if strings.Contains(errOut, "new certificate") {
+		t.Fatalf("info lines repeat the table on stderr by default:\n%s", errOut)
+	}
 
 	// Recorded: a second run has nothing new, and says so.
 	code, out, errOut = runSplit(t, "check", "--config.file="+cfg, "--state.file="+state)
@@ -116,10 +119,13 @@ sources:
 	late := issue(le, "late.example.com")
 	log.AddCert(late.Final, le.DER)
 	log.Publish()
-	code, out, errOut = runSplit(t, "check", "--output=json", "--config.file="+cfg, "--state.file="+state)
+	code, out, errOut = runSplit(t, "check", "--output=json", "--log.level=info", "--config.file="+cfg, "--state.file="+state)
 	var rows []map[string]any
 	if err := json.Unmarshal([]byte(out), &rows); err != nil || code != 0 || len(rows) != 1 {
 		t.Fatalf("json run: exit %d, %v:\n%s\n%s", code, err, out, errOut)
+	}
+	if !strings.Contains(errOut, `msg="new certificate"`) {
+		t.Fatalf("--log.level=info is not honoured by check:\n%s", errOut)
 	}
 	r := rows[0]
 	if r["verdict"] != "issuer_allowed" || r["watch"] != "example.com" || r["embedded_scts"] != float64(2) ||

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +48,8 @@ func run(args []string) int {
 		logConfig   = &promslog.Config{}
 	)
 	promslogflag.AddFlags(app, logConfig)
+	var logLevelSet bool
+	app.GetFlag("log.level").IsSetByUser(&logLevelSet)
 	app.Version(version.Print("ct_exporter"))
 	app.HelpFlag.Short('h')
 	app.Command("serve", "Run the exporter (the default command).").Default()
@@ -62,7 +63,7 @@ func run(args []string) int {
 	}
 	if cmd == checkCmd.FullCommand() {
 		// The table is the output; info lines on stderr would repeat it.
-		if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--log.level") }) {
+		if !logLevelSet {
 			logConfig.Level.Set("warn")
 		}
 		return runCheck(*configFile, *stateFile, *checkOutput, promslog.New(logConfig), os.Stdout, os.Stderr)
