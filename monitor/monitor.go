@@ -113,31 +113,10 @@ func (m *Monitor) apply(kick bool) error {
 	m.discMu.Lock()
 	discovered := maps.Clone(m.discovered)
 	m.discMu.Unlock()
-	want := map[string]config.Source{}
-	var sources []config.Source
-	keys := map[string]bool{}
-	add := func(s config.Source) {
-		if _, dup := want[s.Name]; dup {
-			return
-		}
-		if s.Type == config.TypeCTLog {
-			if keys[string(s.PublicKeyDER)] || !m.shard.Follows(s.PublicKeyDER) {
-				return
-			}
-			keys[string(s.PublicKeyDER)] = true
-		}
+	sources := sourceSet(m.cfg, discovered, m.shard)
+	want := make(map[string]config.Source, len(sources))
+	for _, s := range sources {
 		want[s.Name] = s
-		sources = append(sources, s)
-	}
-	for _, s := range m.cfg.Sources {
-		add(s)
-	}
-	for _, s := range m.cfg.Sources {
-		if s.Type == config.TypeLogList {
-			for _, d := range discovered[s.Name] {
-				add(discoveredSource(s, d))
-			}
-		}
 	}
 	for name, r := range m.runners {
 		if s, ok := want[name]; !ok || !reflect.DeepEqual(s, r.cfg) {
@@ -177,6 +156,38 @@ func (m *Monitor) apply(kick bool) error {
 		go r.run(ctx, m.env(h), time.Duration(s.Interval), m.logger.With("source_name", s.Name))
 	}
 	return nil
+}
+
+// sourceSet is what a replica polls: the configured sources, then the logs
+// the log lists name, each name once and each log (by key) once, and of the
+// logs only this shard's.
+func sourceSet(cfg *config.Config, discovered map[string][]ctsource.DiscoveredLog, shard Shard) []config.Source {
+	var sources []config.Source
+	names, keys := map[string]bool{}, map[string]bool{}
+	add := func(s config.Source) {
+		if names[s.Name] {
+			return
+		}
+		if s.Type == config.TypeCTLog {
+			if keys[string(s.PublicKeyDER)] || !shard.Follows(s.PublicKeyDER) {
+				return
+			}
+			keys[string(s.PublicKeyDER)] = true
+		}
+		names[s.Name] = true
+		sources = append(sources, s)
+	}
+	for _, s := range cfg.Sources {
+		add(s)
+	}
+	for _, s := range cfg.Sources {
+		if s.Type == config.TypeLogList {
+			for _, d := range discovered[s.Name] {
+				add(discoveredSource(s, d))
+			}
+		}
+	}
+	return sources
 }
 
 // discoveredSource is the ctlog source for a log a log list names.

@@ -81,35 +81,18 @@ func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*s
 		wg.Wait()
 	}
 
-	var lists, rest []config.Source
+	var lists []config.Source
 	for _, s := range cfg.Sources {
 		if s.Type == config.TypeLogList {
 			lists = append(lists, s)
-		} else {
-			rest = append(rest, s)
 		}
 	}
 	poll(lists)
-	// The same log named twice (by the configuration and by a list, or by
-	// two lists) is polled once, as the exporter follows it once.
-	names, keys := map[string]bool{}, map[string]bool{}
+	// Then everything else, as the exporter would follow it (every shard).
 	var sources []config.Source
-	add := func(s config.Source) {
-		if names[s.Name] || s.Type == config.TypeCTLog && keys[string(s.PublicKeyDER)] {
-			return
-		}
-		names[s.Name] = true
-		if s.Type == config.TypeCTLog {
-			keys[string(s.PublicKeyDER)] = true
-		}
-		sources = append(sources, s)
-	}
-	for _, s := range rest {
-		add(s)
-	}
-	for _, l := range lists {
-		for _, d := range discovered[l.Name] {
-			add(discoveredSource(l, d))
+	for _, s := range sourceSet(cfg, discovered, Shard{}) {
+		if s.Type != config.TypeLogList {
+			sources = append(sources, s)
 		}
 	}
 	poll(sources)
