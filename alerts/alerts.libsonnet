@@ -61,7 +61,7 @@
             expr: oneLine(|||
               (max without (%(without)s) (ct_certificate_embedded_scts{%(sel)s}) < 2)
               * on (watch, tbs_sha256) group_left (dns_names, issuer, serial, cert_sha256)
-              topk by (watch, tbs_sha256) (1, 0 * max without (%(without)s, verdict) (ct_certificate_first_seen_timestamp_seconds{%(sel)s}) + 1)
+              (0 * bottomk by (watch, tbs_sha256) (1, max without (%(without)s, verdict) (ct_certificate_first_seen_timestamp_seconds{%(sel)s})) + 1)
             ||| % { without: without, sel: c.selector }),
             labels: { severity: 'warning' },
             annotations: {
