@@ -26,15 +26,8 @@ type staticHarness struct {
 
 func newStaticHarness(t *testing.T) *staticHarness {
 	h := &staticHarness{logHarness: newLogHarness(t)}
-	root, err := testpki.NewRoot("Static Test Root", "Test PKI")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.ca, err = root.NewIntermediate("E7", "Let's Encrypt"); err != nil {
-		t.Fatal(err)
-	}
-	h.root = root
-	h.log = sunlightlog.Start(t, root.Cert)
+	h.root, h.ca = testpki.NewChain(t, "Static Test Root", "Test PKI", "E7", "Let's Encrypt")
+	h.log = sunlightlog.Start(t, h.root.Cert)
 	return h
 }
 

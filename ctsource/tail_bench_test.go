@@ -99,14 +99,7 @@ func BenchmarkTailStatic(b *testing.B) {
 	if n == 0 {
 		n = 2000
 	}
-	root, err := testpki.NewRoot("Bench Root", "Test PKI")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ca, err := root.NewIntermediate("E7", "Let's Encrypt")
-	if err != nil {
-		b.Fatal(err)
-	}
+	root, ca := testpki.NewChain(b, "Bench Root", "Test PKI", "E7", "Let's Encrypt")
 	log := sunlightlog.Start(b, root.Cert)
 	ctx := context.Background()
 	jobs := make(chan int)

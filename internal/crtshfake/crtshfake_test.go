@@ -49,14 +49,7 @@ type pki struct {
 func newPKI(t *testing.T) *pki {
 	t.Helper()
 	// The comma in the organisation makes crt.sh quote it in issuer_name.
-	root, err := testpki.NewRoot("Test Root", "Foo, Inc.")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := root.NewIntermediate("Test Intermediate", "Foo, Inc.")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, ca := testpki.NewChain(t, "Test Root", "Foo, Inc.", "Test Intermediate", "Foo, Inc.")
 	return &pki{root: root, ca: ca}
 }
 

@@ -413,14 +413,7 @@ func TestGetEntriesBatches(t *testing.T) {
 
 func TestEntriesParse(t *testing.T) {
 	l := ctlogfake.New(t)
-	root, err := testpki.NewRoot("Parse Root", "Test PKI")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := root.NewIntermediate("Parse CA", "Test PKI")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, ca := testpki.NewChain(t, "Parse Root", "Test PKI", "Parse CA", "Test PKI")
 	is := issue(t, ca, "www.example.com")
 	extraRoot := root.DER
 

@@ -226,15 +226,7 @@ func TestRestart(t *testing.T) {
 // the same but keeps the root to itself, and the log must be told the root.)
 func newPKI(t *testing.T, cn, org string) (root, issuer *testpki.CA) {
 	t.Helper()
-	root, err := testpki.NewRoot(cn+" Root", org)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer, err = root.NewIntermediate(cn, org)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root, issuer
+	return testpki.NewChain(t, cn+" Root", org, cn, org)
 }
 
 func mustIssue(t *testing.T, ca *testpki.CA) *testpki.Issued {

@@ -58,15 +58,22 @@ func NewRoot(cn, org string) (*CA, error) {
 // CAs issue, and fails the test if it cannot.
 func NewIssuer(t testing.TB, cn, org string) *CA {
 	t.Helper()
-	root, err := NewRoot("Test Root", "Test PKI")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := root.NewIntermediate(cn, org)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ca := NewChain(t, "Test Root", "Test PKI", cn, org)
 	return ca
+}
+
+// NewChain makes a root (for a log's accepted roots) and an issuing CA
+// under it, and fails the test if it cannot.
+func NewChain(t testing.TB, rootCN, rootOrg, cn, org string) (root, issuer *CA) {
+	t.Helper()
+	root, err := NewRoot(rootCN, rootOrg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if issuer, err = root.NewIntermediate(cn, org); err != nil {
+		t.Fatal(err)
+	}
+	return root, issuer
 }
 
 // NewIntermediate makes an intermediate CA signed by ca.
