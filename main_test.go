@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ct-exporter/ct_exporter/internal/tools"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -54,16 +54,6 @@ type exporter struct {
 	exited chan struct{}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func startExporter(t *testing.T, args ...string) *exporter {
 	t.Helper()
 	return startExporterWith(t, binary, nil, args...)
@@ -74,7 +64,7 @@ func startExporter(t *testing.T, args ...string) *exporter {
 // environment).
 func startExporterWith(t *testing.T, bin string, configure func(*exec.Cmd), args ...string) *exporter {
 	t.Helper()
-	e := &exporter{t: t, addr: freeAddr(t), scheme: "http", client: &http.Client{Timeout: 5 * time.Second}, logs: &bytes.Buffer{}, exited: make(chan struct{})}
+	e := &exporter{t: t, addr: tools.FreeAddr(t), scheme: "http", client: &http.Client{Timeout: 5 * time.Second}, logs: &bytes.Buffer{}, exited: make(chan struct{})}
 	e.cmd = exec.Command(bin, append([]string{"--web.listen-address=" + e.addr, "--log.level=debug"}, args...)...)
 	if configure != nil {
 		configure(e.cmd)
@@ -306,7 +296,7 @@ func TestDamagedStateRefusesToStart(t *testing.T) {
 	writeFile(t, cfg, "watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh}]\n")
 	state := filepath.Join(dir, "s.state")
 	writeFile(t, state, "this is not a state file, but somebody's data\n")
-	code, out := runBinary(t, "--config.file="+cfg, "--state.file="+state, "--web.listen-address="+freeAddr(t))
+	code, out := runBinary(t, "--config.file="+cfg, "--state.file="+state, "--web.listen-address="+tools.FreeAddr(t))
 	if code != 1 || !strings.Contains(out, state) || !strings.Contains(out, "move it aside") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}

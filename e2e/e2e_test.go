@@ -19,6 +19,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/sunlightlog"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
+	"github.com/ct-exporter/ct_exporter/internal/tools"
 )
 
 // world is everything around the exporter under test.
@@ -73,10 +74,10 @@ sources:
     interval: %s
 `, hex.EncodeToString(spki[:]), w.crtsh.URL+"/", w.log.MonitoringPrefix(),
 		base64.StdEncoding.EncodeToString(w.log.PublicKey()), logInterval))
-	w.addr = freeAddr(t)
+	w.addr = tools.FreeAddr(t)
 	start(t, exporterBinary, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"),
 		"--web.listen-address="+w.addr, "--log.level=debug")
-	eventually(t, 30*time.Second, "exporter ready", func() bool { return httpOK("http://" + w.addr + "/-/ready") })
+	tools.Eventually(t, 30*time.Second, "exporter ready", func() bool { return httpOK("http://" + w.addr + "/-/ready") })
 	w.stack = startStack(t, w.addr, renderRules(t, dir, rulesOverride))
 	return w
 }
@@ -114,7 +115,7 @@ func TestAlertsEndToEnd(t *testing.T) {
 	unexpectedTBS, unexpectedCert := w.submit(w.evil, testpki.Leaf{CN: "login.example.com", DNSNames: []string{"login.example.com", "example.com"}, SCTs: 2})
 
 	var got Alert
-	eventually(t, 60*time.Second, "CTUnexpectedIssuerCertificate at the webhook", func() bool {
+	tools.Eventually(t, 60*time.Second, "CTUnexpectedIssuerCertificate at the webhook", func() bool {
 		a, _, ok := hook.find(map[string]string{"alertname": "CTUnexpectedIssuerCertificate", "tbs_sha256": unexpectedTBS})
 		got = a
 		return ok
@@ -136,7 +137,7 @@ func TestAlertsEndToEnd(t *testing.T) {
 	if !strings.HasSuffix(got.Annotations["runbook_url"], "#ctunexpectedissuercertificate") {
 		t.Errorf("runbook_url = %s", got.Annotations["runbook_url"])
 	}
-	eventually(t, 60*time.Second, "CTNewCertificate for the expected issuer", func() bool {
+	tools.Eventually(t, 60*time.Second, "CTNewCertificate for the expected issuer", func() bool {
 		_, _, ok := hook.find(map[string]string{"alertname": "CTNewCertificate", "tbs_sha256": allowedTBS, "severity": "info"})
 		return ok
 	})
@@ -144,12 +145,12 @@ func TestAlertsEndToEnd(t *testing.T) {
 	// The authorized issuance was processed before the unexpected one and
 	// is exposed; several evaluations later, nothing fired for it.
 	ctx := context.Background()
-	eventually(t, 30*time.Second, "the authorized issuance in Prometheus", func() bool {
+	tools.Eventually(t, 30*time.Second, "the authorized issuance in Prometheus", func() bool {
 		r, err := w.stack.query(ctx, fmt.Sprintf(`ct_certificate_first_seen_timestamp_seconds{verdict="authorized",tbs_sha256=%q}`, authorizedTBS))
 		return err == nil && len(r) == 1
 	})
 	seen := time.Now()
-	eventually(t, 30*time.Second, "five more rule evaluations", func() bool { return time.Since(seen) > 5*time.Second })
+	tools.Eventually(t, 30*time.Second, "five more rule evaluations", func() bool { return time.Since(seen) > 5*time.Second })
 	if a, _, ok := hook.find(map[string]string{"tbs_sha256": authorizedTBS}); ok {
 		t.Fatalf("an authorized issuance alerted: %+v", a)
 	}
@@ -161,7 +162,7 @@ func TestAlertsEndToEnd(t *testing.T) {
 
 	// crt.sh goes away: CTSourceDown arrives once it has failed long enough.
 	w.crtsh.Close()
-	eventually(t, 90*time.Second, "CTSourceDown", func() bool {
+	tools.Eventually(t, 90*time.Second, "CTSourceDown", func() bool {
 		_, _, ok := hook.find(map[string]string{"alertname": "CTSourceDown", "source": "crtsh", "severity": "warning"})
 		return ok
 	})

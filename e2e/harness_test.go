@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -45,16 +44,6 @@ func TestMain(m *testing.M) {
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Dir(filepath.Dir(file))
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // process is a program started for the test, stopped at cleanup; its
@@ -94,16 +83,6 @@ func start(t testing.TB, name string, args ...string) *process {
 }
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func httpOK(url string) bool {
 	res, err := http.Get(url)
@@ -213,7 +192,7 @@ func startStack(t testing.TB, target, rules string) *stack {
 	dir := t.TempDir()
 	s := &stack{hook: newWebhook(t)}
 
-	amAddr := freeAddr(t)
+	amAddr := tools.FreeAddr(t)
 	amCfg := filepath.Join(dir, "alertmanager.yml")
 	writeFile(t, amCfg, fmt.Sprintf(`
 route:
@@ -231,9 +210,9 @@ receivers:
 	start(t, am, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am"),
 		"--web.listen-address="+amAddr, "--cluster.listen-address=")
 	s.amURL = "http://" + amAddr
-	eventually(t, 30*time.Second, "alertmanager ready", func() bool { return httpOK(s.amURL + "/-/ready") })
+	tools.Eventually(t, 30*time.Second, "alertmanager ready", func() bool { return httpOK(s.amURL + "/-/ready") })
 
-	promAddr := freeAddr(t)
+	promAddr := tools.FreeAddr(t)
 	promCfg := filepath.Join(dir, "prometheus.yml")
 	writeFile(t, promCfg, fmt.Sprintf(`
 global:
@@ -250,10 +229,10 @@ scrape_configs:
 	start(t, prom, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "prom"),
 		"--web.listen-address="+promAddr)
 	s.promURL = "http://" + promAddr
-	eventually(t, 30*time.Second, "prometheus ready", func() bool { return httpOK(s.promURL + "/-/ready") })
+	tools.Eventually(t, 30*time.Second, "prometheus ready", func() bool { return httpOK(s.promURL + "/-/ready") })
 	// Prometheus hands new targets to its scrapers every 5s: wait for the
 	// first scrape, as a running Prometheus would already be scraping.
-	eventually(t, 30*time.Second, "the first scrape", func() bool {
+	tools.Eventually(t, 30*time.Second, "the first scrape", func() bool {
 		r, err := s.query(context.Background(), `up{job="ct_exporter"} == 1`)
 		return err == nil && len(r) == 1
 	})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
+	"github.com/ct-exporter/ct_exporter/internal/tools"
 )
 
 // BenchmarkDetectionLatency measures, for 20 certificates from an unexpected
@@ -23,7 +24,7 @@ func BenchmarkDetectionLatency(b *testing.B) {
 			start := time.Now()
 			tbs, _ := w.submit(w.evil, testpki.Leaf{DNSNames: []string{fmt.Sprintf("n%d.example.com", i)}, SCTs: 2})
 			var at time.Time
-			eventually(b, time.Minute, "the alert", func() bool {
+			tools.Eventually(b, time.Minute, "the alert", func() bool {
 				var ok bool
 				_, at, ok = w.stack.hook.find(map[string]string{"alertname": "CTUnexpectedIssuerCertificate", "tbs_sha256": tbs})
 				return ok

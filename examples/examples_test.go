@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -612,27 +611,6 @@ func (w *webhook) notifications() []notification {
 	return slices.Clone(w.seen)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // testConfig is the example configuration with every receiver replaced by a
 // webhook of the same name, and the waits shortened; routes, grouping and
 // inhibit rules are the example's.
@@ -685,7 +663,7 @@ func startAlertmanager(t *testing.T, config []byte) string {
 	if err := os.WriteFile(cfgPath, config, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := tools.FreeAddr(t)
 	logPath := filepath.Join(dir, "alertmanager.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -709,7 +687,7 @@ func startAlertmanager(t *testing.T, config []byte) string {
 		}
 	})
 	base := "http://" + addr
-	eventually(t, 30*time.Second, "alertmanager ready", func() bool {
+	tools.Eventually(t, 30*time.Second, "alertmanager ready", func() bool {
 		select {
 		case <-exited:
 			b, _ := os.ReadFile(logPath)

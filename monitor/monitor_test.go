@@ -15,6 +15,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
+	"github.com/ct-exporter/ct_exporter/internal/tools"
 	"github.com/ct-exporter/ct_exporter/state"
 )
 
@@ -27,15 +28,11 @@ func parse(t *testing.T, yaml string) *config.Config {
 	return cfg
 }
 
+// eventually waits for cond, as everywhere in the tests, with this
+// package's deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	tools.Eventually(t, 30*time.Second, what, cond)
 }
 
 func healthOf(m *Monitor, name string) (SourceHealth, bool) {

@@ -1,13 +1,17 @@
-// Package tools finds the external programs some tests run: Prometheus's
-// promtool, Alertmanager, jsonnet. Locally a test without them is skipped
+// Package tools holds what tests in several packages share: finding the
+// external programs some run (Prometheus's promtool, Alertmanager, jsonnet),
+// a free loopback address, and polling with a deadline. Locally a test
+// without a program is skipped
 // with a message; CI sets CT_EXPORTER_REQUIRE_TOOLS=1, so that there a
 // missing program fails the test instead of silently testing less.
 package tools
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 )
 
 // Require returns the path of a program, or skips (fails in CI) the test.
@@ -22,4 +26,29 @@ func Require(t testing.TB, name, pkg string) string {
 	}
 	t.Skipf("%s not installed (apt-get install %s): skipping", name, pkg)
 	return ""
+}
+
+// FreeAddr returns a loopback address no one listens on now, for a program
+// the test starts (which needs the address on its command line).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Eventually polls cond until it holds, and fails the test after timeout:
+// tests wait for a state, never for a time.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
