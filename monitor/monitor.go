@@ -87,8 +87,16 @@ func New(store *state.Store, logger *slog.Logger, shard Shard) *Monitor {
 // configuration changed are restarted. Sources polled by watch are polled
 // at once when the watches changed, so a new watch does not wait an interval.
 func (m *Monitor) Apply(cfg *config.Config) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// Every new source is made before anything changes: a configuration
+	// whose source cannot be made is refused whole, and the running one kept.
+	plan, err := m.plan(cfg)
+	if err != nil {
+		return err
+	}
 	set := cfg.Policy
-	err := m.store.SetPolicy(state.Policy{
+	err = m.store.SetPolicy(state.Policy{
 		RecentWindow: time.Duration(cfg.RecentWindow),
 		SeriesLimit:  cfg.RecentSeriesLimit,
 		Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
@@ -96,47 +104,83 @@ func (m *Monitor) Apply(cfg *config.Config) error {
 		},
 	})
 	if err != nil {
+		plan.discard()
 		return err
 	}
 	old := m.policy.Swap(set)
-	watchesChanged := !sameDomains(old, set)
-
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.cfg = cfg
-	return m.apply(watchesChanged)
+	m.run(plan, !sameDomains(old, set))
+	return nil
 }
 
-// apply makes the running sources those of the configuration and of the log
-// lists; m.mu is held.
-func (m *Monitor) apply(kick bool) error {
+// sourcePlan is the sources a configuration and the log lists call for, with
+// those that need a new runner already made.
+type sourcePlan struct {
+	sources []config.Source
+	made    map[string]ctsource.Source
+}
+
+func (p *sourcePlan) discard() {
+	for _, src := range p.made {
+		src.Close()
+	}
+}
+
+// plan makes the sources cfg needs that are not running as configured; m.mu
+// is held. A configured source that cannot be made fails the plan. A log a
+// log list names that cannot be made (a key the CT library refuses) is
+// logged and left out: one bad entry of a list must not stop the others.
+func (m *Monitor) plan(cfg *config.Config) (*sourcePlan, error) {
 	m.discMu.Lock()
 	discovered := maps.Clone(m.discovered)
 	m.discMu.Unlock()
-	sources := sourceSet(m.cfg, discovered, m.shard)
-	want := make(map[string]config.Source, len(sources))
-	for _, s := range sources {
-		want[s.Name] = s
+	configured := map[string]bool{}
+	for _, s := range cfg.Sources {
+		configured[s.Name] = true
+	}
+	p := &sourcePlan{made: map[string]ctsource.Source{}}
+	for _, s := range sourceSet(cfg, discovered, m.shard) {
+		if r, ok := m.runners[s.Name]; ok && reflect.DeepEqual(s, r.cfg) {
+			p.sources = append(p.sources, s)
+			continue
+		}
+		src, err := newSource(s)
+		if err != nil {
+			if configured[s.Name] {
+				p.discard()
+				return nil, err
+			}
+			m.logger.Error("cannot follow a log the log list names; the others are followed", "log", s.Name, "err", err)
+			continue
+		}
+		p.made[s.Name] = src
+		p.sources = append(p.sources, s)
+	}
+	return p, nil
+}
+
+// run makes the running sources those of the plan; m.mu is held. Sources
+// polled by watch are kicked when the watches changed.
+func (m *Monitor) run(p *sourcePlan, kick bool) {
+	want := make(map[string]bool, len(p.sources))
+	for _, s := range p.sources {
+		want[s.Name] = true
 	}
 	for name, r := range m.runners {
-		if s, ok := want[name]; !ok || !reflect.DeepEqual(s, r.cfg) {
+		if _, remade := p.made[name]; !want[name] || remade {
 			r.stop()
 			delete(m.runners, name)
-			if !ok {
+			if !want[name] {
 				delete(m.health, name)
 			}
 		}
 	}
-	for _, s := range sources {
+	for _, s := range p.sources {
 		if r, ok := m.runners[s.Name]; ok {
 			if kick && s.Type != config.TypeCTLog {
 				r.kick()
 			}
 			continue
-		}
-		src, err := newSource(s)
-		if err != nil {
-			return err
 		}
 		h, ok := m.health[s.Name]
 		if !ok {
@@ -145,7 +189,7 @@ func (m *Monitor) apply(kick bool) error {
 		}
 		r := &runner{
 			cfg:    s,
-			source: src,
+			source: p.made[s.Name],
 			health: h,
 			kicks:  make(chan struct{}, 1),
 			done:   make(chan struct{}),
@@ -155,7 +199,6 @@ func (m *Monitor) apply(kick bool) error {
 		m.runners[s.Name] = r
 		go r.run(ctx, m.env(h), time.Duration(s.Interval), m.logger.With("source_name", s.Name))
 	}
-	return nil
 }
 
 // sourceSet is what a replica polls: the configured sources, then the logs
@@ -239,8 +282,10 @@ func (m *Monitor) reconciler() {
 		}
 		m.mu.Lock()
 		if m.cfg != nil && m.ctx.Err() == nil {
-			if err := m.apply(false); err != nil {
+			if p, err := m.plan(m.cfg); err != nil {
 				m.logger.Error("following the logs of a log list failed", "err", err)
+			} else {
+				m.run(p, false)
 			}
 		}
 		m.mu.Unlock()

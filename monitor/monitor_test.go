@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -176,5 +178,58 @@ func TestMonitorFollowsLogList(t *testing.T) {
 	}
 	if h, ok := healthOf(m, "test_b_log"); !ok || h.Type != "ctlog" {
 		t.Fatalf("discovered log health %+v", h)
+	}
+}
+
+// A log list that names a log the CT library cannot verify (an Ed25519 key)
+// does not stop the other logs it names, nor later reloads.
+func TestMonitorSkipsAListedLogItCannotFollow(t *testing.T) {
+	good := ctlogfake.New(t)
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(desc string, key []byte, url string) string {
+		return fmt.Sprintf(`{"description": %q, "log_id": "%s", "key": "%s", "url": "%s/", "mmd": 86400, "state": {"usable": {"timestamp": "2026-01-01T00:00:00Z"}}}`,
+			desc, base64.StdEncoding.EncodeToString(make([]byte, 32)), base64.StdEncoding.EncodeToString(key), url)
+	}
+	list := filepath.Join(t.TempDir(), "list.json")
+	data := `{"version": "1", "operators": [{"name": "T", "email": ["t@example.com"], "logs": [` +
+		entry("Test 'Bad' log", bad, "http://127.0.0.1:1") + "," + entry("Test 'Good' log", good.PublicKeyDER(), good.URL) +
+		`], "tiled_logs": []}]}`
+	if err := os.WriteFile(list, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := New(store, promslog.NewNopLogger(), Shard{})
+	m.Start()
+	defer m.Stop()
+	cfg := parse(t, fmt.Sprintf("watches: [{domain: example.com}]\nsources: [{name: list, type: loglist, url: %q, interval: 50ms, log_interval: 50ms}]\n", list))
+	if err := m.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the good log followed", func() bool {
+		for _, l := range m.Logs() {
+			if l.Log == "test_good_log" && l.Known {
+				return true
+			}
+		}
+		return false
+	})
+	if err := m.Apply(parse(t, fmt.Sprintf("watches: [{domain: example.org}]\nsources: [{name: list, type: loglist, url: %q, interval: 50ms, log_interval: 50ms}]\n", list))); err != nil {
+		t.Fatalf("a reload fails because of the bad log: %v", err)
+	}
+	for _, l := range m.Logs() {
+		if l.Log == "test_bad_log" {
+			t.Fatal("the log that cannot be verified is followed")
+		}
 	}
 }
