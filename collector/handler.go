@@ -53,7 +53,8 @@ type handler struct {
 	mu         sync.Mutex
 	generation uint64
 	until      time.Time
-	families   []*dto.MetricFamily
+	built      bool                // families holds the series of generation, until
+	families   []*dto.MetricFamily // nil when there are none
 	encoded    map[expfmt.Format]*encoded
 }
 
@@ -136,9 +137,9 @@ func (h *handler) recent(format expfmt.Format) (*encoded, error) {
 	generation, until := h.state.RecentVersion()
 	// An issuance leaving the window changes until: RecentVersion only
 	// counts those still in it.
-	if h.families == nil || generation != h.generation || !until.Equal(h.until) {
+	if !h.built || generation != h.generation || !until.Equal(h.until) {
 		h.families = recentFamilies(h.state.Snapshot().Recent)
-		h.generation, h.until = generation, until
+		h.built, h.generation, h.until = true, generation, until
 		clear(h.encoded)
 	}
 	if e, ok := h.encoded[format]; ok {
@@ -150,6 +151,12 @@ func (h *handler) recent(format expfmt.Format) (*encoded, error) {
 		if err := enc.Encode(mf); err != nil {
 			return nil, err
 		}
+	}
+	if plain.Len() == 0 {
+		// Nothing recent: no gzip member (and no 1 MB gzip writer) at all.
+		e := &encoded{}
+		h.encoded[format] = e
+		return e, nil
 	}
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)

@@ -138,3 +138,42 @@ func TestHandlerServesWhatPromhttpWould(t *testing.T) {
 		t.Fatal("series out of the window still served")
 	}
 }
+
+// snapshotCounter counts the full snapshots the handler takes.
+type snapshotCounter struct {
+	*state.Store
+	mu sync.Mutex
+	n  int
+}
+
+func (s *snapshotCounter) Snapshot() state.Snapshot {
+	s.mu.Lock()
+	s.n++
+	s.mu.Unlock()
+	return s.Store.Snapshot()
+}
+
+// The encoded recent series are reused until they change, also when there
+// are none (the usual state of a quiet deployment).
+func TestHandlerReusesRecentSeries(t *testing.T) {
+	s, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	counted := &snapshotCounter{Store: s}
+	c := New(s, health{}, promslog.NewNopLogger())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	h := NewHandler(reg, c, counted, promslog.NewNopLogger())
+	for range 3 {
+		for _, enc := range []string{"", "gzip"} {
+			if got, _ := serve(t, h, "", enc); !strings.Contains(got, "ct_state_certificates 0") {
+				t.Fatalf("scrape without the state families:\n%s", got)
+			}
+		}
+	}
+	if counted.n != 1 {
+		t.Fatalf("%d snapshots for 6 scrapes of an unchanged, empty state; want 1", counted.n)
+	}
+}
