@@ -296,17 +296,23 @@ func (l *CTLog) catchUp(ctx context.Context, env *Env, pos *logPosition, head tr
 	results := make(chan batchResult, 2*l.opts.Workers)
 	go func() {
 		defer close(jobs)
-		for s := pos.Size; s < head.Size; s += int64(l.opts.BatchSize) {
+		// Batches end on multiples of the batch size, not batch-size steps
+		// from wherever the position is: batches of a tiled log then never
+		// share a tile, which each would download (with its hash tiles).
+		b := int64(l.opts.BatchSize)
+		for s := pos.Size; s < head.Size; {
+			e := min((s/b+1)*b, head.Size)
 			select {
 			case window <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
 			select {
-			case jobs <- [2]int64{s, min(s+int64(l.opts.BatchSize), head.Size)}:
+			case jobs <- [2]int64{s, e}:
 			case <-ctx.Done():
 				return
 			}
+			s = e
 		}
 	}()
 	var wg sync.WaitGroup

@@ -53,7 +53,17 @@ func NewStaticLog(name, url string, publicKey []byte, opts LogOptions) (*CTLog, 
 	if _, err := l.client(); err != nil {
 		return nil, fmt.Errorf("ctlog %s: %w", name, err)
 	}
+	opts.BatchSize = wholeTiles(opts.BatchSize)
 	return newCTLog(name, l, opts), nil
+}
+
+// wholeTiles rounds a batch size up to whole tiles: a batch of part of a
+// tile would download the tile again for the next batch.
+func wholeTiles(batch int) int {
+	if batch <= 0 {
+		return batch
+	}
+	return (batch + StaticTileEntries - 1) / StaticTileEntries * StaticTileEntries
 }
 
 func (l *staticLog) client() (*sunlight.Client, error) {
