@@ -203,6 +203,12 @@ func (l *CTLog) poll(ctx context.Context, env *Env) error {
 		}
 	} else if err := l.checkHead(ctx, pos.Head, head); err != nil {
 		return err
+	} else if pos.Head.same(head) && pos.Size >= head.Size {
+		// Nothing new, and the stored position says so already: no write
+		// (a readonly log, or a log between tree heads, would otherwise
+		// cost a commit with fsync every poll).
+		l.update(func(s *LogStatus) { s.Known, s.TreeSize, s.STHTime = true, head.Size, head.Time })
+		return nil
 	}
 	if f := l.opts.Final; f != nil && (head.Size > f.Size || head.Size == f.Size && head.Root != f.Root) {
 		return verifyFailed(CheckConsistency, "readonly log: tree head of size %d (%x), but the log list says it ended at size %d (%x)",

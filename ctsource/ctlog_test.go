@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -31,12 +32,14 @@ type logHarness struct {
 	env    *Env
 	mu     sync.Mutex
 	errors map[string]int
+	path   string // of the state file
 }
 
 func newLogHarness(t *testing.T) *logHarness {
 	t.Helper()
 	h := &logHarness{t: t, fake: ctlogfake.New(t), ca: testpki.NewIssuer(t, "R11", "Let's Encrypt"), errors: map[string]int{}}
-	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
+	h.path = filepath.Join(t.TempDir(), "s.state")
+	store, err := state.Open(h.path, state.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,3 +439,44 @@ func TestCTLogCatchUpProgress(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// A poll that finds the tree head it already recorded writes nothing: no
+// commit (and fsync) per poll for a log between tree heads or readonly.
+func TestCTLogUnchangedHeadWritesNothing(t *testing.T) {
+	h := newLogHarness(t)
+	h.noise(5)
+	h.issue("www.example.com")
+	h.fake.Publish()
+	l := h.follower("beginning")
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(h.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := l.Poll(context.Background(), h.env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := os.ReadFile(h.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("polls that found nothing new wrote the state file")
+	}
+	if st := l.Status(); st.Position != 7 || st.TreeSize != 7 {
+		t.Fatalf("status %+v after unchanged polls", st)
+	}
+	// A new tree head is still recorded.
+	h.noise(1)
+	h.fake.Publish()
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if h.position() != 8 {
+		t.Fatalf("position %d after a new tree head, want 8", h.position())
+	}
+}

@@ -17,6 +17,11 @@ type treeHead struct {
 	Time time.Time
 }
 
+// same reports the same tree head (times compared as instants).
+func (a treeHead) same(b treeHead) bool {
+	return a.Size == b.Size && a.Root == b.Root && a.Time.Equal(b.Time)
+}
+
 // logPosition is what the state file keeps for a log, committed together
 // with the issuances found up to it.
 type logPosition struct {
