@@ -100,7 +100,7 @@ func (c *Crtsh) pollWatch(ctx context.Context, env *Env, w *watch.Watch) error {
 		}
 	}
 	// Lowest id first: a precertificate usually reaches crt.sh before its
-	// final certificate, and the cursor then only moves forward.
+	// final certificate, and is then recorded first.
 	slices.SortFunc(relevant, func(a, b crtshRow) int { return cmp.Compare(a.ID, b.ID) })
 	var errs []error
 	for i := range relevant {
@@ -238,11 +238,6 @@ func (c *Crtsh) process(ctx context.Context, env *Env, r *crtshRow) error {
 		}
 		if err := tx.MarkID(c.name, r.ID, cert.TBSSHA256, cert.NotAfter); err != nil {
 			return err
-		}
-		if prev, _ := strconv.ParseUint(string(tx.Cursor(c.name)), 10, 64); r.ID > prev {
-			if err := tx.SetCursor(c.name, []byte(strconv.FormatUint(r.ID, 10))); err != nil {
-				return err
-			}
 		}
 		if len(fresh) > 0 {
 			is, err = tx.Issuance(cert.TBSSHA256)
