@@ -99,27 +99,31 @@ func runCheck(cfgFile, stateFile, output string, logger *slog.Logger, stdout, st
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var rows []checkRow
+	type found struct {
+		tbs   [32]byte
+		match state.Match
+	}
+	var news []found
 	mon := monitor.New(store, logger, monitor.Shard{})
 	res, err := monitor.PollOnce(ctx, cfg, mon, func(is *state.Issuance, fresh []state.Match) {
 		for _, m := range fresh {
-			rows = append(rows, newCheckRow(is, m))
+			news = append(news, found{is.TBSSHA256, m})
 		}
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "ct_exporter check: %v\n", err)
 	}
-	// Show each issuance as it stands now: a final certificate seen after
-	// its precertificate in the same run brings its SCTs.
+	// Each issuance as it stands once every source is done: a final
+	// certificate seen after its precertificate brings its SCTs.
+	var rows []checkRow
 	if verr := store.View(func(tx *state.Tx) error {
-		for i := range rows {
-			tbs, _ := hex.DecodeString(rows[i].TBSSHA256)
-			is, err := tx.Issuance([32]byte(tbs))
+		for _, n := range news {
+			is, err := tx.Issuance(n.tbs)
 			if err != nil {
 				return err
 			}
 			if is != nil {
-				rows[i] = newCheckRow(is, state.Match{Watch: rows[i].Watch, Verdict: rows[i].verdict})
+				rows = append(rows, newCheckRow(is, n.match))
 			}
 		}
 		return nil

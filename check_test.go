@@ -129,7 +129,8 @@ sources:
 	}
 	r := rows[0]
 	if r["verdict"] != "issuer_allowed" || r["watch"] != "example.com" || r["embedded_scts"] != float64(2) ||
-		fmt.Sprint(r["dns_names"]) != "[late.example.com]" || len(fmt.Sprint(r["tbs_sha256"])) != 64 {
+		fmt.Sprint(r["dns_names"]) != "[late.example.com]" || len(fmt.Sprint(r["tbs_sha256"])) != 64 ||
+		strings.HasPrefix(fmt.Sprint(r["first_seen"]), "0001") {
 		t.Fatalf("json row: %v", r)
 	}
 

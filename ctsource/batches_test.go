@@ -25,7 +25,7 @@ func (p *tileCounter) rangeAt(context.Context, treeHead, int64) ([][32]byte, err
 	return nil, nil
 }
 func (p *tileCounter) provePrefix(context.Context, int64, [32]byte, treeHead) error { return nil }
-func (p *tileCounter) close()                                                     {}
+func (p *tileCounter) close()                                                       {}
 
 // fetch reads [start, end) as a static-ct-api client does: whole tiles.
 func (p *tileCounter) fetch(_ context.Context, _ treeHead, start, end int64) ([]rawEntry, func(), error) {

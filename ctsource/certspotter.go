@@ -78,15 +78,15 @@ func cursorKey(w *watch.Watch) string {
 
 func (c *Certspotter) pollWatch(ctx context.Context, env *Env, w *watch.Watch) error {
 	key := cursorKey(w)
+	var after string
+	if err := env.Recorder.Store.View(func(tx *state.Tx) error {
+		cursors, err := decodeCursors(tx.Cursor(c.name))
+		after = cursors[key]
+		return err
+	}); err != nil {
+		return err
+	}
 	for {
-		var after string
-		if err := env.Recorder.Store.View(func(tx *state.Tx) error {
-			cursors, err := decodeCursors(tx.Cursor(c.name))
-			after = cursors[key]
-			return err
-		}); err != nil {
-			return err
-		}
 		page, err := c.page(ctx, env, w, after)
 		if err != nil {
 			return err
@@ -103,10 +103,11 @@ func (c *Certspotter) pollWatch(ctx context.Context, env *Env, w *watch.Watch) e
 				return &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("issuance id %q does not follow %q", page[i].ID, after)}
 			}
 			prev = id
-			if err := c.record(env, key, &page[i]); err != nil {
-				return err
-			}
 		}
+		if err := c.record(env, key, page); err != nil {
+			return err
+		}
+		after = page[len(page)-1].ID
 	}
 }
 
@@ -163,9 +164,54 @@ func decodeIssuances(contentType string, body []byte) ([]csIssuance, error) {
 	return page, nil
 }
 
-// record records one issuance and moves the query's cursor past it in the
-// same transaction, so that a crash either keeps both or neither.
-func (c *Certspotter) record(env *Env, key string, is *csIssuance) error {
+// record records a page of issuances and moves the query's cursor past it
+// in one transaction, so that a crash keeps the whole page or none of it.
+func (c *Certspotter) record(env *Env, key string, page []csIssuance) error {
+	certs := make([]*Certificate, 0, len(page))
+	for i := range page {
+		if cert := c.certificate(env, &page[i]); cert != nil {
+			certs = append(certs, cert)
+		}
+	}
+	type found struct {
+		is    *state.Issuance
+		fresh []state.Match
+	}
+	var news []found
+	err := env.Recorder.Store.Update(func(tx *state.Tx) error {
+		news = news[:0]
+		for _, cert := range certs {
+			is, fresh, err := env.Recorder.Record(tx, cert)
+			if err != nil {
+				return err
+			}
+			if len(fresh) > 0 {
+				news = append(news, found{is, fresh})
+			}
+		}
+		cursors, err := decodeCursors(tx.Cursor(c.name))
+		if err != nil {
+			return err
+		}
+		cursors[key] = page[len(page)-1].ID
+		b, err := json.Marshal(cursors)
+		if err != nil {
+			return err
+		}
+		return tx.SetCursor(c.name, b)
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range news {
+		env.announce(n.is, n.fresh)
+	}
+	return nil
+}
+
+// certificate parses an issuance's certificate, or counts and logs why it
+// cannot (the cursor passes it all the same: asking again gives the same).
+func (c *Certspotter) certificate(env *Env, is *csIssuance) *Certificate {
 	cert, err := ParseCertificate(is.CertDER)
 	switch {
 	case len(is.CertDER) == 0:
@@ -178,39 +224,11 @@ func (c *Certspotter) record(env *Env, key string, is *csIssuance) error {
 			"tbs_sha256", hex.EncodeToString(cert.TBSSHA256[:]))
 	}
 	if err != nil {
-		cert = nil
 		env.CountError(ReasonBadResponse)
 		env.Logger.Warn("skipping an issuance whose certificate does not parse", "source", c.name, "id", is.ID, "err", err)
+		return nil
 	}
-	var fresh []state.Match
-	var stored *state.Issuance
-	err = env.Recorder.Store.Update(func(tx *state.Tx) error {
-		if cert != nil {
-			var err error
-			if fresh, err = env.Recorder.Record(tx, cert); err != nil {
-				return err
-			}
-			if len(fresh) > 0 {
-				if stored, err = tx.Issuance(cert.TBSSHA256); err != nil {
-					return err
-				}
-			}
-		}
-		cursors, err := decodeCursors(tx.Cursor(c.name))
-		if err != nil {
-			return err
-		}
-		cursors[key] = is.ID
-		b, err := json.Marshal(cursors)
-		if err != nil {
-			return err
-		}
-		return tx.SetCursor(c.name, b)
-	})
-	if err == nil && stored != nil {
-		env.announce(stored, fresh)
-	}
-	return err
+	return cert
 }
 
 // decodeCursors reads a source's cursors: the last issuance id recorded,

@@ -233,16 +233,10 @@ func (c *Crtsh) process(ctx context.Context, env *Env, r *crtshRow) error {
 	var is *state.Issuance
 	err = rec.Store.Update(func(tx *state.Tx) error {
 		var err error
-		if fresh, err = rec.Record(tx, cert); err != nil {
+		if is, fresh, err = rec.Record(tx, cert); err != nil {
 			return err
 		}
-		if err := tx.MarkID(c.name, r.ID, cert.TBSSHA256, cert.NotAfter); err != nil {
-			return err
-		}
-		if len(fresh) > 0 {
-			is, err = tx.Issuance(cert.TBSSHA256)
-		}
-		return err
+		return tx.MarkID(c.name, r.ID, cert.TBSSHA256, cert.NotAfter)
 	})
 	if err == nil && is != nil {
 		env.announce(is, fresh)

@@ -492,19 +492,19 @@ func matchEntry(e *rawEntry, set *watch.Set, id *Identifiers, names *[]string, i
 // commit records certificates and the new position in one transaction.
 func (l *CTLog) commit(env *Env, pos *logPosition, certs []*Certificate, processed, malformed uint64) error {
 	type found struct {
-		c     *Certificate
+		is    *state.Issuance
 		fresh []state.Match
 	}
 	var news []found
 	err := env.Recorder.Store.Update(func(tx *state.Tx) error {
 		news = news[:0]
 		for _, c := range certs {
-			fresh, err := env.Recorder.Record(tx, c)
+			is, fresh, err := env.Recorder.Record(tx, c)
 			if err != nil {
 				return err
 			}
 			if len(fresh) > 0 {
-				news = append(news, found{c, fresh})
+				news = append(news, found{is, fresh})
 			}
 		}
 		if processed > 0 {
@@ -523,7 +523,7 @@ func (l *CTLog) commit(env *Env, pos *logPosition, certs []*Certificate, process
 		return err
 	}
 	for _, n := range news {
-		env.announce(issuanceOf(n.c), n.fresh)
+		env.announce(n.is, n.fresh)
 	}
 	l.update(func(s *LogStatus) { s.Position = pos.Size })
 	return nil

@@ -14,10 +14,17 @@ type Recorder struct {
 }
 
 // Record records a certificate in tx and returns the watches for which its
-// issuance is new.
-func (r *Recorder) Record(tx *state.Tx, c *Certificate) ([]state.Match, error) {
+// issuance is new and, when there are any, the issuance as stored (what
+// Env.announce passes on: first seen, and the SCTs of every certificate
+// seen so far).
+func (r *Recorder) Record(tx *state.Tx, c *Certificate) (*state.Issuance, []state.Match, error) {
 	is := issuanceOf(c)
-	return tx.Observe(is, r.matches(is))
+	fresh, err := tx.Observe(is, r.matches(is))
+	if err != nil || len(fresh) == 0 {
+		return nil, fresh, err
+	}
+	stored, err := tx.Issuance(c.TBSSHA256)
+	return stored, fresh, err
 }
 
 // NewMatches returns the current watches that concern a stored issuance but
