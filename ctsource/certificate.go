@@ -40,17 +40,16 @@ type Certificate struct {
 	EmbeddedSCTs int
 }
 
-// Identifiers returns the normalized names (DNS SANs and subject CN) and IP
-// address SANs that watches are matched against.
-func (c *Certificate) Identifiers() ([]string, []netip.Addr) {
-	names := make([]string, 0, len(c.DNSNames)+1)
-	for _, n := range c.DNSNames {
-		names = append(names, watch.NormalizeName(n))
+// appendNormalized appends the names watches are matched against: each
+// DNS name and the subject CN (when there is one), normalized.
+func appendNormalized(dst, dnsNames []string, cn string) []string {
+	for _, n := range dnsNames {
+		dst = append(dst, watch.NormalizeName(n))
 	}
-	if c.SubjectCN != "" {
-		names = append(names, watch.NormalizeName(c.SubjectCN))
+	if cn != "" {
+		dst = append(dst, watch.NormalizeName(cn))
 	}
-	return names, c.IPAddresses
+	return dst
 }
 
 // Candidate returns what a watch's verdict is based on.

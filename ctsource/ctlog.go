@@ -466,10 +466,7 @@ func matchEntry(e *rawEntry, set *watch.Set, id *Identifiers, names *[]string, i
 	if err := ExtractIdentifiers(e.der, e.precert, id); err != nil {
 		return nil, true
 	}
-	*names = (*names)[:0]
-	for _, n := range id.Names {
-		*names = append(*names, watch.NormalizeName(n))
-	}
+	*names = appendNormalized((*names)[:0], id.Names, "") // the walk put the CN among the names
 	*idx = set.Match((*idx)[:0], *names, id.IPs)
 	if len(*idx) == 0 {
 		return nil, false

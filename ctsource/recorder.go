@@ -41,13 +41,7 @@ func (r *Recorder) NewMatches(is *state.Issuance) []state.Match {
 
 func (r *Recorder) matches(is *state.Issuance) []state.Match {
 	set := r.Policy()
-	names := make([]string, 0, len(is.DNSNames)+1)
-	for _, n := range is.DNSNames {
-		names = append(names, watch.NormalizeName(n))
-	}
-	if is.SubjectCN != "" {
-		names = append(names, watch.NormalizeName(is.SubjectCN))
-	}
+	names := appendNormalized(make([]string, 0, len(is.DNSNames)+1), is.DNSNames, is.SubjectCN)
 	idx := set.Match(nil, names, is.IPs)
 	if len(idx) == 0 {
 		return nil
