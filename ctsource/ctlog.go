@@ -55,9 +55,21 @@ type rawEntry struct {
 	// der is the certificate, or for a precertificate the TBSCertificate
 	// the log holds (poison removed, final issuer).
 	der []byte
-	// precertificate returns the full precertificate, for cert_sha256.
-	precertificate func() ([]byte, error)
-	err            error // the entry could not be decoded
+	// The full precertificate of a precert entry, for cert_sha256: pre
+	// when the log gives it as is (static-ct-api), else extra, the RFC 6962
+	// extra_data still in base64, decoded only for an entry that matches.
+	pre, extra []byte
+	err        error // the entry could not be decoded
+}
+
+func (e *rawEntry) hasPrecertificate() bool { return e.pre != nil || e.extra != nil }
+
+// precertificate returns the full precertificate, nil when the log gives none.
+func (e *rawEntry) precertificate() ([]byte, error) {
+	if e.pre != nil || e.extra == nil {
+		return e.pre, nil
+	}
+	return precertificateOf(e.extra)
 }
 
 // logProtocol is what differs between RFC 6962 and static-ct-api logs.
@@ -475,12 +487,9 @@ func matchEntry(e *rawEntry, set *watch.Set, id *Identifiers, names *[]string, i
 		c, err := ParseCertificate(e.der)
 		return c, err != nil
 	}
-	var pre []byte
-	if e.precertificate != nil {
-		var err error
-		if pre, err = e.precertificate(); err != nil {
-			return nil, true
-		}
+	pre, err := e.precertificate()
+	if err != nil {
+		return nil, true
 	}
 	c, err := certificateFromTBS(e.der, pre)
 	return c, err != nil

@@ -401,7 +401,7 @@ func FuzzDecodeGetEntries(f *testing.F) {
 		fast, _, errFast := decodeGetEntries(body, start, nil)
 		slow, errSlow := decodeGetEntriesJSON(body, start)
 		for _, e := range fast {
-			if e.precertificate != nil {
+			if e.hasPrecertificate() {
 				e.precertificate()
 			}
 		}
@@ -423,10 +423,10 @@ func FuzzDecodeGetEntries(f *testing.F) {
 				t.Fatalf("entry %d differs:\nscanner       precert=%v err=%v der=%x\nencoding/json precert=%v err=%v der=%x",
 					i, a.precert, a.err, a.der, b.precert, b.err, b.der)
 			}
-			if (a.precertificate == nil) != (b.precertificate == nil) {
+			if a.hasPrecertificate() != b.hasPrecertificate() {
 				t.Fatalf("entry %d: precertificate given by one path only", i)
 			}
-			if a.precertificate != nil {
+			if a.hasPrecertificate() {
 				pa, erra := a.precertificate()
 				pb, errb := b.precertificate()
 				if !bytes.Equal(pa, pb) || (erra == nil) != (errb == nil) {
@@ -455,7 +455,7 @@ func FuzzParseLeaf(f *testing.F) {
 		if e.index != 42 || e.leafHash != sha256.Sum256(prefixed) {
 			t.Fatalf("index %d, leaf hash %x", e.index, e.leafHash)
 		}
-		if e.precertificate != nil {
+		if e.hasPrecertificate() {
 			if !e.precert {
 				t.Fatal("precertificate given for an x509_entry")
 			}
@@ -524,8 +524,8 @@ func FuzzDecodeDataTile(f *testing.F) {
 			if e.leafHash != records[k] {
 				t.Fatalf("entry %d: leaf hash %x != record hash %x", k, e.leafHash, records[k])
 			}
-			if (e.precertificate != nil) != e.precert {
-				t.Fatalf("entry %d: precert %v but precertificate given: %v", k, e.precert, e.precertificate != nil)
+			if (e.hasPrecertificate()) != e.precert {
+				t.Fatalf("entry %d: precert %v but precertificate given: %v", k, e.precert, e.hasPrecertificate())
 			}
 		}
 		rest := tile

@@ -91,7 +91,7 @@ func parseLeaf(index int64, prefixed, extra []byte) rawEntry {
 			return e
 		}
 		e.precert, e.der = true, data
-		e.precertificate = func() ([]byte, error) { return precertificateOf(extra) }
+		e.extra = extra
 	default:
 		e.err = fmt.Errorf("entry type %d", entryType)
 		return e

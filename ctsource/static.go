@@ -285,8 +285,7 @@ func decodeDataTile(tile []byte, start int64, yield func(rawEntry, [32]byte)) (i
 		h.Sum(sum[:0])
 		r := rawEntry{index: start + int64(n), leafHash: sum, precert: precert, der: data}
 		if precert {
-			p := []byte(pre)
-			r.precertificate = func() ([]byte, error) { return p, nil }
+			r.pre = pre
 		}
 		yield(r, sum)
 		n++
