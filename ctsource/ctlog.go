@@ -421,6 +421,10 @@ func (l *CTLog) catchUp(ctx context.Context, env *Env, pos *logPosition, head tr
 // are parsed in full.
 func (l *CTLog) batch(ctx context.Context, env *Env, head treeHead, start, end int64) batchResult {
 	r := batchResult{start: start, end: end}
+	if !l.proto.verifiesLeaves() {
+		// The follower proves these leaves itself; a tiled log's were.
+		r.hashes = make([][32]byte, 0, end-start)
+	}
 	set := env.Recorder.Policy()
 	var id Identifiers
 	var names []string
@@ -454,7 +458,9 @@ func (l *CTLog) process(env *Env, entries []rawEntry, next *int64, r *batchResul
 			return verifyFailed(CheckLeafHash, "asked for entry %d, got %d", *next, e.index)
 		}
 		*next++
-		r.hashes = append(r.hashes, e.leafHash)
+		if r.hashes != nil {
+			r.hashes = append(r.hashes, e.leafHash)
+		}
 		if e.err != nil {
 			r.malformed++
 			continue
