@@ -1,13 +1,11 @@
 package ctsource
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -26,10 +24,9 @@ const certspotterPageLimit = 32 << 20
 // watch, resuming after the last issuance id it recorded: the API numbers
 // issuances in the order it discovers them, so after= never skips one.
 type Certspotter struct {
-	name  string
-	base  string
-	token string
-	http  *transport
+	name string
+	base string
+	http *transport
 }
 
 // NewCertspotter returns a Cert Spotter API source. token may be empty
@@ -42,7 +39,11 @@ func NewCertspotter(name, baseURL, token string, interval, timeout, gap time.Dur
 	}
 	u.RawQuery, u.Fragment = "", ""
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/issuances"
-	return &Certspotter{name: name, base: u.String(), token: token, http: newTransport(timeout, gap, interval, certspotterPageLimit)}, nil
+	tr := newTransport(timeout, gap, interval, certspotterPageLimit)
+	if token != "" {
+		tr.header = http.Header{"Authorization": {"Bearer " + token}}
+	}
+	return &Certspotter{name: name, base: u.String(), http: tr}, nil
 }
 
 // Name is the source label.
@@ -120,15 +121,7 @@ func (c *Certspotter) page(ctx context.Context, env *Env, w *watch.Watch, after 
 	if after != "" {
 		q.Set("after", after)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"?"+q.Encode(), nil)
-	if err != nil {
-		return nil, &Error{Reason: ReasonBadResponse, Err: err}
-	}
-	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	res, body, err := c.http.roundTrip(req)
+	res, err := c.http.get(ctx, c.base+"?"+q.Encode(), "application/json")
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) && (e.Reason == ReasonHTTP4xx) {
@@ -137,7 +130,7 @@ func (c *Certspotter) page(ctx context.Context, env *Env, w *watch.Watch, after 
 		}
 		return nil, err
 	}
-	page, err := decodeIssuances(res.Header.Get("Content-Type"), body)
+	page, err := decodeIssuances(res.contentType, res.body)
 	if err != nil {
 		env.CountError(ReasonBadResponse)
 		return nil, &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("issuances of %s: %w", w.Domain, err)}
@@ -150,18 +143,7 @@ func decodeIssuances(contentType string, body []byte) ([]csIssuance, error) {
 	if strings.Contains(strings.ToLower(contentType), "html") {
 		return nil, fmt.Errorf("the API answered with an HTML page, not JSON: %.80q", body)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	var page []csIssuance
-	if err := dec.Decode(&page); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
-	}
-	if page == nil {
-		return nil, errors.New("the answer is not a JSON array")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON array")
-	}
-	return page, nil
+	return decodeJSONArray[csIssuance](body)
 }
 
 // record records a page of issuances and moves the query's cursor past it

@@ -1,15 +1,12 @@
 package ctsource
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"slices"
@@ -159,16 +156,9 @@ func decodeCrtshRows(resp *response) ([]crtshRow, error) {
 		return nil, fmt.Errorf("crt.sh answered with an HTML page (HTTP %d), not JSON: it is probably overloaded: %.80q",
 			resp.status, resp.body)
 	}
-	dec := json.NewDecoder(bytes.NewReader(resp.body))
-	var rows []crtshRow
-	if err := dec.Decode(&rows); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
-	}
-	if rows == nil {
-		return nil, errors.New("the answer is not a JSON array")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON array")
+	rows, err := decodeJSONArray[crtshRow](resp.body)
+	if err != nil {
+		return nil, err
 	}
 	for i := range rows {
 		if rows[i].ID == 0 {

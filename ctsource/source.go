@@ -1,9 +1,12 @@
 package ctsource
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -134,4 +137,22 @@ func eachWatch(ctx context.Context, env *Env, source string, poll func(*watch.Wa
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// decodeJSONArray decodes an answer that must be one complete JSON array:
+// search services answer errors with objects, and cut connections leave
+// truncated JSON, neither of which may read as "nothing found".
+func decodeJSONArray[T any](body []byte) ([]T, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var out []T
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	if out == nil {
+		return nil, errors.New("the answer is not a JSON array")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON array")
+	}
+	return out, nil
 }

@@ -35,6 +35,7 @@ type transport struct {
 	attempts    int
 	backoffBase time.Duration
 	backoffCap  time.Duration
+	header      http.Header // sent with every request get makes (an API key)
 
 	mu   sync.Mutex
 	last time.Time
@@ -90,6 +91,9 @@ func (t *transport) get(ctx context.Context, url, accept string) (*response, err
 		return nil, &Error{Reason: ReasonBadResponse, Err: err}
 	}
 	req.Header.Set("Accept", accept)
+	for k, v := range t.header {
+		req.Header[k] = v
+	}
 	res, body, err := t.roundTrip(req)
 	if err != nil {
 		return nil, err
