@@ -172,7 +172,7 @@ func TestAlertsEndToEnd(t *testing.T) {
 // end-to-end world without error, and the core panels have data.
 func checkDashboards(t *testing.T, w *world) {
 	t.Helper()
-	queries, err := dashboards.Queries(filepath.Join(repoRoot(), "dashboards"))
+	queries, err := dashboards.Queries(filepath.Join(tools.RepoRoot(), "dashboards"))
 	if err != nil {
 		t.Fatal(err)
 	}

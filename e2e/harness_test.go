@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -31,19 +30,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	exporterBinary = filepath.Join(dir, "ct_exporter")
-	if out, err := exec.Command("go", "build", "-o", exporterBinary, "..").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building ct_exporter: %v\n%s", err, out)
+	if exporterBinary, err = tools.BuildExporter(dir, false); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
 }
 
 // process is a program started for the test, stopped at cleanup; its
@@ -99,7 +92,7 @@ func renderRules(t testing.TB, dir, override string) string {
 	t.Helper()
 	jsonnet := tools.Require(t, "jsonnet", "jsonnet")
 	src := filepath.Join(dir, "rules.jsonnet")
-	lib := filepath.Join(repoRoot(), "alerts", "alerts.libsonnet")
+	lib := filepath.Join(tools.RepoRoot(), "alerts", "alerts.libsonnet")
 	code := fmt.Sprintf("std.manifestYamlDoc(((import %q) + { _config+:: %s }).prometheusAlerts)", lib, override)
 	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
 		t.Fatal(err)

@@ -8,16 +8,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/ct-exporter/ct_exporter/internal/tools"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -45,11 +44,7 @@ func exporterBinary(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		buildPath = filepath.Join(buildDir, "ct_exporter")
-		out, err := exec.Command("go", "build", "-o", buildPath, "..").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		buildPath, buildErr = tools.BuildExporter(buildDir, false)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

@@ -7,9 +7,12 @@
 package tools
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -51,4 +54,28 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// RepoRoot is the repository's root directory (of this source file, which
+// tests run from their checkout).
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
+}
+
+// BuildExporter builds the ct_exporter command into dir, with the race
+// detector when race is set, and returns its path. It takes no testing.TB:
+// TestMain builds it before any test runs.
+func BuildExporter(dir string, race bool) (string, error) {
+	path := filepath.Join(dir, "ct_exporter")
+	args := []string{"build", "-o", path}
+	if race {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, ".")...)
+	cmd.Dir = RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building ct_exporter: %v\n%s", err, out)
+	}
+	return path, nil
 }
