@@ -155,21 +155,11 @@ func (c *Certspotter) record(env *Env, key string, page []csIssuance) error {
 			certs = append(certs, cert)
 		}
 	}
-	type found struct {
-		is    *state.Issuance
-		fresh []state.Match
-	}
 	var news []found
 	err := env.Recorder.Store.Update(func(tx *state.Tx) error {
-		news = news[:0]
-		for _, cert := range certs {
-			is, fresh, err := env.Recorder.Record(tx, cert)
-			if err != nil {
-				return err
-			}
-			if len(fresh) > 0 {
-				news = append(news, found{is, fresh})
-			}
+		var err error
+		if news, err = env.Recorder.RecordAll(tx, certs, news); err != nil {
+			return err
 		}
 		cursors, err := decodeCursors(tx.Cursor(c.name))
 		if err != nil {

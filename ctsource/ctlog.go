@@ -503,21 +503,11 @@ func matchEntry(e *rawEntry, set *watch.Set, id *Identifiers, names *[]string, i
 
 // commit records certificates and the new position in one transaction.
 func (l *CTLog) commit(env *Env, pos *logPosition, certs []*Certificate, processed, malformed uint64) error {
-	type found struct {
-		is    *state.Issuance
-		fresh []state.Match
-	}
 	var news []found
 	err := env.Recorder.Store.Update(func(tx *state.Tx) error {
-		news = news[:0]
-		for _, c := range certs {
-			is, fresh, err := env.Recorder.Record(tx, c)
-			if err != nil {
-				return err
-			}
-			if len(fresh) > 0 {
-				news = append(news, found{is, fresh})
-			}
+		var err error
+		if news, err = env.Recorder.RecordAll(tx, certs, news); err != nil {
+			return err
 		}
 		if processed > 0 {
 			if err := tx.AddCounter(CounterLogProcessed, []string{l.name}, processed); err != nil {

@@ -27,6 +27,29 @@ func (r *Recorder) Record(tx *state.Tx, c *Certificate) (*state.Issuance, []stat
 	return stored, fresh, err
 }
 
+// found is an issuance a transaction recorded as new for some watches, to
+// announce once the transaction committed.
+type found struct {
+	is    *state.Issuance
+	fresh []state.Match
+}
+
+// RecordAll records certificates in tx and returns what is new, appended to
+// news[:0] (a transaction may run again).
+func (r *Recorder) RecordAll(tx *state.Tx, certs []*Certificate, news []found) ([]found, error) {
+	news = news[:0]
+	for _, c := range certs {
+		is, fresh, err := r.Record(tx, c)
+		if err != nil {
+			return nil, err
+		}
+		if len(fresh) > 0 {
+			news = append(news, found{is, fresh})
+		}
+	}
+	return news, nil
+}
+
 // NewMatches returns the current watches that concern a stored issuance but
 // that it has not been recorded for (watches added since it was seen).
 func (r *Recorder) NewMatches(is *state.Issuance) []state.Match {
