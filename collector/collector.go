@@ -40,6 +40,8 @@ type Collector struct {
 	newCertificates  *prometheus.Desc
 	firstSeen        *prometheus.Desc
 	embeddedSCTs     *prometheus.Desc
+	parseErrors      *prometheus.Desc
+	parseErrorInfo   *prometheus.Desc
 	seriesDropped    *prometheus.Desc
 	sourceUp         *prometheus.Desc
 	sourceLastOK     *prometheus.Desc
@@ -72,6 +74,11 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 			[]string{"watch", "verdict", "tbs_sha256", "cert_sha256", "issuer", "serial", "subject_cn", "dns_names"}, nil),
 		embeddedSCTs: prometheus.NewDesc("ct_certificate_embedded_scts", helpEmbeddedSCTs,
 			[]string{"watch", "tbs_sha256"}, nil),
+		parseErrors: prometheus.NewDesc("ct_certificate_parse_errors_total",
+			"Issuances first seen for a watch with a certificate that a strict X.509 parser refuses (recorded all the same, from what the DER says). Persisted in the state file.",
+			[]string{"watch"}, nil),
+		parseErrorInfo: prometheus.NewDesc("ct_certificate_parse_error_info", helpParseErrorInfo,
+			[]string{"watch", "tbs_sha256", "error"}, nil),
 		seriesDropped: prometheus.NewDesc("ct_certificate_series_dropped_total",
 			"Recent issuances not exposed as series because of recent_series_limit, since the exporter started.",
 			[]string{"watch"}, nil),
@@ -115,7 +122,7 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 
 // Describe sends every Desc.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.newCertificates, c.firstSeen, c.embeddedSCTs, c.seriesDropped,
+	for _, d := range []*prometheus.Desc{c.newCertificates, c.firstSeen, c.embeddedSCTs, c.parseErrors, c.parseErrorInfo, c.seriesDropped,
 		c.sourceUp, c.sourceLastOK, c.sourceErrors, c.sourceDuration, c.stateWriteErrors, c.stateCerts,
 		c.logTreeSize, c.logSTHTime, c.logSTHLag, c.logBehind, c.logProcessed, c.logMalformed, c.logFailures, c.logMMD, c.logReadonly} {
 		ch <- d
@@ -131,10 +138,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		snap = c.state.Snapshot()
 	}
 	perLog := map[string]map[string]uint64{ctsource.CounterLogProcessed: {}, ctsource.CounterLogMalformed: {}}
+	parseErrors := map[string]uint64{}
 	for _, ctr := range snap.Counters {
 		switch {
 		case ctr.Name == state.CounterNewCertificates && len(ctr.Labels) == 3:
 			ch <- prometheus.MustNewConstMetric(c.newCertificates, prometheus.CounterValue, float64(ctr.Value), ctr.Labels...)
+		case ctr.Name == state.CounterParseErrors && len(ctr.Labels) == 1:
+			parseErrors[ctr.Labels[0]] = ctr.Value
 		case perLog[ctr.Name] != nil && len(ctr.Labels) == 1:
 			perLog[ctr.Name][ctr.Labels[0]] = ctr.Value
 		}
@@ -166,9 +176,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if r.EmbeddedSCTs >= 0 {
 			ch <- prometheus.MustNewConstMetric(c.embeddedSCTs, prometheus.GaugeValue, float64(r.EmbeddedSCTs), r.Watch, tbs)
 		}
+		if r.ParseError != "" {
+			ch <- prometheus.MustNewConstMetric(c.parseErrorInfo, prometheus.GaugeValue, 1, r.Watch, tbs, r.ParseError)
+		}
 	}
 	for _, w := range c.health.Watches() {
 		ch <- prometheus.MustNewConstMetric(c.seriesDropped, prometheus.CounterValue, float64(snap.Dropped[w]), w)
+		// Of every configured watch, so that an increase() sees the first.
+		ch <- prometheus.MustNewConstMetric(c.parseErrors, prometheus.CounterValue, float64(parseErrors[w]), w)
 	}
 	ch <- prometheus.MustNewConstMetric(c.stateWriteErrors, prometheus.CounterValue, float64(snap.WriteErrors))
 	ch <- prometheus.MustNewConstMetric(c.stateCerts, prometheus.GaugeValue, float64(snap.Certificates))

@@ -52,7 +52,13 @@ func newStore(t *testing.T) *state.Store {
 
 func add(t *testing.T, s *state.Store, i int, scts int, issuer watch.Issuer, names []string, m ...state.Match) {
 	t.Helper()
+	addWithParseError(t, s, i, scts, issuer, names, "", m...)
+}
+
+func addWithParseError(t *testing.T, s *state.Store, i int, scts int, issuer watch.Issuer, names []string, parseError string, m ...state.Match) {
+	t.Helper()
 	is := &state.Issuance{
+		ParseError:   parseError,
 		TBSSHA256:    sha256.Sum256([]byte(fmt.Sprint("tbs", i))),
 		CertSHA256:   sha256.Sum256([]byte(fmt.Sprint("cert", i))),
 		Serial:       fmt.Sprintf("%04x", i),
@@ -73,7 +79,7 @@ func TestCollectorExposition(t *testing.T) {
 	evil := watch.Issuer{O: "Evil \"Corp\"\n"}
 	bad := watch.Issuer{CN: "\xff\xfeCA"} // invalid UTF-8 must not break the exposition
 	add(t, s, 1, 2, r11, []string{"www.example.com", "example.com"}, state.Match{Watch: "example.com", Verdict: watch.IssuerAllowed})
-	add(t, s, 2, -1, evil, []string{"<b>x</b>.example.com"},
+	addWithParseError(t, s, 2, -1, evil, []string{"<b>x</b>.example.com"}, "x509: cannot parse URI \"http://[::1\": \xff",
 		state.Match{Watch: "example.com", Verdict: watch.IssuerUnexpected})
 	add(t, s, 3, -1, bad, []string{"\xffexample.org"}, state.Match{Watch: "example.org", Verdict: watch.Unreviewed})
 	h := health{sources: []monitor.SourceHealth{{
@@ -99,6 +105,13 @@ ct_certificate_embedded_scts{tbs_sha256="` + tbs1 + `",watch="example.com"} 2
 ct_certificate_first_seen_timestamp_seconds{cert_sha256="` + cert1 + `",dns_names="www.example.com,example.com",issuer="R11",serial="0001",subject_cn="www.example.com",tbs_sha256="` + tbs1 + `",verdict="issuer_allowed",watch="example.com"} 1.7955216e+09
 ct_certificate_first_seen_timestamp_seconds{cert_sha256="` + cert2 + `",dns_names="<b>x</b>.example.com",issuer="Evil \"Corp\"\\u{a}",serial="0002",subject_cn="<b>x</b>.example.com",tbs_sha256="` + tbs2 + `",verdict="issuer_unexpected",watch="example.com"} 1.7955216e+09
 ct_certificate_first_seen_timestamp_seconds{cert_sha256="` + cert3 + `",dns_names="\\xffexample.org",issuer="\\xff\\xfeCA",serial="0003",subject_cn="\\xffexample.org",tbs_sha256="` + tbs3 + `",verdict="unreviewed",watch="example.org"} 1.7955216e+09
+# HELP ct_certificate_parse_error_info 1 for a recent issuance with a certificate that a strict X.509 parser refuses; error says why. Such a certificate is more suspicious, not less.
+# TYPE ct_certificate_parse_error_info gauge
+ct_certificate_parse_error_info{error="x509: cannot parse URI \"http://[::1\": \\xff",tbs_sha256="` + tbs2 + `",watch="example.com"} 1
+# HELP ct_certificate_parse_errors_total Issuances first seen for a watch with a certificate that a strict X.509 parser refuses (recorded all the same, from what the DER says). Persisted in the state file.
+# TYPE ct_certificate_parse_errors_total counter
+ct_certificate_parse_errors_total{watch="example.com"} 1
+ct_certificate_parse_errors_total{watch="example.org"} 0
 # HELP ct_certificate_series_dropped_total Recent issuances not exposed as series because of recent_series_limit, since the exporter started.
 # TYPE ct_certificate_series_dropped_total counter
 ct_certificate_series_dropped_total{watch="example.com"} 0

@@ -22,8 +22,9 @@ import (
 // Help texts of the recent-issuance families, shared by Collect and the
 // cached exposition.
 const (
-	helpFirstSeen    = "When an issuance was first seen for a watch; one series per issuance within recent_window."
-	helpEmbeddedSCTs = "SCTs embedded in the final certificate of a recent issuance (absent while only the precertificate is known)."
+	helpFirstSeen      = "When an issuance was first seen for a watch; one series per issuance within recent_window."
+	helpEmbeddedSCTs   = "SCTs embedded in the final certificate of a recent issuance (absent while only the precertificate is known)."
+	helpParseErrorInfo = "1 for a recent issuance with a certificate that a strict X.509 parser refuses; error says why. Such a certificate is more suspicious, not less."
 )
 
 // RecentState is what the cached exposition of the recent series needs.
@@ -175,6 +176,7 @@ func recentFamilies(recent []state.Recent) []*dto.MetricFamily {
 	}
 	firstSeen := &dto.MetricFamily{Name: proto.String("ct_certificate_first_seen_timestamp_seconds"), Help: proto.String(helpFirstSeen), Type: dto.MetricType_GAUGE.Enum()}
 	scts := &dto.MetricFamily{Name: proto.String("ct_certificate_embedded_scts"), Help: proto.String(helpEmbeddedSCTs), Type: dto.MetricType_GAUGE.Enum()}
+	parseErrors := &dto.MetricFamily{Name: proto.String("ct_certificate_parse_error_info"), Help: proto.String(helpParseErrorInfo), Type: dto.MetricType_GAUGE.Enum()}
 	pair := func(name, value string) *dto.LabelPair {
 		return &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)}
 	}
@@ -191,10 +193,17 @@ func recentFamilies(recent []state.Recent) []*dto.MetricFamily {
 		if r.EmbeddedSCTs >= 0 {
 			scts.Metric = append(scts.Metric, &dto.Metric{Label: []*dto.LabelPair{tbs, watch}, Gauge: &dto.Gauge{Value: proto.Float64(float64(r.EmbeddedSCTs))}})
 		}
+		if r.ParseError != "" {
+			parseErrors.Metric = append(parseErrors.Metric, &dto.Metric{Label: []*dto.LabelPair{pair("error", r.ParseError), tbs, watch}, Gauge: &dto.Gauge{Value: proto.Float64(1)}})
+		}
 	}
+	// Sorted by name, as the registry gathers families.
 	out := []*dto.MetricFamily{firstSeen}
 	if len(scts.Metric) > 0 {
 		out = append(out, scts)
+	}
+	if len(parseErrors.Metric) > 0 {
+		out = append(out, parseErrors)
 	}
 	return out
 }

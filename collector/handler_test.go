@@ -87,6 +87,9 @@ func TestHandlerServesWhatPromhttpWould(t *testing.T) {
 	add := func(i, scts int) {
 		is := &state.Issuance{TBSSHA256: sha256.Sum256([]byte(fmt.Sprint(i))), Serial: fmt.Sprint(i), Issuer: watch.Issuer{CN: "R11"},
 			DNSNames: []string{fmt.Sprintf("h%d.example.com", i)}, NotAfter: now.Add(24 * time.Hour), EmbeddedSCTs: scts}
+		if i%3 == 0 {
+			is.ParseError = fmt.Sprintf("x509: malformed extension %d", i)
+		}
 		if err := s.Update(func(tx *state.Tx) error {
 			_, err := tx.Observe(is, []state.Match{{Watch: "example.com", Verdict: watch.Unreviewed}})
 			return err

@@ -1,55 +1,75 @@
-// Package ctsource holds the places certificates come from (crt.sh, and later
-// CT logs and the Cert Spotter API) and the normalized Certificate they all
-// produce.
+// Package ctsource holds the places certificates come from (crt.sh, the
+// Cert Spotter API, CT logs and log lists) and the normalized Certificate
+// they all produce.
 package ctsource
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	ctx509 "github.com/google/certificate-transparency-go/x509"
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
 // Certificate is one certificate or precertificate, reduced to what matching,
 // verdicts and metrics need. Sources produce it; nothing downstream parses DER.
+//
+// It is read from the DER itself, tolerantly: a certificate that a strict
+// X.509 parser refuses (a malformed extension, an unusual key, odd
+// encodings) is exactly the kind a misissuing or malicious CA produces, so
+// it is recorded with what can be read, and ParseError says why the
+// parser refuses it.
 type Certificate struct {
 	// TBSSHA256 identifies the issuance: the SHA-256 of the TBSCertificate
 	// without the CT poison and SCT-list extensions, shared by a
 	// precertificate and its final certificate (Cert Spotter's tbs_sha256).
-	TBSSHA256   [32]byte
-	CertSHA256  [32]byte
-	SPKISHA256  [32]byte
-	Serial      string // lower-case hex of the DER INTEGER's content, as crt.sh shows it
-	Issuer      watch.Issuer
-	SubjectCN   string
-	DNSNames    []string
+	TBSSHA256 [32]byte
+	// CertSHA256 is the hash of the certificate or precertificate seen;
+	// zero when a log gives no precertificate that matches the entry's
+	// proven TBSCertificate.
+	CertSHA256 [32]byte
+	SPKISHA256 [32]byte // of the raw SubjectPublicKeyInfo, whatever key it holds
+	Serial     string   // lower-case hex of the DER INTEGER's content, as crt.sh shows it
+	Issuer     watch.Issuer
+	SubjectCN  string   // the last CN, as X.509 parsers show it
+	OtherCNs   []string // the CNs before it: watches match them too
+	DNSNames   []string // of every SAN extension
+	// IPAddresses are the iPAddress SANs.
 	IPAddresses []netip.Addr
-	NotBefore   time.Time
-	NotAfter    time.Time
+	NotBefore   time.Time // zero when unreadable
+	NotAfter    time.Time // zero when unreadable
 	Precert     bool
 	// EmbeddedSCTs is the number of SCTs in a final certificate; -1 for a
 	// precertificate, which cannot embed any.
 	EmbeddedSCTs int
+	// ParseError is why certificate-transparency-go's X.509 parser refuses
+	// the certificate; empty when it parses.
+	ParseError string
 }
 
-// appendNormalized appends the names watches are matched against: each
-// DNS name and the subject CN (when there is one), normalized.
-func appendNormalized(dst, dnsNames []string, cn string) []string {
+// appendNormalized appends the names watches are matched against, normalized.
+func appendNormalized(dst, dnsNames []string, cns ...string) []string {
 	for _, n := range dnsNames {
 		dst = append(dst, watch.NormalizeName(n))
 	}
-	if cn != "" {
-		dst = append(dst, watch.NormalizeName(cn))
+	for _, cn := range cns {
+		if cn != "" {
+			dst = append(dst, watch.NormalizeName(cn))
+		}
 	}
 	return dst
+}
+
+// Names returns every name watches are matched against, normalized: the
+// DNS SANs and every subject CN.
+func (c *Certificate) Names() []string {
+	return appendNormalized(appendNormalized(nil, c.DNSNames, c.OtherCNs...), nil, c.SubjectCN)
 }
 
 // Candidate returns what a watch's verdict is based on.
@@ -57,171 +77,323 @@ func (c *Certificate) Candidate() watch.Candidate {
 	return watch.Candidate{TBSSHA256: c.TBSSHA256, SPKISHA256: c.SPKISHA256, Issuer: c.Issuer}
 }
 
-var (
-	oidCTPoison  = []byte{0x2b, 0x06, 0x01, 0x04, 0x01, 0xd6, 0x79, 0x02, 0x04, 0x03} // 1.3.6.1.4.1.11129.2.4.3
-	oidCTSCTList = []byte{0x2b, 0x06, 0x01, 0x04, 0x01, 0xd6, 0x79, 0x02, 0x04, 0x02} // 1.3.6.1.4.1.11129.2.4.2
-)
-
-// ParseCertificate parses a DER certificate or precertificate. Errors the
-// x509 parser reports as non-fatal (common in real CT data) are tolerated.
-func ParseCertificate(der []byte) (*Certificate, error) {
-	cert, err := ctx509.ParseCertificate(der)
-	if cert == nil || (err != nil && ctx509.IsFatal(err)) {
-		if err == nil {
-			err = errors.New("no certificate")
-		}
-		return nil, fmt.Errorf("parse certificate: %w", err)
+// ReadCertificate reads a DER certificate or precertificate. It fails only
+// when neither the tolerant reader nor the strict parser can find a
+// certificate's structure in it.
+func ReadCertificate(der []byte) (*Certificate, error) {
+	strict, perr := ctx509.ParseCertificate(der)
+	if strict == nil || !ctx509.IsFatal(perr) {
+		perr = nil
+	} else {
+		strict = nil
 	}
-	c, err := newCertificate(cert, cert.RawTBSCertificate, der)
+	var raw []byte
+	if strict != nil {
+		raw = strict.RawTBSCertificate
+	}
+	c, err := readCertificate(der, false, raw, der)
 	if err != nil {
-		return nil, fmt.Errorf("parse certificate: %w", err)
+		return nil, fmt.Errorf("read certificate: %w", err)
 	}
-	c.Precert = cert.IsPrecertificate()
-	c.EmbeddedSCTs = len(cert.SCTList.SCTList)
+	if strict != nil {
+		c.addNames(strict)
+	}
+	c.setParseError(perr)
+	return c, nil
+}
+
+// ParseCertificate is ReadCertificate for a certificate that must also
+// pass the strict parser (a key file, a test fixture).
+func ParseCertificate(der []byte) (*Certificate, error) {
+	c, err := ReadCertificate(der)
+	if err == nil && c.ParseError != "" {
+		err = fmt.Errorf("parse certificate: %s", c.ParseError)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// readPrecertEntry reads a precert entry of a log: tbs is the
+// TBSCertificate the log proves (poison removed, and the final issuer even
+// when a precertificate signing certificate signed the precertificate),
+// precert the precertificate the log gives alongside (nil when none). The
+// TBSCertificate is the entry: precert only gives cert_sha256, once it is
+// shown to be the precertificate of that TBSCertificate.
+func readPrecertEntry(tbs, precert []byte) (*Certificate, error) {
+	strict, perr := ctx509.ParseTBSCertificate(tbs)
+	if strict == nil || !ctx509.IsFatal(perr) {
+		perr = nil
+	} else {
+		strict = nil
+	}
+	c, err := readCertificate(tbs, true, tbs, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read precertificate entry: %w", err)
+	}
+	if strict != nil {
+		c.addNames(strict)
+	}
+	c.setParseError(perr)
+	c.Precert, c.EmbeddedSCTs = true, -1
+	if precert != nil && precertificateOfTBS(precert, tbs) {
+		c.CertSHA256 = sha256.Sum256(precert)
+	}
+	return c, nil
+}
+
+// precertificateOfTBS reports whether precert is the precertificate of the
+// TBSCertificate a log proves: equal once the poison is removed, or once
+// also rewritten as RFC 6962 §3.2 tells a log to when a precertificate
+// signing certificate signed it (issuer and authority key identifier: the
+// proven TBSCertificate holds the values the log put there).
+func precertificateOfTBS(precert, tbs []byte) bool {
+	pre, pf, err := readTBS(precert, false)
+	if err != nil {
+		return false
+	}
+	want, _, err := StripTBS(tbs)
+	if err != nil {
+		return false
+	}
+	if got, _, err := StripTBS(pre); err == nil && bytes.Equal(got, want) {
+		return true
+	}
+	_, tf, err := readTBS(tbs, true)
+	if err != nil || bytes.Equal(pf.issuer, tf.issuer) && bytes.Equal(findExtension(pf.extensions, oidAKI), findExtension(tf.extensions, oidAKI)) {
+		return false
+	}
+	got, _, err := spliceTBS(pre, &pscRewrite{issuer: tf.issuer, aki: findExtension(tf.extensions, oidAKI)})
+	return err == nil && bytes.Equal(got, want)
+}
+
+// readCertificate builds a Certificate from what the DER says. raw is
+// the TBSCertificate a strict parser found, used when the tolerant reader
+// cannot find one; certDER is what cert_sha256 hashes (nil: none).
+func readCertificate(der []byte, tbs bool, raw, certDER []byte) (*Certificate, error) {
+	body, f, err := readTBS(der, tbs)
+	if err != nil {
+		if raw == nil {
+			return nil, err
+		}
+		if body, f, err = readTBS(raw, true); err != nil {
+			return nil, err
+		}
+	}
+	stripped, serial, err := StripTBS(body)
+	if err != nil {
+		return nil, err
+	}
+	c := &Certificate{
+		TBSSHA256:    sha256.Sum256(stripped),
+		SPKISHA256:   sha256.Sum256(f.spki),
+		Serial:       hex.EncodeToString(serial),
+		Issuer:       issuerOf(f.issuer),
+		EmbeddedSCTs: 0,
+	}
+	if certDER != nil {
+		c.CertSHA256 = sha256.Sum256(certDER)
+	}
+	c.NotBefore, c.NotAfter = validity(f.validity)
+	var id Identifiers
+	eachAttribute(f.subject, func(oid []byte, v element) {
+		if bytes.Equal(oid, oidCommonName) {
+			id.Names = appendString(id.Names, v)
+		}
+	})
+	cns := cloneStrings(id.Names)
+	if n := len(cns); n > 0 {
+		c.SubjectCN, c.OtherCNs = cns[n-1], cns[:n-1:n-1]
+		if len(c.OtherCNs) == 0 {
+			c.OtherCNs = nil
+		}
+	}
+	exts := f.extensions
+	for {
+		x, ok := nextExtension(&exts)
+		if !ok {
+			break
+		}
+		switch {
+		case bytes.Equal(x.oid, oidSAN):
+			id.Reset()
+			subjectAltNames(x.value, &id)
+			c.DNSNames = append(c.DNSNames, cloneStrings(id.Names)...)
+			c.IPAddresses = append(c.IPAddresses, id.IPs...)
+		case bytes.Equal(x.oid, oidCTPoison):
+			c.Precert = true
+		case bytes.Equal(x.oid, oidCTSCTList):
+			c.EmbeddedSCTs += countSCTs(x.value)
+		}
+	}
 	if c.Precert {
 		c.EmbeddedSCTs = -1
 	}
 	return c, nil
 }
 
-// certificateFromTBS reads a precertificate entry: the TBSCertificate a log
-// holds (poison removed, and the final issuer even when a precertificate
-// signing certificate signed the precertificate), and the precertificate
-// itself for cert_sha256 (nil when the log does not give it).
-func certificateFromTBS(tbs, precert []byte) (*Certificate, error) {
-	cert, err := ctx509.ParseTBSCertificate(tbs)
-	if cert == nil || (err != nil && ctx509.IsFatal(err)) {
-		if err == nil {
-			err = errors.New("no TBSCertificate")
-		}
-		return nil, fmt.Errorf("parse precertificate entry: %w", err)
+func cloneStrings(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = string(bytes.Clone([]byte(v)))
 	}
-	if precert == nil {
-		precert = tbs
-	}
-	c, err := newCertificate(cert, tbs, precert)
-	if err != nil {
-		return nil, fmt.Errorf("parse precertificate entry: %w", err)
-	}
-	c.Precert, c.EmbeddedSCTs = true, -1
-	return c, nil
+	return out
 }
 
-// newCertificate fills in what a parsed certificate or TBSCertificate says;
-// der is what cert_sha256 hashes.
-func newCertificate(cert *ctx509.Certificate, tbs, der []byte) (*Certificate, error) {
-	stripped, serial, err := StripTBS(tbs)
-	if err != nil {
-		return nil, err
+// addNames adds the names a strict parse found that the tolerant reader
+// did not (it reads them all; this keeps "what a parser sees is matched"
+// true by construction).
+func (c *Certificate) addNames(p *ctx509.Certificate) {
+	for _, n := range p.DNSNames {
+		if !slices.Contains(c.DNSNames, n) {
+			c.DNSNames = append(c.DNSNames, n)
+		}
 	}
-	c := &Certificate{
-		TBSSHA256:  sha256.Sum256(stripped),
-		CertSHA256: sha256.Sum256(der),
-		SPKISHA256: sha256.Sum256(cert.RawSubjectPublicKeyInfo),
-		Serial:     hex.EncodeToString(serial),
-		Issuer:     issuerOf(cert),
-		SubjectCN:  cert.Subject.CommonName,
-		DNSNames:   cert.DNSNames,
-		NotBefore:  cert.NotBefore.UTC(),
-		NotAfter:   cert.NotAfter.UTC(),
+	for _, atv := range p.Subject.Names {
+		if cn, ok := atv.Value.(string); ok && atv.Type.String() == "2.5.4.3" &&
+			cn != c.SubjectCN && !slices.Contains(c.OtherCNs, cn) {
+			c.OtherCNs = append(c.OtherCNs, cn)
+		}
 	}
-	for _, ip := range cert.IPAddresses {
-		if a, ok := netip.AddrFromSlice(ip); ok {
+	for _, ip := range p.IPAddresses {
+		if a, ok := netip.AddrFromSlice(ip); ok && !slices.Contains(c.IPAddresses, a.Unmap()) {
 			c.IPAddresses = append(c.IPAddresses, a.Unmap())
 		}
 	}
-	return c, nil
 }
 
-func issuerOf(cert *ctx509.Certificate) watch.Issuer {
-	i := watch.Issuer{CN: cert.Issuer.CommonName, DN: FormatDN(cert.RawIssuer)}
-	if len(cert.Issuer.Organization) > 0 {
-		i.O = cert.Issuer.Organization[0]
-	}
-	return i
-}
-
-// StripTBS returns the TBSCertificate without the CT poison and SCT-list
-// extensions, and the serial number's content bytes. It splices the original
-// bytes rather than re-encoding a parsed structure, so the result is exactly
-// what the issuing CA signed minus those extensions, whatever its encoding
-// quirks.
-func StripTBS(tbs []byte) (stripped, serial []byte, err error) {
-	in := cryptobyte.String(tbs)
-	var body cryptobyte.String
-	if !in.ReadASN1(&body, cbasn1.SEQUENCE) || !in.Empty() {
-		return nil, nil, errors.New("tbs: not a single SEQUENCE")
-	}
-	var b cryptobyte.Builder
-	var bodyErr error
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		for i := 0; !body.Empty(); i++ {
-			var elem cryptobyte.String
-			var tag cbasn1.Tag
-			if !body.ReadAnyASN1Element(&elem, &tag) {
-				bodyErr = errors.New("tbs: malformed element")
-				return
-			}
-			switch {
-			case tag == cbasn1.INTEGER && serial == nil:
-				content := elem
-				if !content.ReadASN1(&content, cbasn1.INTEGER) {
-					bodyErr = errors.New("tbs: malformed serial number")
-					return
-				}
-				serial = content
-				b.AddBytes(elem)
-			case tag == cbasn1.Tag(3).Constructed().ContextSpecific():
-				exts, err := stripExtensions(elem)
-				if err != nil {
-					bodyErr = err
-					return
-				}
-				if exts != nil {
-					b.AddASN1(tag, func(b *cryptobyte.Builder) {
-						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddBytes(exts) })
-					})
-				}
-			default:
-				b.AddBytes(elem)
-			}
-		}
-	})
-	if bodyErr != nil {
-		return nil, nil, bodyErr
-	}
-	if serial == nil {
-		return nil, nil, errors.New("tbs: no serial number")
-	}
-	out, err := b.Bytes()
+func (c *Certificate) setParseError(err error) {
 	if err != nil {
-		return nil, nil, fmt.Errorf("tbs: %w", err)
+		c.ParseError = err.Error()
 	}
-	return out, serial, nil
 }
 
-// stripExtensions returns the concatenated Extension elements of an [3]
-// extensions field minus the CT ones, or nil when none remain.
-func stripExtensions(field cryptobyte.String) ([]byte, error) {
-	var wrapper, seq cryptobyte.String
-	if !field.ReadASN1(&wrapper, cbasn1.Tag(3).Constructed().ContextSpecific()) ||
-		!wrapper.ReadASN1(&seq, cbasn1.SEQUENCE) || !wrapper.Empty() {
-		return nil, errors.New("tbs: malformed extensions")
+// findExtension returns the value of the first extension with oid, nil
+// when there is none.
+func findExtension(exts, oid []byte) []byte {
+	for {
+		x, ok := nextExtension(&exts)
+		if !ok {
+			return nil
+		}
+		if bytes.Equal(x.oid, oid) {
+			return x.value
+		}
 	}
-	var kept []byte
-	for !seq.Empty() {
-		var ext, oid cryptobyte.String
-		if !seq.ReadASN1Element(&ext, cbasn1.SEQUENCE) {
-			return nil, errors.New("tbs: malformed extension")
-		}
-		inner := ext
-		if !inner.ReadASN1(&inner, cbasn1.SEQUENCE) || !inner.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) {
-			return nil, errors.New("tbs: malformed extension")
-		}
-		if string(oid) == string(oidCTPoison) || string(oid) == string(oidCTSCTList) {
-			continue
-		}
-		kept = append(kept, ext...)
+}
+
+// countSCTs counts the SCTs of an SCT-list extension value (an OCTET
+// STRING holding a TLS SignedCertificateTimestampList), as far as it can
+// be read.
+func countSCTs(value []byte) int {
+	in := value
+	os, ok := readUniversal(&in, tagOctetString)
+	if !ok || len(os.content) < 2 {
+		return 0
 	}
-	return kept, nil
+	list := os.content[2:]
+	if n := int(os.content[0])<<8 | int(os.content[1]); n < len(list) {
+		list = list[:n]
+	}
+	count := 0
+	for len(list) >= 2 {
+		n := int(list[0])<<8 | int(list[1])
+		if n == 0 || n > len(list)-2 {
+			break
+		}
+		list = list[2+n:]
+		count++
+	}
+	return count
+}
+
+// validity reads notBefore and notAfter; a time that cannot be read is zero.
+func validity(v []byte) (notBefore, notAfter time.Time) {
+	if e, ok := readElement(&v); ok {
+		notBefore = asn1Time(e)
+	}
+	if e, ok := readElement(&v); ok {
+		notAfter = asn1Time(e)
+	}
+	return notBefore, notAfter
+}
+
+// asn1Time reads a UTCTime or GeneralizedTime, with or without seconds,
+// with fractions and zone offsets, as CAs have written them; zero when it
+// cannot.
+func asn1Time(e element) time.Time {
+	s := e.content
+	digits := func(n int) (int, bool) {
+		if len(s) < n {
+			return 0, false
+		}
+		v := 0
+		for _, c := range s[:n] {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int(c-'0')
+		}
+		s = s[n:]
+		return v, true
+	}
+	var year int
+	var ok bool
+	switch {
+	case e.universal(tagUTCTime):
+		if year, ok = digits(2); !ok {
+			return time.Time{}
+		}
+		year += 1900
+		if year < 1950 {
+			year += 100
+		}
+	case e.universal(tagGeneralizedTime):
+		if year, ok = digits(4); !ok {
+			return time.Time{}
+		}
+	default:
+		return time.Time{}
+	}
+	month, ok1 := digits(2)
+	day, ok2 := digits(2)
+	hour, ok3 := digits(2)
+	if !ok1 || !ok2 || !ok3 {
+		return time.Time{}
+	}
+	minute, sec, nsec := 0, 0, 0
+	if m, ok := digits(2); ok {
+		minute = m
+		if v, ok := digits(2); ok {
+			sec = v
+		}
+	}
+	if len(s) > 1 && (s[0] == '.' || s[0] == ',') {
+		s = s[1:]
+		scale := 100_000_000
+		for len(s) > 0 && s[0] >= '0' && s[0] <= '9' {
+			nsec += int(s[0]-'0') * scale
+			scale /= 10
+			s = s[1:]
+		}
+	}
+	offset := 0
+	if len(s) > 0 && (s[0] == '+' || s[0] == '-') {
+		sign := 1
+		if s[0] == '-' {
+			sign = -1
+		}
+		s = s[1:]
+		h, ok1 := digits(2)
+		m, ok2 := digits(2)
+		if !ok1 || !ok2 {
+			return time.Time{}
+		}
+		offset = sign * (h*3600 + m*60)
+	}
+	if month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 60 {
+		return time.Time{}
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC).Add(-time.Duration(offset) * time.Second)
 }

@@ -1,6 +1,7 @@
 package ctsource
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +59,9 @@ type csIssuance struct {
 	ID        string `json:"id"`
 	TBSSHA256 string `json:"tbs_sha256"`
 	CertDER   []byte `json:"cert_der"`
+	Issuer    *struct {
+		Name string `json:"name"`
+	} `json:"issuer"`
 }
 
 // Poll queries every watch; IP addresses cannot be queried.
@@ -181,26 +186,111 @@ func (c *Certspotter) record(env *Env, key string, page []csIssuance) error {
 	return nil
 }
 
-// certificate parses an issuance's certificate, or counts and logs why it
+// certificate reads an issuance's certificate, or counts and logs why it
 // cannot (the cursor passes it all the same: asking again gives the same).
 func (c *Certspotter) certificate(env *Env, is *csIssuance) *Certificate {
-	cert, err := ParseCertificate(is.CertDER)
-	switch {
-	case len(is.CertDER) == 0:
-		err = errors.New("no cert_der")
-	case err == nil && hex.EncodeToString(cert.TBSSHA256[:]) != strings.ToLower(is.TBSSHA256):
+	if len(is.CertDER) == 0 {
+		env.CountError(ReasonBadResponse)
+		env.Logger.Warn("skipping an issuance without cert_der", "source", c.name, "id", is.ID)
+		return nil
+	}
+	cert, err := ReadCertificate(is.CertDER)
+	if err != nil {
+		env.CountError(ReasonBadResponse)
+		env.Logger.Warn("skipping an issuance whose certificate cannot be read", "source", c.name, "id", is.ID, "err", err)
+		return nil
+	}
+	if hex.EncodeToString(cert.TBSSHA256[:]) != strings.ToLower(is.TBSSHA256) && !c.signedByPSC(env, is, cert) {
 		// Ours is what every other source computes: it keeps the dedup.
 		env.CountError(ReasonBadResponse)
 		env.Logger.Warn("the API's tbs_sha256 differs from the certificate's; using the certificate's",
 			"source", c.name, "id", is.ID, "api_tbs_sha256", watch.Escape(is.TBSSHA256),
 			"tbs_sha256", hex.EncodeToString(cert.TBSSHA256[:]))
 	}
-	if err != nil {
-		env.CountError(ReasonBadResponse)
-		env.Logger.Warn("skipping an issuance whose certificate does not parse", "source", c.name, "id", is.ID, "err", err)
-		return nil
-	}
 	return cert
+}
+
+// signedByPSC reports a precertificate whose tbs_sha256 differs from the
+// API's because a Precertificate Signing Certificate signed it: the API
+// gives the identity RFC 6962 §3.2 defines (that of the final
+// certificate), and its issuer. cert takes them: rebuilt and checked when
+// the PSC is known (another source found it), else from the API, when the
+// API names another issuer than the precertificate does — the mark of a
+// PSC.
+func (c *Certspotter) signedByPSC(env *Env, is *csIssuance, cert *Certificate) bool {
+	if !cert.Precert {
+		return false
+	}
+	api, err := hex.DecodeString(is.TBSSHA256)
+	if err != nil || len(api) != 32 {
+		return false
+	}
+	if issuer, keyID, ok := precertIssuer(is.CertDER); ok {
+		if p, _ := env.Recorder.PSCs.lookup(issuer, keyID); p != nil {
+			rebuilt := *cert
+			if rebuilt.rewriteForPSC(is.CertDER, p) && bytes.Equal(rebuilt.TBSSHA256[:], api) {
+				*cert = rebuilt
+				return true
+			}
+		}
+	}
+	if is.Issuer == nil || is.Issuer.Name == "" {
+		return false
+	}
+	named := issuerFromString(is.Issuer.Name)
+	if named.CN == "" && named.O == "" || strings.EqualFold(named.CN, cert.Issuer.CN) && strings.EqualFold(named.O, cert.Issuer.O) {
+		return false
+	}
+	env.Logger.Info("a precertificate signing certificate signed this precertificate: its identity and issuer are the API's",
+		"source", c.name, "id", is.ID, "psc", watch.Escape(cert.Issuer.DN), "issuer", watch.Escape(named.DN))
+	cert.TBSSHA256, cert.Issuer = [32]byte(api), named
+	return true
+}
+
+// issuerFromString reads an issuer DN written as text (RFC 4514's most
+// specific first, or the opposite order OpenSSL prints), into what
+// expected_issuers compares, the DN in FormatDN's order.
+func issuerFromString(s string) watch.Issuer {
+	var rdns []string
+	var cur strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s):
+			cur.WriteByte(s[i])
+			cur.WriteByte(s[i+1])
+			i++
+		case s[i] == ',':
+			rdns = append(rdns, strings.TrimSpace(cur.String()))
+			cur.Reset()
+		default:
+			cur.WriteByte(s[i])
+		}
+	}
+	rdns = append(rdns, strings.TrimSpace(cur.String()))
+	typeOf := func(rdn string) string {
+		t, _, _ := strings.Cut(rdn, "=")
+		return strings.ToUpper(strings.TrimSpace(t))
+	}
+	if len(rdns) > 1 && (typeOf(rdns[0]) == "C" || typeOf(rdns[0]) == "DC") && typeOf(rdns[len(rdns)-1]) != "C" {
+		slices.Reverse(rdns)
+	}
+	var i watch.Issuer
+	for _, rdn := range rdns {
+		for _, atv := range strings.Split(rdn, "+") {
+			t, v, _ := strings.Cut(atv, "=")
+			v = strings.TrimSpace(strings.ReplaceAll(v, "\\", ""))
+			switch strings.ToUpper(strings.TrimSpace(t)) {
+			case "CN":
+				if i.CN == "" {
+					i.CN = v
+				}
+			case "O":
+				i.O = v
+			}
+		}
+	}
+	i.DN = strings.Join(rdns, ", ")
+	return i
 }
 
 // decodeCursors reads a source's cursors: the last issuance id recorded,

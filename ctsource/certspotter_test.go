@@ -313,7 +313,7 @@ func TestCertspotterMalformedSkipped(t *testing.T) {
 	if err := h.pollCS(); err != nil {
 		t.Fatal(err)
 	}
-	if h.errorCount(ReasonBadResponse) != 1 || !strings.Contains(logged.String(), "does not parse") {
+	if h.errorCount(ReasonBadResponse) != 1 || !strings.Contains(logged.String(), "cannot be read") {
 		t.Fatalf("malformed certificate not counted (%v) or not logged:\n%s", h.errors, logged.String())
 	}
 	if h.newCertificates() != 1 {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	ctx509 "github.com/google/certificate-transparency-go/x509"
+
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -240,6 +242,25 @@ func (e *malformedError) Error() string { return e.err.Error() }
 func (e *malformedError) Unwrap() error { return e.err }
 
 func (c *Crtsh) download(ctx context.Context, env *Env, id uint64) (*Certificate, error) {
+	der, err := c.downloadDER(ctx, env, id)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := ReadCertificate(der)
+	if err != nil {
+		env.CountError(ReasonBadResponse)
+		return nil, &malformedError{&Error{Reason: ReasonBadResponse, Err: fmt.Errorf("certificate %d: %w", id, err)}}
+	}
+	if cert.Precert {
+		if err := c.resolvePSC(ctx, env, der, cert); err != nil {
+			return nil, err
+		}
+	}
+	return cert, nil
+}
+
+// downloadDER downloads the certificate crt.sh knows by id.
+func (c *Crtsh) downloadDER(ctx context.Context, env *Env, id uint64) ([]byte, error) {
 	u := c.base + "?d=" + strconv.FormatUint(id, 10)
 	resp, err := c.http.get(ctx, u, "application/pkix-cert")
 	if err != nil {
@@ -254,12 +275,72 @@ func (c *Crtsh) download(ctx context.Context, env *Env, id uint64) (*Certificate
 		env.CountError(ReasonBadResponse)
 		return nil, &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("certificate %d: the answer is not a PEM certificate: %.80q", id, resp.body)}
 	}
-	cert, err := ParseCertificate(block.Bytes)
+	return block.Bytes, nil
+}
+
+// pscCandidates bounds the certificates downloaded to find a
+// precertificate's issuer: a key identifier is shared by a CA's few
+// certificates (renewals, cross-signs), not by hundreds.
+const pscCandidates = 8
+
+// resolvePSC gives a precertificate that a Precertificate Signing
+// Certificate signed the identity and issuer of its final certificate.
+// crt.sh has the PSC (it was logged in the precertificate's chain); it is
+// found by its subject key identifier, which a precertificate's authority
+// key identifier names, once per issuer (the answer is remembered).
+func (c *Crtsh) resolvePSC(ctx context.Context, env *Env, der []byte, cert *Certificate) error {
+	issuer, keyID, ok := precertIssuer(der)
+	if !ok {
+		return nil
+	}
+	pscs := &env.Recorder.PSCs
+	p, known := pscs.lookup(issuer, keyID)
+	if !known {
+		pre, err := ctx509.ParseCertificate(der)
+		if pre == nil || ctx509.IsFatal(err) {
+			// Its signature cannot be checked, so no PSC can be shown to
+			// have signed it: it keeps the issuer it names.
+			return nil
+		}
+		if p, err = c.findPSC(ctx, env, keyID, pre); err != nil {
+			return err
+		}
+		pscs.remember(issuer, keyID, p)
+	}
+	if p != nil {
+		cert.rewriteForPSC(der, p)
+	}
+	return nil
+}
+
+func (c *Crtsh) findPSC(ctx context.Context, env *Env, keyID []byte, pre *ctx509.Certificate) (*psc, error) {
+	u := c.base + "?ski=" + hex.EncodeToString(keyID) + "&output=json"
+	resp, err := c.http.get(ctx, u, "application/json")
+	if ReasonOf(err) == ReasonHTTP4xx {
+		// A mirror without this search: the precertificate keeps the
+		// issuer it names, rather than the watch never being polled.
+		env.Logger.Debug("crt.sh cannot search by subject key identifier; a precertificate signing certificate cannot be found", "err", err)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := decodeCrtshRows(resp)
 	if err != nil {
 		env.CountError(ReasonBadResponse)
-		return nil, &malformedError{&Error{Reason: ReasonBadResponse, Err: fmt.Errorf("certificate %d: %w", id, err)}}
+		return nil, &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("issuer with key identifier %x: %w", keyID, err)}
 	}
-	return cert, nil
+	slices.SortFunc(rows, func(a, b crtshRow) int { return cmp.Compare(a.ID, b.ID) })
+	for _, r := range rows[:min(len(rows), pscCandidates)] {
+		der, err := c.downloadDER(ctx, env, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		if p := newPSC(der, pre); p != nil {
+			return p, nil
+		}
+	}
+	return nil, nil
 }
 
 // parseCrtshTime reads crt.sh's zone-less UTC times with 0–3 (or more)

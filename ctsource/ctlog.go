@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
+
+	ctx509 "github.com/google/certificate-transparency-go/x509"
 
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
@@ -478,27 +481,60 @@ func (l *CTLog) process(env *Env, entries []rawEntry, next *int64, r *batchResul
 }
 
 // matchEntry returns the certificate of an entry that concerns a watch, or
-// nil; bad reports an entry that could not be read.
+// nil; bad reports an entry from which no name could be read.
 func matchEntry(e *rawEntry, set *watch.Set, id *Identifiers, names *[]string, idx *[]int) (*Certificate, bool) {
 	id.Reset()
-	if err := ExtractIdentifiers(e.der, e.precert, id); err != nil {
+	if err := ExtractIdentifiers(e.der, e.precert, id); err != nil && !strictIdentifiers(e.der, e.precert, id) {
 		return nil, true
 	}
-	*names = appendNormalized((*names)[:0], id.Names, "") // the walk put the CN among the names
+	*names = appendNormalized((*names)[:0], id.Names) // the walk put the CNs among the names
 	*idx = set.Match((*idx)[:0], *names, id.IPs)
 	if len(*idx) == 0 {
 		return nil, false
 	}
+	c, err := readEntry(e)
+	return c, err != nil
+}
+
+// strictIdentifiers reads the identifiers with the strict parser, for an
+// entry the walk cannot read: the walk must never be stricter than it.
+func strictIdentifiers(der []byte, tbs bool, id *Identifiers) bool {
+	var p *ctx509.Certificate
+	var err error
+	if tbs {
+		p, err = ctx509.ParseTBSCertificate(der)
+	} else {
+		p, err = ctx509.ParseCertificate(der)
+	}
+	if p == nil || ctx509.IsFatal(err) {
+		return false
+	}
+	for _, atv := range p.Subject.Names {
+		if cn, ok := atv.Value.(string); ok && atv.Type.String() == "2.5.4.3" {
+			id.Names = append(id.Names, cn)
+		}
+	}
+	id.Names = append(id.Names, p.DNSNames...)
+	for _, ip := range p.IPAddresses {
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			id.IPs = append(id.IPs, a.Unmap())
+		}
+	}
+	return true
+}
+
+// readEntry reads the certificate of an entry. A precert entry is read
+// from the TBSCertificate the tree proves, whatever its precertificate (in
+// extra_data, which nothing proves) holds.
+func readEntry(e *rawEntry) (*Certificate, error) {
 	if !e.precert {
-		c, err := ParseCertificate(e.der)
-		return c, err != nil
+		return ReadCertificate(e.der)
 	}
 	pre, err := e.precertificate()
 	if err != nil {
-		return nil, true
+		pre = nil
 	}
-	c, err := certificateFromTBS(e.der, pre)
-	return c, err != nil
+	return readPrecertEntry(e.der, pre)
 }
 
 // commit records certificates and the new position in one transaction.

@@ -1,51 +1,134 @@
 package ctsource
 
 import (
-	"crypto/x509/pkix"
-	"encoding/asn1"
+	"bytes"
 	"encoding/hex"
-	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/ct-exporter/ct_exporter/watch"
 )
 
 var attributeNames = map[string]string{
-	"2.5.4.3":                    "CN",
-	"2.5.4.5":                    "SERIALNUMBER",
-	"2.5.4.6":                    "C",
-	"2.5.4.7":                    "L",
-	"2.5.4.8":                    "ST",
-	"2.5.4.9":                    "STREET",
-	"2.5.4.10":                   "O",
-	"2.5.4.11":                   "OU",
-	"2.5.4.17":                   "POSTALCODE",
-	"2.5.4.97":                   "organizationIdentifier",
-	"0.9.2342.19200300.100.1.1":  "UID",
-	"0.9.2342.19200300.100.1.25": "DC",
-	"1.2.840.113549.1.9.1":       "emailAddress",
+	"\x55\x04\x03": "CN",
+	"\x55\x04\x05": "SERIALNUMBER",
+	"\x55\x04\x06": "C",
+	"\x55\x04\x07": "L",
+	"\x55\x04\x08": "ST",
+	"\x55\x04\x09": "STREET",
+	"\x55\x04\x0a": "O",
+	"\x55\x04\x0b": "OU",
+	"\x55\x04\x11": "POSTALCODE",
+	"\x55\x04\x61": "organizationIdentifier",
+	"\x09\x92\x26\x89\x93\xf2\x2c\x64\x01\x01": "UID",
+	"\x09\x92\x26\x89\x93\xf2\x2c\x64\x01\x19": "DC",
+	"\x2a\x86\x48\x86\xf7\x0d\x01\x09\x01":     "emailAddress",
+}
+
+var oidOrganization = []byte{0x55, 0x04, 0x0a} // 2.5.4.10
+
+// issuerOf reads the issuer's CN (the last, as parsers show it), O (the
+// first) and DN from a Name element.
+func issuerOf(name []byte) watch.Issuer {
+	var i watch.Issuer
+	var vals []string
+	eachAttribute(name, func(oid []byte, v element) {
+		switch {
+		case bytes.Equal(oid, oidCommonName):
+			vals = appendString(vals[:0], v)
+			i.CN = strings.Clone(vals[len(vals)-1])
+		case bytes.Equal(oid, oidOrganization) && i.O == "":
+			vals = appendString(vals[:0], v)
+			i.O = strings.Clone(vals[len(vals)-1])
+		}
+	})
+	i.DN = FormatDN(name)
+	return i
 }
 
 // FormatDN renders a DER Name as RFC 4514 does (most specific RDN first), with
 // ", " between RDNs: "CN=R11, O=Let's Encrypt, C=US". This is the string that
-// /…/ entries of expected_issuers are matched against. A Name that does not
-// parse is shown as hex.
+// /…/ entries of expected_issuers are matched against. Values of string
+// types are shown as text (TeletexString as Latin-1), others as # and
+// their hex DER; a Name that cannot be read at all is # and its hex.
 func FormatDN(der []byte) string {
-	var seq pkix.RDNSequence
-	if rest, err := asn1.Unmarshal(der, &seq); err != nil || len(rest) != 0 {
+	in := der
+	seq, ok := readUniversal(&in, tagSequence)
+	if !ok || len(in) != 0 {
 		return "#" + hex.EncodeToString(der)
 	}
-	parts := make([]string, 0, len(seq))
-	for i := len(seq) - 1; i >= 0; i-- {
-		attrs := make([]string, 0, len(seq[i]))
-		for _, atv := range seq[i] {
-			name, ok := attributeNames[atv.Type.String()]
-			if !ok {
-				name = atv.Type.String()
-			}
-			attrs = append(attrs, name+"="+escapeDNValue(fmt.Sprint(atv.Value)))
+	var rdns []string
+	rest := seq.content
+	for len(rest) > 0 {
+		rdn, ok := readElement(&rest)
+		if !ok {
+			return "#" + hex.EncodeToString(der)
 		}
-		parts = append(parts, strings.Join(attrs, "+"))
+		var attrs []string
+		atvs := rdn.content
+		for len(atvs) > 0 {
+			atv, ok := readElement(&atvs)
+			if !ok {
+				return "#" + hex.EncodeToString(der)
+			}
+			c := atv.content
+			oid, ok1 := readUniversal(&c, tagOID)
+			v, ok2 := readElement(&c)
+			if !ok1 || !ok2 {
+				return "#" + hex.EncodeToString(der)
+			}
+			name, ok := attributeNames[string(oid.content)]
+			if !ok {
+				name = oidString(oid.content)
+			}
+			attrs = append(attrs, name+"="+dnValue(v))
+		}
+		rdns = append(rdns, strings.Join(attrs, "+"))
 	}
-	return strings.Join(parts, ", ")
+	for i, j := 0, len(rdns)-1; i < j; i, j = i+1, j-1 {
+		rdns[i], rdns[j] = rdns[j], rdns[i]
+	}
+	return strings.Join(rdns, ", ")
+}
+
+func dnValue(v element) string {
+	switch v.tag {
+	case tagUTF8String, tagPrintableString, tagIA5String, tagBMPString, tagUniversalString, tagTeletexString,
+		18, 25, 26, 27: // Numeric, Graphic, Visible and General strings
+		if v.class == classUniversal {
+			// The Latin-1 reading of a string with non-ASCII bytes, where
+			// there are two: what the CA meant.
+			s := appendString(nil, v)
+			return escapeDNValue(s[len(s)-1])
+		}
+	}
+	return "#" + hex.EncodeToString(v.full)
+}
+
+// oidString renders an OBJECT IDENTIFIER's content in dotted form.
+func oidString(b []byte) string {
+	var parts []string
+	var v uint64
+	for i, c := range b {
+		v = v<<7 | uint64(c&0x7f)
+		if c&0x80 != 0 {
+			if v > 1<<56 {
+				return "#" + hex.EncodeToString(b)
+			}
+			continue
+		}
+		if len(parts) == 0 {
+			first := min(v/40, 2)
+			parts = append(parts, strconv.FormatUint(first, 10), strconv.FormatUint(v-40*first, 10))
+		} else {
+			parts = append(parts, strconv.FormatUint(v, 10))
+		}
+		v = 0
+		if i == len(b)-1 {
+			return strings.Join(parts, ".")
+		}
+	}
+	return "#" + hex.EncodeToString(b)
 }
 
 func escapeDNValue(v string) string {

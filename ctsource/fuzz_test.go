@@ -186,11 +186,17 @@ func (p *fuzzPKI) tile(tb testing.TB, entries []ct.LeafEntry, first int64, archi
 	return tile
 }
 
-// FuzzExtractIdentifiers: the lean walk never panics, and whenever it
-// succeeds on DER the full parse also accepts, it finds every DNS and IP
-// address SAN the full parse finds (a name it misses is a certificate no
-// watch ever sees). tbs selects the TBSCertificate form a precert_entry
-// carries, checked against the full parse of that form.
+// FuzzExtractIdentifiers checks the two promises matching rests on, on
+// every input:
+//   - walk ⊇ parse: whenever the lean walk reads the input, it finds every
+//     DNS SAN, every CN and every IP SAN that certificate-transparency-go's
+//     strict parser finds (a name it misses is a certificate no watch ever
+//     sees); where it cannot read it, the strict parser's names are used;
+//   - matched ⇒ recorded: whenever a name is found (either way), the
+//     certificate is readable, and a watch on that name matches the
+//     issuance the recorder would store.
+//
+// tbs selects the TBSCertificate form a precert_entry carries.
 func FuzzExtractIdentifiers(f *testing.F) {
 	p := newFuzzPKI(f)
 	for _, der := range p.certificates() {
@@ -203,35 +209,62 @@ func FuzzExtractIdentifiers(f *testing.F) {
 	f.Add([]byte{0x30, 0x00}, false)
 	f.Fuzz(func(t *testing.T, der []byte, tbs bool) {
 		var id Identifiers
-		if err := ExtractIdentifiers(der, tbs, &id); err != nil {
+		walked := ExtractIdentifiers(der, tbs, &id) == nil
+		var strict Identifiers
+		parsed := strictIdentifiers(der, tbs, &strict)
+		if walked && parsed {
+			for _, n := range strict.Names {
+				if !slices.Contains(id.Names, n) {
+					t.Errorf("the strict parse finds the name %q, the lean walk does not: lean %q, strict %q", n, id.Names, strict.Names)
+				}
+			}
+			for _, a := range strict.IPs {
+				if !slices.Contains(id.IPs, a) {
+					t.Errorf("the strict parse finds IP SAN %v, the lean walk does not: lean %v, strict %v", a, id.IPs, strict.IPs)
+				}
+			}
+		}
+		if !walked {
+			id = strict
+		}
+		if len(id.Names) == 0 && len(id.IPs) == 0 {
 			return
 		}
-		var full *Certificate
-		var err error
-		if tbs {
-			full, err = certificateFromTBS(der, nil)
-		} else {
-			full, err = ParseCertificate(der)
-		}
+		e := rawEntry{der: der, precert: tbs}
+		c, err := readEntry(&e)
 		if err != nil {
-			return
+			t.Fatalf("names %q %v were found, but the certificate cannot be read: %v", id.Names, id.IPs, err)
 		}
-		for _, n := range full.DNSNames {
-			if !slices.Contains(id.Names, n) {
-				t.Errorf("the full parse finds DNS SAN %q, the lean walk does not: lean %q, full %q", n, id.Names, full.DNSNames)
+		names := c.Names()
+		for _, n := range appendNormalized(nil, id.Names) {
+			if !slices.Contains(names, n) {
+				t.Fatalf("the name %q was matched, the certificate records %q", n, names)
 			}
 		}
-		for _, a := range full.IPAddresses {
-			if !slices.Contains(id.IPs, a) {
-				t.Errorf("the full parse finds IP SAN %v, the lean walk does not: lean %v, full %v", a, id.IPs, full.IPAddresses)
+		for _, a := range id.IPs {
+			if !slices.Contains(c.IPAddresses, a) {
+				t.Fatalf("the IP %v was matched, the certificate records %v", a, c.IPAddresses)
 			}
+		}
+		// Through the recorder: a watch on a matched name concerns the issuance.
+		for _, n := range appendNormalized(nil, id.Names) {
+			d, reason := watch.NormalizeDomain(n)
+			if reason != "" || d != n {
+				continue
+			}
+			set := watch.NewSet([]watch.Watch{watch.NewWatch(d, false)})
+			rec := &Recorder{Policy: func() *watch.Set { return set }}
+			if m := rec.matches(issuanceOf(c)); len(m) != 1 || m[0].Watch != d {
+				t.Fatalf("a watch on %q does not concern the issuance recorded (names %q): %v", d, names, m)
+			}
+			break
 		}
 	})
 }
 
-// FuzzParseCertificate: ParseCertificate, certificateFromTBS and StripTBS
-// never panic; StripTBS is idempotent, and for a parsed certificate its
-// result is what TBSSHA256 and Serial were taken from.
+// FuzzParseCertificate: ReadCertificate, readPrecertEntry and StripTBS
+// never panic; StripTBS is idempotent, and for a certificate the strict
+// parser reads its result is what TBSSHA256 and Serial were taken from.
 func FuzzParseCertificate(f *testing.F) {
 	p := newFuzzPKI(f)
 	for _, der := range p.certificates() {
@@ -246,24 +279,30 @@ func FuzzParseCertificate(f *testing.F) {
 		if stripped, serial, err := StripTBS(der); err == nil {
 			checkStripIdempotent(t, stripped, serial)
 		}
-		if c, err := certificateFromTBS(der, nil); err == nil && c == nil {
-			t.Fatal("certificateFromTBS: no certificate and no error")
+		if c, err := readPrecertEntry(der, der); err == nil && c == nil {
+			t.Fatal("readPrecertEntry: no certificate and no error")
 		}
 		// The input as a certificate.
-		c, err := ParseCertificate(der)
+		c, err := ReadCertificate(der)
 		if err != nil {
 			if c != nil {
-				t.Fatal("ParseCertificate returned a certificate with an error")
+				t.Fatal("ReadCertificate returned a certificate with an error")
 			}
 			return
 		}
 		cert, err := ctx509.ParseCertificate(der)
-		if cert == nil {
-			t.Fatalf("ParseCertificate accepted what ctx509 returns no certificate for: %v", err)
+		if cert == nil || ctx509.IsFatal(err) {
+			if c.ParseError == "" {
+				t.Fatalf("the strict parser refuses the certificate (%v), ParseError is empty", err)
+			}
+			return
+		}
+		if c.ParseError != "" {
+			t.Fatalf("the strict parser reads the certificate, ParseError is %q", c.ParseError)
 		}
 		stripped, serial, err := StripTBS(cert.RawTBSCertificate)
 		if err != nil {
-			t.Fatalf("ParseCertificate succeeded but StripTBS of its TBSCertificate fails: %v", err)
+			t.Fatalf("ReadCertificate succeeded but StripTBS of its TBSCertificate fails: %v", err)
 		}
 		if sha256.Sum256(stripped) != c.TBSSHA256 || hex.EncodeToString(serial) != c.Serial {
 			t.Fatalf("TBSSHA256/Serial are not those of the stripped TBSCertificate")
@@ -758,7 +797,7 @@ func FuzzDecodeIssuances(f *testing.F) {
 			if page[i].ID != again[i].ID || !bytes.Equal(page[i].CertDER, again[i].CertDER) {
 				t.Fatalf("issuance %d read differently", i)
 			}
-			ParseCertificate(page[i].CertDER)
+			ReadCertificate(page[i].CertDER)
 		}
 	})
 }

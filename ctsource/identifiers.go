@@ -1,19 +1,20 @@
 package ctsource
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"unicode/utf16"
+	"unicode/utf8"
 	"unsafe"
-
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
-// Identifiers are the names in a certificate that watches match: DNS SANs
-// and the subject CN (not normalized), and IP address SANs. The names share
-// memory with the DER they were read from (no copy per entry, on the hot
-// path): they are valid while it is, and must be copied to be kept.
+// Identifiers are the names in a certificate that watches match: subject
+// CNs (every one, multi-valued RDNs included) and the dNSNames of every SAN
+// extension (not normalized), and the iPAddresses. Names read as they are
+// encoded share memory with the DER they were read from (no copy per
+// entry, on the hot path): they are valid while it is, and must be copied
+// to be kept.
 type Identifiers struct {
 	Names []string
 	IPs   []netip.Addr
@@ -26,131 +27,149 @@ func (id *Identifiers) Reset() {
 
 var (
 	oidCommonName = []byte{0x55, 0x04, 0x03} // 2.5.4.3
-	oidSAN        = []byte{0x55, 0x1d, 0x11} // 2.5.29.17
 	errMalformed  = errors.New("malformed certificate")
 )
 
 // ExtractIdentifiers reads the identifiers of a DER certificate (tbs false)
-// or TBSCertificate (tbs true) by walking only the subject and the SAN
-// extension, without a full X.509 parse: most log entries concern no watch,
-// and a full parse of each would cost several times the whole match. It
-// appends to id, and fails on DER it cannot walk.
+// or TBSCertificate (tbs true) by walking only the subject and the
+// extensions, without a full X.509 parse: most log entries concern no
+// watch, and a full parse of each would cost several times the whole
+// match. It appends to id. It is tolerant where parsers are strict (one
+// malformed extension, RDN or name hides nothing else) and fails only when
+// it cannot find the TBSCertificate's structure.
 func ExtractIdentifiers(der []byte, tbs bool, id *Identifiers) error {
-	in := cryptobyte.String(der)
-	var body cryptobyte.String
-	if !tbs {
-		var cert cryptobyte.String
-		if !in.ReadASN1(&cert, cbasn1.SEQUENCE) {
-			return errMalformed
+	_, f, err := readTBS(der, tbs)
+	if err != nil {
+		return errMalformed
+	}
+	appendIdentifiers(&f, id)
+	return nil
+}
+
+func appendIdentifiers(f *tbsFields, id *Identifiers) {
+	eachAttribute(f.subject, func(oid []byte, v element) {
+		if bytes.Equal(oid, oidCommonName) {
+			id.Names = appendString(id.Names, v)
 		}
-		in = cert
-	}
-	if !in.ReadASN1(&body, cbasn1.SEQUENCE) {
-		return errMalformed
-	}
-	var subject cryptobyte.String
-	if !body.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) ||
-		!body.SkipASN1(cbasn1.INTEGER) || // serial
-		!body.SkipASN1(cbasn1.SEQUENCE) || // signature algorithm
-		!body.SkipASN1(cbasn1.SEQUENCE) || // issuer
-		!body.SkipASN1(cbasn1.SEQUENCE) || // validity
-		!body.ReadASN1(&subject, cbasn1.SEQUENCE) ||
-		!body.SkipASN1(cbasn1.SEQUENCE) || // subject public key
-		!body.SkipOptionalASN1(cbasn1.Tag(1).ContextSpecific()) ||
-		!body.SkipOptionalASN1(cbasn1.Tag(2).ContextSpecific()) {
-		return errMalformed
-	}
-	if err := commonNames(subject, id); err != nil {
-		return err
-	}
-	var exts cryptobyte.String
-	var present bool
-	if !body.ReadOptionalASN1(&exts, &present, cbasn1.Tag(3).Constructed().ContextSpecific()) {
-		return errMalformed
-	}
-	if !present {
-		return nil
-	}
-	if !exts.ReadASN1(&exts, cbasn1.SEQUENCE) {
-		return errMalformed
-	}
-	for !exts.Empty() {
-		var ext, oid, value cryptobyte.String
-		if !exts.ReadASN1(&ext, cbasn1.SEQUENCE) || !ext.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) {
-			return errMalformed
-		}
-		if string(oid) != string(oidSAN) {
-			continue
-		}
-		if !ext.SkipOptionalASN1(cbasn1.BOOLEAN) || !ext.ReadASN1(&value, cbasn1.OCTET_STRING) {
-			return errMalformed
+	})
+	exts := f.extensions
+	for {
+		x, ok := nextExtension(&exts)
+		if !ok {
+			return
 		}
 		// Every SAN extension, not the first: a parser that keeps the last
 		// of duplicates would otherwise see names this walk never matched.
-		if err := subjectAltNames(value, id); err != nil {
-			return err
+		if bytes.Equal(x.oid, oidSAN) {
+			subjectAltNames(x.value, id)
 		}
 	}
-	return nil
 }
 
-func commonNames(subject cryptobyte.String, id *Identifiers) error {
-	for !subject.Empty() {
-		var rdn cryptobyte.String
-		if !subject.ReadASN1(&rdn, cbasn1.SET) {
-			return errMalformed
+// eachAttribute calls f with each attribute of a Name element (RDNs in
+// order, multi-valued ones attribute by attribute), as far as the Name can
+// be read.
+func eachAttribute(name []byte, f func(oid []byte, value element)) {
+	in := name
+	seq, ok := readUniversal(&in, tagSequence)
+	if !ok {
+		return
+	}
+	rdns := seq.content
+	for len(rdns) > 0 {
+		rdn, ok := readElement(&rdns)
+		if !ok {
+			return
 		}
-		for !rdn.Empty() {
-			var atv, oid, value cryptobyte.String
-			var tag cbasn1.Tag
-			if !rdn.ReadASN1(&atv, cbasn1.SEQUENCE) || !atv.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) ||
-				!atv.ReadAnyASN1(&value, &tag) {
-				return errMalformed
+		atvs := rdn.content
+		for len(atvs) > 0 {
+			atv, ok := readElement(&atvs)
+			if !ok {
+				break
 			}
-			if string(oid) != string(oidCommonName) {
+			c := atv.content
+			oid, ok := readUniversal(&c, tagOID)
+			if !ok {
 				continue
 			}
-			if tag == cbasn1.Tag(30) { // BMPString: UTF-16BE
-				if len(value)%2 != 0 {
-					return errMalformed
-				}
-				u := make([]uint16, len(value)/2)
-				for i := range u {
-					u[i] = uint16(value[2*i])<<8 | uint16(value[2*i+1])
-				}
-				id.Names = append(id.Names, string(utf16.Decode(u)))
-				continue
+			if v, ok := readElement(&c); ok {
+				f(oid.content, v)
 			}
-			id.Names = append(id.Names, alias(value))
 		}
 	}
-	return nil
 }
 
-func subjectAltNames(value cryptobyte.String, id *Identifiers) error {
-	var names cryptobyte.String
-	if !value.ReadASN1(&names, cbasn1.SEQUENCE) || !value.Empty() {
-		return errMalformed
+// appendString appends the text of a directory string attribute value:
+// UTF8String as its bytes, BMPString and UniversalString decoded, and the
+// other types (ASCII-like ones, TeletexString, unknown ones) as their
+// bytes and, when they hold non-ASCII bytes, also as Latin-1: that is what
+// CAs meant by TeletexString, and how lenient parsers read a
+// PrintableString that breaks its rules.
+func appendString(dst []string, v element) []string {
+	switch {
+	case v.universal(tagUTF8String):
+		return append(dst, alias(v.content))
+	case v.universal(tagBMPString):
+		u := make([]uint16, len(v.content)/2)
+		for i := range u {
+			u[i] = uint16(v.content[2*i])<<8 | uint16(v.content[2*i+1])
+		}
+		return append(dst, string(utf16.Decode(u)))
+	case v.universal(tagUniversalString):
+		r := make([]rune, len(v.content)/4)
+		for i := range r {
+			c := v.content[4*i:]
+			r[i] = rune(uint32(c[0])<<24 | uint32(c[1])<<16 | uint32(c[2])<<8 | uint32(c[3]))
+			if !utf8.ValidRune(r[i]) {
+				r[i] = utf8.RuneError
+			}
+		}
+		return append(dst, string(r))
 	}
-	for !names.Empty() {
-		var name cryptobyte.String
-		var tag cbasn1.Tag
-		if !names.ReadAnyASN1(&name, &tag) {
-			return errMalformed
+	dst = append(dst, alias(v.content))
+	if !isASCII(v.content) {
+		r := make([]rune, len(v.content))
+		for i, c := range v.content {
+			r[i] = rune(c)
+		}
+		dst = append(dst, string(r))
+	}
+	return dst
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+func subjectAltNames(value []byte, id *Identifiers) {
+	in := value
+	seq, ok := readElement(&in)
+	if !ok {
+		return
+	}
+	names := seq.content
+	for len(names) > 0 {
+		name, ok := readElement(&names)
+		if !ok {
+			return
 		}
 		// By tag number only, whatever the class: Go's x509 parsers (and so
 		// the full parse, and other monitors) read a GeneralName that way, so
 		// a certificate with a mis-tagged SAN must not slip past the match.
-		switch tag & 0x1f {
+		switch name.tag {
 		case 2: // dNSName
-			id.Names = append(id.Names, alias(name))
+			id.Names = append(id.Names, alias(name.content))
 		case 7: // iPAddress
-			if a, ok := netip.AddrFromSlice(name); ok {
+			if a, ok := netip.AddrFromSlice(name.content); ok {
 				id.IPs = append(id.IPs, a.Unmap())
 			}
 		}
 	}
-	return nil
 }
 
 // alias views bytes as a string without copying them.

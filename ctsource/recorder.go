@@ -11,6 +11,9 @@ import (
 type Recorder struct {
 	Store  *state.Store
 	Policy func() *watch.Set // the current watches; changes on reload
+	// PSCs are the precertificate signing certificates found so far, for
+	// every source to give PSC-signed precertificates their final identity.
+	PSCs PSCs
 }
 
 // Record records a certificate in tx and returns the watches for which its
@@ -64,7 +67,8 @@ func (r *Recorder) NewMatches(is *state.Issuance) []state.Match {
 
 func (r *Recorder) matches(is *state.Issuance) []state.Match {
 	set := r.Policy()
-	names := appendNormalized(make([]string, 0, len(is.DNSNames)+1), is.DNSNames, is.SubjectCN)
+	names := appendNormalized(make([]string, 0, len(is.DNSNames)+len(is.OtherCNs)+1), is.DNSNames, is.OtherCNs...)
+	names = appendNormalized(names, nil, is.SubjectCN)
 	idx := set.Match(nil, names, is.IPs)
 	if len(idx) == 0 {
 		return nil
@@ -95,11 +99,13 @@ func issuanceOf(c *Certificate) *state.Issuance {
 		Serial:       c.Serial,
 		Issuer:       c.Issuer,
 		SubjectCN:    c.SubjectCN,
+		OtherCNs:     c.OtherCNs,
 		DNSNames:     c.DNSNames,
 		IPs:          c.IPAddresses,
 		NotBefore:    c.NotBefore,
 		NotAfter:     c.NotAfter,
 		EmbeddedSCTs: c.EmbeddedSCTs,
+		ParseError:   c.ParseError,
 	}
 }
 

@@ -19,13 +19,18 @@ type Issuance struct {
 	Serial     string
 	Issuer     watch.Issuer
 	SubjectCN  string
-	DNSNames   []string
-	IPs        []netip.Addr
-	NotBefore  time.Time
-	NotAfter   time.Time
+	// OtherCNs are the subject's other CNs (rare): watches match them too.
+	OtherCNs  []string
+	DNSNames  []string
+	IPs       []netip.Addr
+	NotBefore time.Time
+	NotAfter  time.Time
 	// EmbeddedSCTs is -1 until a final certificate has been seen.
 	EmbeddedSCTs int
-	FirstSeen    time.Time
+	// ParseError is why a strict X.509 parser refuses a certificate of the
+	// issuance (the first seen that it refuses); empty when all parse.
+	ParseError string
+	FirstSeen  time.Time
 	// Watches are the watches the issuance was first seen for, with the
 	// verdict it had then (the verdict label of ct_new_certificates_total).
 	Watches []WatchMatch
@@ -44,6 +49,18 @@ type Match struct {
 	Verdict watch.Verdict
 }
 
+// Names returns the DNS names and subject CNs, as the certificate gives
+// them (not normalized).
+func (is *Issuance) Names() []string {
+	names := make([]string, 0, len(is.DNSNames)+len(is.OtherCNs)+1)
+	names = append(names, is.DNSNames...)
+	names = append(names, is.OtherCNs...)
+	if is.SubjectCN != "" {
+		names = append(names, is.SubjectCN)
+	}
+	return names
+}
+
 // Candidate returns the facts a verdict is based on.
 func (is *Issuance) Candidate() watch.Candidate {
 	return watch.Candidate{TBSSHA256: is.TBSSHA256, SPKISHA256: is.SPKISHA256, Issuer: is.Issuer}
@@ -58,7 +75,9 @@ func (is *Issuance) watchIndex(w string) int {
 	return -1
 }
 
-const recordVersion = 1
+// recordVersion 2 added OtherCNs and ParseError; version 1 records are
+// still read.
+const recordVersion = 2
 
 var errCorrupt = errors.New("corrupt record")
 
@@ -94,13 +113,18 @@ func encodeIssuance(is *Issuance) []byte {
 		b = appendTime(b, w.FirstSeen)
 		b = append(b, byte(w.Verdict))
 	}
-	return b
+	b = binary.AppendUvarint(b, uint64(len(is.OtherCNs)))
+	for _, n := range is.OtherCNs {
+		b = appendString(b, n)
+	}
+	return appendString(b, is.ParseError)
 }
 
 func decodeIssuance(tbs []byte, b []byte) (*Issuance, error) {
 	d := decoder{b: b}
-	if v := d.byte(); v != recordVersion {
-		return nil, fmt.Errorf("%w: record version %d, this build reads %d", errCorrupt, v, recordVersion)
+	version := d.byte()
+	if version < 1 || version > recordVersion {
+		return nil, fmt.Errorf("%w: record version %d, this build reads up to %d", errCorrupt, version, recordVersion)
 	}
 	is := &Issuance{}
 	copy(is.TBSSHA256[:], tbs)
@@ -136,6 +160,15 @@ func decodeIssuance(tbs []byte, b []byte) (*Issuance, error) {
 		for i := range is.Watches {
 			is.Watches[i] = WatchMatch{Watch: d.string(), FirstSeen: d.time(), Verdict: watch.Verdict(d.byte())}
 		}
+	}
+	if version >= 2 {
+		if n := d.count(); n > 0 {
+			is.OtherCNs = make([]string, n)
+			for i := range is.OtherCNs {
+				is.OtherCNs[i] = d.string()
+			}
+		}
+		is.ParseError = d.string()
 	}
 	if d.err != nil || len(d.b) != 0 {
 		return nil, fmt.Errorf("%w: issuance %x", errCorrupt, tbs)

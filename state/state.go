@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.etcd.io/bbolt"
 	bberrors "go.etcd.io/bbolt/errors"
@@ -53,6 +54,9 @@ var (
 // Counter names persisted in the state file.
 const (
 	CounterNewCertificates = "new_certificates" // labels: watch, issuer, verdict
+	// CounterParseErrors counts the issuances first seen for a watch (or
+	// flagged later) with a certificate a strict X.509 parser refuses.
+	CounterParseErrors = "certificate_parse_errors" // labels: watch
 )
 
 // Policy is what the current configuration says about recent issuances.
@@ -303,7 +307,7 @@ func (s *Store) apply(tx *Tx) {
 		s.counters[k] += d
 	}
 	s.count = uint64(int64(s.count) + tx.countDelta)
-	if len(tx.recent) > 0 || len(tx.scts) > 0 {
+	if len(tx.recent) > 0 || len(tx.scts) > 0 || len(tx.parseErrors) > 0 {
 		s.generation++
 	}
 	// New series first: a final certificate recorded in the same
@@ -312,11 +316,19 @@ func (s *Store) apply(tx *Tx) {
 		s.expose(r)
 	}
 	for tbs, n := range tx.scts {
-		for w, items := range s.exposed {
-			for i := range items {
-				if items[i].TBSSHA256 == tbs {
-					s.exposed[w][i].EmbeddedSCTs = n
-				}
+		s.eachExposed(tbs, func(r *Recent) { r.EmbeddedSCTs = n })
+	}
+	for tbs, e := range tx.parseErrors {
+		s.eachExposed(tbs, func(r *Recent) { r.ParseError = ParseErrorLabel(e) })
+	}
+}
+
+// eachExposed calls f with every exposed series of an issuance.
+func (s *Store) eachExposed(tbs [32]byte, f func(*Recent)) {
+	for _, items := range s.exposed {
+		for i := range items {
+			if items[i].TBSSHA256 == tbs {
+				f(&items[i])
 			}
 		}
 	}
@@ -445,10 +457,30 @@ type Recent struct {
 	EmbeddedSCTs int    // -1 while only the precertificate is known
 	NotBefore    time.Time
 	NotAfter     time.Time
+	// ParseError is why a strict parser refuses a certificate of the
+	// issuance, bounded and escaped; empty when they parse.
+	ParseError string
 }
 
 // MaxDNSNamesLabel bounds the dns_names label value.
 const MaxDNSNamesLabel = 200
+
+// maxParseErrorLabel bounds the error label value: parser messages can
+// quote certificate fields.
+const maxParseErrorLabel = 200
+
+// ParseErrorLabel is a parse error as a label value: escaped and bounded.
+func ParseErrorLabel(e string) string {
+	e = watch.Escape(e)
+	if len(e) > maxParseErrorLabel {
+		cut := maxParseErrorLabel - len("…")
+		for cut > 0 && !utf8.RuneStart(e[cut]) {
+			cut--
+		}
+		e = e[:cut] + "…"
+	}
+	return e
+}
 
 func newRecent(is *Issuance, firstSeen time.Time, w string, v watch.Verdict) Recent {
 	return Recent{
@@ -464,6 +496,7 @@ func newRecent(is *Issuance, firstSeen time.Time, w string, v watch.Verdict) Rec
 		EmbeddedSCTs: is.EmbeddedSCTs,
 		NotBefore:    is.NotBefore,
 		NotAfter:     is.NotAfter,
+		ParseError:   ParseErrorLabel(is.ParseError),
 	}
 }
 

@@ -458,6 +458,8 @@ func TestRecordRoundTrip(t *testing.T) {
 	now := time.Now().UTC()
 	is := issuance(7, now)
 	is.IPs = []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}
+	is.OtherCNs = []string{"first.example.com", "\xff"}
+	is.ParseError = "x509: malformed certificate policies"
 	is.FirstSeen = now
 	is.Watches = []WatchMatch{{Watch: "example.com", FirstSeen: now, Verdict: watch.IssuerAllowed}}
 	enc := encodeIssuance(is)
@@ -472,6 +474,95 @@ func TestRecordRoundTrip(t *testing.T) {
 		if _, err := decodeIssuance(is.TBSSHA256[:], enc[:i]); err == nil {
 			t.Fatalf("truncated record (%d of %d bytes) decoded", i, len(enc))
 		}
+	}
+}
+
+// Records written before OtherCNs and ParseError existed are still read.
+func TestRecordVersion1IsRead(t *testing.T) {
+	now := time.Now().UTC()
+	is := issuance(8, now)
+	is.FirstSeen = now
+	is.Watches = []WatchMatch{{Watch: "example.com", FirstSeen: now, Verdict: watch.Unreviewed}}
+	enc := encodeIssuance(is)
+	// Version 2 ends with an empty OtherCNs count and an empty ParseError.
+	if enc[0] != 2 || enc[len(enc)-2] != 0 || enc[len(enc)-1] != 0 {
+		t.Fatalf("unexpected version 2 encoding %x", enc)
+	}
+	v1 := append([]byte{1}, enc[1:len(enc)-2]...)
+	got, err := decodeIssuance(is.TBSSHA256[:], v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(is) {
+		t.Fatalf("version 1:\n got %+v\nwant %+v", got, is)
+	}
+	if _, err := decodeIssuance(is.TBSSHA256[:], append([]byte{3}, enc[1:]...)); err == nil {
+		t.Fatal("a record of a newer version was read")
+	}
+}
+
+// An issuance with a certificate the strict parser refuses is counted per
+// watch, once, whether the first certificate seen is that one or a later
+// one; its series carry the error.
+func TestParseErrorsCounted(t *testing.T) {
+	c := newClock()
+	s := openTest(t, filepath.Join(t.TempDir(), "s"), c)
+	parseErrors := func(w string) uint64 {
+		for _, ctr := range s.Snapshot().Counters {
+			if ctr.Name == CounterParseErrors && len(ctr.Labels) == 1 && ctr.Labels[0] == w {
+				return ctr.Value
+			}
+		}
+		return 0
+	}
+	bad := issuance(1, c.Now())
+	bad.ParseError = "x509: cannot parse URI"
+	observe(t, s, bad, Match{Watch: "example.com", Verdict: watch.Unreviewed}, Match{Watch: "example.org", Verdict: watch.Unreviewed})
+	observe(t, s, bad, Match{Watch: "example.com", Verdict: watch.Unreviewed})
+	if parseErrors("example.com") != 1 || parseErrors("example.org") != 1 {
+		t.Fatalf("parse errors %d, %d, want 1, 1", parseErrors("example.com"), parseErrors("example.org"))
+	}
+	// A precertificate that parses, then its final certificate that does not.
+	pre := issuance(2, c.Now())
+	observe(t, s, pre, Match{Watch: "example.com", Verdict: watch.Unreviewed})
+	if parseErrors("example.com") != 1 {
+		t.Fatalf("a certificate that parses was counted")
+	}
+	gen, _ := s.RecentVersion()
+	final := issuance(2, c.Now())
+	final.EmbeddedSCTs, final.ParseError = 2, "x509: malformed extension"
+	observe(t, s, final, Match{Watch: "example.com", Verdict: watch.Unreviewed})
+	observe(t, s, final, Match{Watch: "example.com", Verdict: watch.Unreviewed})
+	if parseErrors("example.com") != 2 {
+		t.Fatalf("parse errors %d, want 2 once the final certificate did not parse", parseErrors("example.com"))
+	}
+	if g, _ := s.RecentVersion(); g == gen {
+		t.Fatal("the recent series did not change")
+	}
+	for _, r := range s.Snapshot().Recent {
+		want := ""
+		switch r.TBSSHA256 {
+		case bad.TBSSHA256:
+			want = bad.ParseError
+		case final.TBSSHA256:
+			want = final.ParseError
+		}
+		if r.ParseError != want {
+			t.Errorf("series %s/%x: parse error %q, want %q", r.Watch, r.TBSSHA256[:4], r.ParseError, want)
+		}
+	}
+	// After a restart the series are rebuilt from the file, errors included.
+	if err := s.SetPolicy(unchanged(168*time.Hour, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range s.Snapshot().Recent {
+		if r.ParseError != "" {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d series with a parse error after SetPolicy, want 3", n)
 	}
 }
 

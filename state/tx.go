@@ -18,10 +18,11 @@ type Tx struct {
 	policy Policy
 
 	// Effects on the in-memory mirror, applied after the commit.
-	counters   map[string]uint64
-	countDelta int64
-	recent     []Recent
-	scts       map[[32]byte]int
+	counters    map[string]uint64
+	countDelta  int64
+	recent      []Recent
+	scts        map[[32]byte]int
+	parseErrors map[[32]byte]string
 }
 
 // Issuance returns the issuance with this tbs_sha256, or nil.
@@ -55,16 +56,34 @@ func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
 		is = &rec
 		changed = true
 		tx.countDelta++
-		if err := tx.appendOnly(bucketExpiry).Put(expiryKey(is.NotAfter, is.TBSSHA256), nil); err != nil {
+		if err := tx.appendOnly(bucketExpiry).Put(expiryKey(expiryOf(is, tx.now), is.TBSSHA256), nil); err != nil {
 			return nil, err
 		}
-	} else if is.EmbeddedSCTs < 0 && obs.EmbeddedSCTs >= 0 {
-		is.EmbeddedSCTs = obs.EmbeddedSCTs
-		changed = true
-		if tx.scts == nil {
-			tx.scts = map[[32]byte]int{}
+	} else {
+		if is.EmbeddedSCTs < 0 && obs.EmbeddedSCTs >= 0 {
+			is.EmbeddedSCTs = obs.EmbeddedSCTs
+			changed = true
+			if tx.scts == nil {
+				tx.scts = map[[32]byte]int{}
+			}
+			tx.scts[is.TBSSHA256] = is.EmbeddedSCTs
 		}
-		tx.scts[is.TBSSHA256] = is.EmbeddedSCTs
+		if is.ParseError == "" && obs.ParseError != "" {
+			// A certificate of a known issuance that does not parse (the
+			// final one, when the precertificate did): the issuance is
+			// flagged from now on, for the watches it concerns already.
+			is.ParseError = obs.ParseError
+			changed = true
+			for _, w := range is.Watches {
+				if err := tx.add(counterKey(CounterParseErrors, w.Watch), 1); err != nil {
+					return nil, err
+				}
+			}
+			if tx.parseErrors == nil {
+				tx.parseErrors = map[[32]byte]string{}
+			}
+			tx.parseErrors[is.TBSSHA256] = is.ParseError
+		}
 	}
 	var fresh []Match
 	for _, m := range matches {
@@ -78,6 +97,11 @@ func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
 		if err := tx.add(counterKey(CounterNewCertificates, m.Watch, watch.Escape(is.Issuer.Label()), m.Verdict.String()), 1); err != nil {
 			return nil, err
 		}
+		if is.ParseError != "" {
+			if err := tx.add(counterKey(CounterParseErrors, m.Watch), 1); err != nil {
+				return nil, err
+			}
+		}
 		tx.recent = append(tx.recent, newRecent(is, tx.now, m.Watch, m.Verdict))
 		fresh = append(fresh, m)
 		changed = true
@@ -88,6 +112,19 @@ func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
 		}
 	}
 	return fresh, nil
+}
+
+// unreadableValidity is how long an issuance whose NotAfter could not be
+// read is kept: longer than any certificate may be valid, so that it is
+// never pruned and then counted again while it could still be seen.
+const unreadableValidity = 2 * 398 * 24 * time.Hour
+
+// expiryOf is when an issuance first seen at now expires, for pruning.
+func expiryOf(is *Issuance, now time.Time) time.Time {
+	if is.NotAfter.IsZero() {
+		return now.Add(unreadableValidity)
+	}
+	return is.NotAfter
 }
 
 // appendOnly returns a time-ordered index bucket, whose keys mostly arrive

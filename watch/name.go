@@ -28,7 +28,22 @@ func NormalizeName(name string) string {
 	if a, err := idna.Lookup.ToASCII(name); err == nil {
 		return prefix + a
 	}
-	return prefix + strings.ToLower(name)
+	// IDNA refuses the name as a whole (an underscore in one label, say):
+	// label by label, so that x_y.bücher.example still ends in the
+	// A-label a watch on bücher.example holds.
+	labels := strings.Split(name, ".")
+	for i, l := range labels {
+		if isASCII(l) {
+			labels[i] = strings.ToLower(l)
+		} else if a, err := idna.Lookup.ToASCII(l); err == nil {
+			labels[i] = a
+		} else if a, err := idna.Punycode.ToASCII(strings.ToLower(l)); err == nil {
+			labels[i] = a
+		} else {
+			labels[i] = strings.ToLower(l)
+		}
+	}
+	return prefix + strings.Join(labels, ".")
 }
 
 // NormalizeDomain validates and normalizes a domain written in the

@@ -47,6 +47,10 @@ func TestMatching(t *testing.T) {
 		{names: []string{"www.bücher.example"}, want: []int{2}},
 		{names: []string{"www.xn--bcher-kva.example"}, want: []int{2}},
 		{names: []string{"WWW.XN--BCHER-KVA.EXAMPLE"}, want: []int{2}},
+		{names: []string{"x_y.bücher.example"}, want: []int{2}},   // IDNA refuses the name, not its labels
+		{names: []string{"x_y.BÜCHER.example."}, want: []int{2}},  // and case, trailing dot
+		{names: []string{"*.x_y.bücher.example"}, want: []int{2}}, // a wildcard of it
+		{names: []string{"x_y.bücher.example.evil"}},              // a look-alike stays one
 		{names: []string{"evil_<b>.example.com"}, want: []int{0}}, // not a host name: still matched by label suffix
 		{names: []string{"192.0.2.7"}, want: []int{3}},            // an IP in the CN
 		{ips: []string{"192.0.2.200"}, want: []int{3}},
