@@ -178,6 +178,8 @@ func isToolsDir(dir string) bool {
 
 // toolsKey hashes what decides the build's result: the tools module's files
 // (go.mod, go.sum and Go sources), the Go version and the target platform.
+// Nested modules (tools/corpus) are no part of the build, so that changing
+// them does not rebuild Sunlight.
 func toolsKey(toolsDir string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -186,6 +188,9 @@ func toolsKey(toolsDir string) (string, error) {
 			return err
 		}
 		if d.IsDir() {
+			if _, err := os.Stat(filepath.Join(path, "go.mod")); err == nil && path != toolsDir {
+				return fs.SkipDir
+			}
 			return nil
 		}
 		name := d.Name()

@@ -31,6 +31,18 @@ func Require(t testing.TB, name, pkg string) string {
 	return ""
 }
 
+// Unavailable skips the test for want of something it needs that a
+// machine may lack (a download without a network), or fails it in CI, where
+// everything must be there.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CT_EXPORTER_REQUIRE_TOOLS") == "1" {
+		t.Fatalf("%s (required: CT_EXPORTER_REQUIRE_TOOLS=1)", msg)
+	}
+	t.Skipf("%s: skipping", msg)
+}
+
 // FreeAddr returns a loopback address no one listens on now, for a program
 // the test starts (which needs the address on its command line).
 func FreeAddr(t testing.TB) string {
