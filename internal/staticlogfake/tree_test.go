@@ -76,6 +76,9 @@ func TestPublished(t *testing.T) {
 		{tile(2, 0, 1), []int64{300}, false},
 		{tile(2, 0, 1), []int64{1 << 16}, true},
 		{tile(1, 0, 256), []int64{1<<16 - 1}, false},
+		{tile(0, 1000, 256), []int64{256 * 1001}, true}, // tile/0/x001/000
+		{tile(-1, 1234, 5), []int64{1234*256 + 5}, true},
+		{tile(-1, 1234, 6), []int64{1234*256 + 5}, false},
 		{tile(-2, 0, 256), []int64{256}, false},
 		{tile(0, 0, 0), []int64{256}, false},
 		{tile(0, -1, 256), []int64{256}, false},
