@@ -196,7 +196,7 @@ func TestEncodings(t *testing.T) {
 		if i == 0 {
 			continue
 		}
-		root, _ := l.tree.root(i)
+		root, _ := l.tree.Root(i)
 		c, err := tlog.ProveTree(3000, i, l.tree)
 		if err != nil {
 			t.Fatal(err)
@@ -238,7 +238,7 @@ func TestEncodings(t *testing.T) {
 	if len(s.data) != 12 {
 		t.Errorf("%d data tiles, want 12", len(s.data))
 	}
-	if _, ok := s.tree.tile(tlog.Tile{H: 8, L: 1, N: 0, W: 11}); !ok {
+	if _, ok := s.tree.HashTile(tlog.Tile{H: 8, L: 1, N: 0, W: 11}); !ok {
 		t.Error("no partial level-1 hash tile")
 	}
 }

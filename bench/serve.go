@@ -54,6 +54,10 @@ func (s *stats) reply(w http.ResponseWriter, kind, contentType string, body []by
 	h.Set("Content-Type", contentType)
 	h.Set("Content-Length", fmt.Sprint(len(body)))
 	w.Write(body)
+	s.count(kind, len(body))
+}
+
+func (s *stats) count(kind string, bytes int) {
 	s.mu.Lock()
 	c := s.m[kind]
 	if c == nil {
@@ -61,7 +65,7 @@ func (s *stats) reply(w http.ResponseWriter, kind, contentType string, body []by
 		s.m[kind] = c
 	}
 	c.Requests++
-	c.Bytes += int64(len(body))
+	c.Bytes += int64(bytes)
 	s.mu.Unlock()
 }
 

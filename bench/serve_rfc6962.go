@@ -7,14 +7,16 @@ package main
 import (
 	"crypto/ecdsa"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 
 	ct "github.com/google/certificate-transparency-go"
-	ctls "github.com/google/certificate-transparency-go/tls"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/ct-exporter/ct_exporter/internal/staticlogfake"
 )
 
 type rfcLog struct {
@@ -22,7 +24,7 @@ type rfcLog struct {
 	n      int64
 	batch  int64
 	bodies [][]byte // get-entries answers for [k·batch, (k+1)·batch-1]
-	tree   *merkle
+	tree   *staticlogfake.Tree
 	root   [32]byte
 	sth    []byte // get-sth answer
 	stats  *stats
@@ -38,12 +40,12 @@ func buildRFC6962(g *Generator, entries []Entry, batch int64, key *ecdsa.Private
 		lo, hi := int64(k)*batch, min(int64(k+1)*batch, n)
 		l.bodies[k] = appendEntriesJSON(nil, entries[lo:hi], leaves[32*lo:32*hi])
 	})
-	l.tree = newMerkle(leaves)
+	l.tree = staticlogfake.NewTree(leaves)
 	var err error
-	if l.root, err = l.tree.root(n); err != nil {
+	if l.root, err = l.tree.Root(n); err != nil {
 		return nil, err
 	}
-	sig, err := signTreeHead(key, n, ts, l.root)
+	sig, err := staticlogfake.SignTreeHead(key, n, ts, l.root)
 	if err != nil {
 		return nil, err
 	}
@@ -51,21 +53,6 @@ func buildRFC6962(g *Generator, entries []Entry, batch int64, key *ecdsa.Private
 		TreeSize: uint64(n), Timestamp: uint64(ts), SHA256RootHash: l.root[:], TreeHeadSignature: sig,
 	})
 	return l, err
-}
-
-// signTreeHead returns the TLS-encoded DigitallySigned TreeHeadSignature.
-func signTreeHead(key *ecdsa.PrivateKey, size, ts int64, root [32]byte) ([]byte, error) {
-	input, err := ct.SerializeSTHSignatureInput(ct.SignedTreeHead{
-		Version: ct.V1, TreeSize: uint64(size), Timestamp: uint64(ts), SHA256RootHash: ct.SHA256Hash(root),
-	})
-	if err != nil {
-		return nil, err
-	}
-	ds, err := ctls.CreateSignature(*key, ctls.SHA256, input)
-	if err != nil {
-		return nil, err
-	}
-	return ctls.Marshal(ds)
 }
 
 // bodySize is the exact length of appendEntriesJSON's output.
@@ -85,6 +72,35 @@ func bodySize(entries []Entry) int {
 		n += len(`{"leaf_input":"","extra_data":""},`) + base64.StdEncoding.EncodedLen(leaf) + base64.StdEncoding.EncodedLen(extra)
 	}
 	return n
+}
+
+func appendU24(dst, p []byte) []byte {
+	n := len(p)
+	dst = append(dst, byte(n>>16), byte(n>>8), byte(n))
+	return append(dst, p...)
+}
+
+// appendLeafInput appends the entry's RFC 6962 MerkleTreeLeaf (no extensions).
+func (e *Entry) appendLeafInput(dst []byte) []byte {
+	dst = append(dst, 0, 0) // v1, timestamped_entry
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.Timestamp))
+	if e.Precert {
+		dst = append(dst, 0, 1)
+		dst = append(dst, e.CA.keyHash[:]...)
+	} else {
+		dst = append(dst, 0, 0)
+	}
+	dst = appendU24(dst, e.Cert)
+	return append(dst, 0, 0)
+}
+
+// appendExtraData appends the entry's RFC 6962 extra_data: a
+// PrecertChainEntry or a certificate chain.
+func (e *Entry) appendExtraData(dst []byte) []byte {
+	if e.Precert {
+		dst = appendU24(dst, e.PreCert)
+	}
+	return append(dst, e.CA.chainTLS...)
 }
 
 // appendEntriesJSON appends a get-entries answer; hashes, when not nil,

@@ -1,27 +1,22 @@
 package main
 
-// The static-ct-api log, served as Sunlight's Skylight serves one: a
-// checkpoint signed with the RFC 6962 key (plus an Ed25519 witness
-// signature and grease signatures, as Sunlight adds), hash tiles sliced
-// from the stored tree (partial ones at the right edge), gzip data tiles
-// sent with Content-Encoding: gzip whatever the client accepts, and issuers.
+// The static-ct-api log, served as Sunlight's Skylight serves one (see
+// internal/staticlogfake, whose tree, checkpoint signer and handler it
+// uses): gzip data tiles precomputed at start, hash tiles sliced from the
+// stored tree (partial ones at the right edge), and issuers.
 
 import (
 	"bytes"
 	"compress/gzip"
 	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"net/http"
 	"sync"
 
 	"filippo.io/sunlight"
-	"filippo.io/torchwood"
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/ct-exporter/ct_exporter/internal/staticlogfake"
 )
 
 // StaticOrigin is the checkpoint origin (the log's name).
@@ -30,7 +25,7 @@ const StaticOrigin = "bench.ct-exporter.test/2026"
 type staticLog struct {
 	n          int64
 	data       [][]byte // gzip data tiles: full ones, then the partial one
-	tree       *merkle
+	tree       *staticlogfake.Tree
 	root       [32]byte
 	checkpoint []byte
 	issuers    map[string][]byte // hex SHA-256 → DER
@@ -62,12 +57,16 @@ func buildStatic(g *Generator, entries []Entry, key *ecdsa.PrivateKey, ts int64,
 		pool.Put(w)
 		l.data[k] = b.Bytes()
 	})
-	l.tree = newMerkle(leaves)
+	l.tree = staticlogfake.NewTree(leaves)
 	var err error
-	if l.root, err = l.tree.root(n); err != nil {
+	if l.root, err = l.tree.Root(n); err != nil {
 		return nil, err
 	}
-	if l.checkpoint, err = signCheckpoint(key, n, ts, l.root); err != nil {
+	signer, err := staticlogfake.NewSigner(StaticOrigin, key)
+	if err != nil {
+		return nil, err
+	}
+	if l.checkpoint, err = signer.Sign(tlog.Tree{N: n, Hash: l.root}, ts); err != nil {
 		return nil, err
 	}
 	for _, c := range g.cas {
@@ -89,94 +88,26 @@ func tileEntry(e *Entry, i int64) sunlight.LogEntry {
 	return le
 }
 
-// signCheckpoint signs the checkpoint as Sunlight does.
-func signCheckpoint(key *ecdsa.PrivateKey, n, ts int64, root [32]byte) ([]byte, error) {
-	sig, err := signTreeHead(key, n, ts, root)
-	if err != nil {
-		return nil, err
-	}
-	rs, err := sunlight.NewRFC6962InjectedSigner(StaticOrigin, key.Public(), sig, ts)
-	if err != nil {
-		return nil, err
-	}
-	seed := sha256.Sum256([]byte("bench witness key"))
-	ws, err := newEd25519Signer(StaticOrigin, ed25519.NewKeyFromSeed(seed[:]))
-	if err != nil {
-		return nil, err
-	}
-	grease := sha256.Sum256([]byte("grease"))
-	return note.Sign(&note.Note{
-		Text: torchwood.Checkpoint{Origin: StaticOrigin, Tree: tlog.Tree{N: n, Hash: root}}.String(),
-		UnverifiedSigs: []note.Signature{
-			{Name: "grease.invalid", Hash: binary.BigEndian.Uint32(grease[:]), Base64: base64.StdEncoding.EncodeToString(grease[:20])},
-			{Name: StaticOrigin, Hash: binary.BigEndian.Uint32(grease[4:]), Base64: base64.StdEncoding.EncodeToString(grease[4:30])},
-		},
-	}, ws, rs)
-}
-
-type ed25519Signer struct {
-	v note.Verifier
-	k ed25519.PrivateKey
-}
-
-func newEd25519Signer(name string, key ed25519.PrivateKey) (*ed25519Signer, error) {
-	vk, err := note.NewEd25519VerifierKey(name, key.Public().(ed25519.PublicKey))
-	if err != nil {
-		return nil, err
-	}
-	v, err := note.NewVerifier(vk)
-	if err != nil {
-		return nil, err
-	}
-	return &ed25519Signer{v, key}, nil
-}
-
-func (s *ed25519Signer) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.k, msg), nil }
-func (s *ed25519Signer) Name() string                    { return s.v.Name() }
-func (s *ed25519Signer) KeyHash() uint32                 { return s.v.KeyHash() }
-func (s *ed25519Signer) Verifier() note.Verifier         { return s.v }
-
 func (l *staticLog) register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /log/checkpoint", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		l.stats.reply(w, "checkpoint", "text/plain; charset=utf-8", l.checkpoint)
-	})
-	mux.HandleFunc("GET /log/issuer/{fp}", func(w http.ResponseWriter, r *http.Request) {
-		der, ok := l.issuers[r.PathValue("fp")]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		l.stats.reply(w, "issuer", "application/pkix-cert", der)
-	})
-	mux.HandleFunc("GET /log/tile/{tile...}", l.tile)
+	h := &staticlogfake.Handler{Backend: l, Observe: l.stats.count}
+	h.Register(mux, "/log")
 }
 
-func (l *staticLog) tile(w http.ResponseWriter, r *http.Request) {
-	t, err := sunlight.ParseTilePath("tile/" + r.PathValue("tile"))
-	if err != nil {
-		http.Error(w, "invalid tile path", http.StatusBadRequest)
-		return
+// Checkpoint, Tile and Issuer make the log a staticlogfake.Backend.
+
+func (l *staticLog) Checkpoint() []byte { return l.checkpoint }
+
+func (l *staticLog) Tile(t tlog.Tile) ([]byte, bool) {
+	if !staticlogfake.Published(t, l.n) {
+		return nil, false
 	}
-	w.Header().Set("Cache-Control", "public, max-age=604800, immutable")
-	switch {
-	case t.L == -1:
-		// Full tiles, and the partial one at the right edge.
-		full := l.n / sunlight.TileWidth
-		if t.N > full || t.N == full && int64(t.W) != l.n%sunlight.TileWidth || t.N < full && t.W != sunlight.TileWidth {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Encoding", "gzip")
-		l.stats.reply(w, "data-tile", "application/octet-stream", l.data[t.N])
-	case t.L >= 0:
-		data, ok := l.tree.tile(t)
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		l.stats.reply(w, "hash-tile", "application/octet-stream", data)
-	default:
-		http.NotFound(w, r)
+	if t.L == -1 {
+		return l.data[t.N], true
 	}
+	return l.tree.HashTile(t)
+}
+
+func (l *staticLog) Issuer(fingerprint string) ([]byte, bool) {
+	der, ok := l.issuers[fingerprint]
+	return der, ok
 }
