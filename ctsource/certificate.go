@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -81,12 +82,7 @@ func (c *Certificate) Candidate() watch.Candidate {
 // when neither the tolerant reader nor the strict parser can find a
 // certificate's structure in it.
 func ReadCertificate(der []byte) (*Certificate, error) {
-	strict, perr := ctx509.ParseCertificate(der)
-	if strict == nil || !ctx509.IsFatal(perr) {
-		perr = nil
-	} else {
-		strict = nil
-	}
+	strict, perr := strictParse(ctx509.ParseCertificate(der))
 	var raw []byte
 	if strict != nil {
 		raw = strict.RawTBSCertificate
@@ -100,6 +96,19 @@ func ReadCertificate(der []byte) (*Certificate, error) {
 	}
 	c.setParseError(perr)
 	return c, nil
+}
+
+// strictParse is what the strict parser says: a certificate, or why it
+// refuses one (the errors it calls non-fatal, common in real CT data, are
+// no refusal).
+func strictParse(c *ctx509.Certificate, err error) (*ctx509.Certificate, error) {
+	if c != nil && (err == nil || !ctx509.IsFatal(err)) {
+		return c, nil
+	}
+	if err == nil {
+		err = errors.New("no certificate")
+	}
+	return nil, err
 }
 
 // ParseCertificate is ReadCertificate for a certificate that must also
@@ -122,12 +131,7 @@ func ParseCertificate(der []byte) (*Certificate, error) {
 // TBSCertificate is the entry: precert only gives cert_sha256, once it is
 // shown to be the precertificate of that TBSCertificate.
 func readPrecertEntry(tbs, precert []byte) (*Certificate, error) {
-	strict, perr := ctx509.ParseTBSCertificate(tbs)
-	if strict == nil || !ctx509.IsFatal(perr) {
-		perr = nil
-	} else {
-		strict = nil
-	}
+	strict, perr := strictParse(ctx509.ParseTBSCertificate(tbs))
 	c, err := readCertificate(tbs, true, tbs, nil)
 	if err != nil {
 		return nil, fmt.Errorf("read precertificate entry: %w", err)

@@ -3,7 +3,9 @@ package ctsource
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -31,11 +33,11 @@ import (
 // that knows ctsource's certificate API, so that the test follows a change
 // of reader by a change here alone.
 func recordedNames(der []byte) ([]string, error) {
-	c, err := ParseCertificate(der)
+	c, err := ReadCertificate(der)
 	if err != nil {
 		return nil, err
 	}
-	names := appendNormalized(nil, c.DNSNames, c.SubjectCN)
+	names := c.Names()
 	for _, ip := range c.IPAddresses {
 		names = append(names, ip.String())
 	}
@@ -268,8 +270,8 @@ func TestZlintCorpusDifferential(t *testing.T) {
 		t.Fatalf("read %d certificates from the zlint corpus, want over 1000", len(certs))
 	}
 	var n struct {
-		certs, ctRejected, stdRejected, walkFailed, named, notRecordable int
-		walkMissesCt, recordedMisses, walkMissesStd, recordedMissesStd   int
+		certs, ctRejected, stdRejected, walkFailed, named, notRecordable             int
+		walkMissesCt, recordedMisses, walkMissesStd, recordedMissesStd, fieldsDiffer int
 	}
 	for _, c := range certs {
 		n.certs++
@@ -327,11 +329,59 @@ func TestZlintCorpusDifferential(t *testing.T) {
 			n.recordedMissesStd++
 			t.Logf("%s: ctsource records %q, missing %q that crypto/x509 finds", where, recorded.sorted(), miss)
 		}
+		// 3. Where ct-go reads the certificate, the tolerant reader reads
+		// the same fields (the identity of ordinary certificates must not
+		// depend on which reader saw them).
+		if ctErr == nil {
+			if diff := sameFields(c.der); diff != "" {
+				n.fieldsDiffer++
+				t.Errorf("%s: %s", where, diff)
+			}
+		}
 	}
 	t.Logf("zlint %s corpus: %d certificates; rejected by ct-go %d, by crypto/x509 %d; walk failures %d; "+
 		"with a name %d, not recordable %d; walk ⊉ ct-go %d, recorded ⊉ ct-go ∪ walk %d; "+
-		"(crypto/x509, not asserted: walk ⊉ it %d, recorded ⊉ it %d)",
+		"fields differing from ct-go's %d; (crypto/x509, not asserted: walk ⊉ it %d, recorded ⊉ it %d)",
 		zlintPinned, n.certs, n.ctRejected, n.stdRejected, n.walkFailed,
-		n.named, n.notRecordable, n.walkMissesCt, n.recordedMisses,
+		n.named, n.notRecordable, n.walkMissesCt, n.recordedMisses, n.fieldsDiffer,
 		n.walkMissesStd, n.recordedMissesStd)
+}
+
+// sameFields compares what ReadCertificate reads with what ct-go parses,
+// for a certificate ct-go reads; "" when they agree.
+func sameFields(der []byte) string {
+	c, err := ReadCertificate(der)
+	if err != nil {
+		return fmt.Sprintf("not readable: %v", err)
+	}
+	p, err := ctx509.ParseCertificate(der)
+	if p == nil || ctx509.IsFatal(err) {
+		return ""
+	}
+	stripped, serial, err := StripTBS(p.RawTBSCertificate)
+	o := ""
+	if len(p.Issuer.Organization) > 0 {
+		o = p.Issuer.Organization[0]
+	}
+	scts := len(p.SCTList.SCTList)
+	if p.IsPrecertificate() {
+		scts = -1
+	}
+	switch {
+	case err != nil:
+		return fmt.Sprintf("StripTBS of ct-go's TBSCertificate: %v", err)
+	case c.TBSSHA256 != sha256.Sum256(stripped):
+		return "tbs_sha256 differs"
+	case c.Serial != hex.EncodeToString(serial):
+		return fmt.Sprintf("serial %s, ct-go %x", c.Serial, serial)
+	case c.SPKISHA256 != sha256.Sum256(p.RawSubjectPublicKeyInfo):
+		return "spki_sha256 differs"
+	case c.Issuer.CN != p.Issuer.CommonName || c.Issuer.O != o:
+		return fmt.Sprintf("issuer CN %q O %q, ct-go %q %q", c.Issuer.CN, c.Issuer.O, p.Issuer.CommonName, o)
+	case !c.NotBefore.Equal(p.NotBefore) || !c.NotAfter.Equal(p.NotAfter):
+		return fmt.Sprintf("validity %v–%v, ct-go %v–%v", c.NotBefore, c.NotAfter, p.NotBefore, p.NotAfter)
+	case c.Precert != p.IsPrecertificate() || c.EmbeddedSCTs != scts:
+		return fmt.Sprintf("precert %v, SCTs %d; ct-go %v, %d", c.Precert, c.EmbeddedSCTs, p.IsPrecertificate(), scts)
+	}
+	return ""
 }

@@ -317,7 +317,7 @@ func TestExpectations(t *testing.T) {
 		"cn-bmpstring":          {"xn--bcher-kva.example": Unreviewed},
 		"idna-invalid-label":    {"xn--bcher-kva.example": Unreviewed},
 		"wildcard-san":          {"example.com": IssuerAllowed, "api.example.com": Unreviewed},
-		"mistagged-san":         {"example.com": IssuerAllowed},
+		"mistagged-san":         {"example.com": IssuerAllowed, "api.example.com": Unreviewed, "watched.test": IssuerAllowed},
 		"ip-san":                {"192.0.2.0/24": Unreviewed},
 		"many-sans":             allowedBoth,
 		"long-issuer-cn":        {"example.com": IssuerUnexpected},
