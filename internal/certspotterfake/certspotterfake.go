@@ -2,9 +2,14 @@
 // v1 (/v1/issuances) for tests of a client. It copies what a client has to
 // get right:
 //
-//   - one issuance per TBSCertificate: a precertificate and its final
-//     certificate share one id and one tbs_sha256 (computed here with
-//     certificate-transparency-go, independently of the code under test);
+//   - one issuance per TBSCertificate as RFC 6962 §3.2 defines it: a
+//     precertificate and its final certificate share one id and one
+//     tbs_sha256, even when a precertificate signing certificate signed the
+//     precertificate (AddPrecertWithPSC); the TBS is spliced from the raw
+//     bytes here, independently of the code under test;
+//   - any certificate structure a log accepted is taken, read as tolerantly
+//     as SSLMate reads it: dns_names are the DNS SANs of every SAN extension
+//     and the subject CNs, lower-cased, IDNs in Punycode (see read.go);
 //   - ids are decimal strings, increasing in discovery order, with gaps;
 //     the answer is a JSON array, oldest discovered first, one page at a
 //     time: a client pages with after=<last id> until it gets [];
@@ -20,9 +25,11 @@
 package certspotterfake
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -33,7 +40,7 @@ import (
 	"sync"
 	"time"
 
-	ctx509 "github.com/google/certificate-transparency-go/x509"
+	"github.com/ct-exporter/ct_exporter/internal/rawcert"
 )
 
 // DefaultPageSize is how many issuances one answer holds at most.
@@ -71,12 +78,12 @@ type issuance struct {
 	tbs       [32]byte
 	certDER   []byte
 	certSHA   [32]byte
-	spkiSHA   [32]byte
+	spkiSHA   *[32]byte // nil when the certificate has no public key field
 	dnsNames  []string
 	issuer    string
 	issuerKey [32]byte
-	notBefore time.Time
-	notAfter  time.Time
+	notBefore *time.Time // nil when it does not read
+	notAfter  *time.Time
 }
 
 type fault struct {
@@ -126,30 +133,54 @@ func (s *Server) Fail(n, status int, retryAfter, contentType, body string) {
 }
 
 // Add records a certificate or precertificate (DER) as Cert Spotter would
-// on finding it in a log, and returns its issuance id. A certificate whose
-// TBSCertificate is already known joins that issuance: same id, and the
-// final certificate's DER replaces the precertificate's.
+// on finding it in a log, and returns its issuance id. Any certificate
+// structure is taken, however malformed its contents (see read.go); only
+// bytes that are not a SEQUENCE starting with a TBSCertificate SEQUENCE are
+// refused. A certificate whose TBSCertificate, as RFC 6962 §3.2 defines it,
+// is already known joins that issuance: same id, and a final certificate's
+// DER replaces a precertificate's. Add cannot know that a precertificate was
+// signed by a precertificate signing certificate: use AddPrecertWithPSC.
 func (s *Server) Add(der []byte) (string, error) {
-	cert, err := ctx509.ParseCertificate(der)
-	if err != nil && ctx509.IsFatal(err) {
+	c, err := rawcert.Parse(der)
+	if err != nil {
 		return "", fmt.Errorf("certspotterfake: %w", err)
 	}
-	tbs := cert.RawTBSCertificate
-	precert := false
-	for _, e := range cert.Extensions {
-		var err error
-		switch {
-		case e.Id.Equal(ctx509.OIDExtensionCTPoison):
-			precert = true
-			tbs, err = ctx509.RemoveCTPoison(tbs)
-		case e.Id.Equal(ctx509.OIDExtensionCTSCT):
-			tbs, err = ctx509.RemoveSCTList(tbs)
-		}
-		if err != nil {
-			return "", fmt.Errorf("certspotterfake: %w", err)
-		}
+	tbs, precert := precertTBS(c, nil)
+	return s.add(der, c, tbs, precert, c.TBS.Field(rawcert.Issuer))
+}
+
+// AddPrecertWithPSC records a precertificate signed by psc, a precertificate
+// signing certificate (a CA certificate with the CT extended key usage
+// 1.3.6.1.4.1.11129.2.4.4 that signs precertificates for its own issuer,
+// RFC 6962 §3.1). As the API keys issuances by the TBSCertificate of RFC
+// 6962 §3.2, the issuance's tbs_sha256 is that of the precertificate's TBS
+// with the poison removed, the issuer replaced by psc's issuer and the
+// authority key identifier by psc's (x509.BuildPrecertTBS of
+// certificate-transparency-go does the same on what it can parse), and its
+// issuer is psc's issuer, not psc: the final certificate, signed by that
+// issuer, joins the same issuance.
+func (s *Server) AddPrecertWithPSC(precert, psc []byte) (string, error) {
+	c, err := rawcert.Parse(precert)
+	if err != nil {
+		return "", fmt.Errorf("certspotterfake: precertificate: %w", err)
 	}
+	p, err := rawcert.Parse(psc)
+	if err != nil {
+		return "", fmt.Errorf("certspotterfake: precertificate signing certificate: %w", err)
+	}
+	if !isPSC(p) {
+		return "", errors.New("certspotterfake: the issuer has no CT extended key usage: not a precertificate signing certificate")
+	}
+	tbs, isPre := precertTBS(c, p)
+	if !isPre {
+		return "", errors.New("certspotterfake: AddPrecertWithPSC: no CT poison extension: not a precertificate")
+	}
+	return s.add(precert, c, tbs, true, p.TBS.Field(rawcert.Issuer))
+}
+
+func (s *Server) add(der []byte, c *rawcert.Certificate, tbs []byte, precert bool, issuer rawcert.Element) (string, error) {
 	key := sha256.Sum256(tbs)
+	der = bytes.Clone(der)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if is, ok := s.byTBS[key]; ok {
@@ -160,19 +191,25 @@ func (s *Server) Add(der []byte) (string, error) {
 	}
 	s.nextID += 1 + uint64(len(s.issuances)%3) // gaps, as real ids have
 	is := &issuance{
-		id:        s.nextID,
-		tbs:       key,
-		certDER:   der,
-		certSHA:   sha256.Sum256(der),
-		spkiSHA:   sha256.Sum256(cert.RawSubjectPublicKeyInfo),
-		dnsNames:  cert.DNSNames,
-		issuer:    cert.Issuer.String(),
-		issuerKey: sha256.Sum256(cert.RawIssuer),
-		notBefore: cert.NotBefore,
-		notAfter:  cert.NotAfter,
+		id:       s.nextID,
+		tbs:      key,
+		certDER:  der,
+		certSHA:  sha256.Sum256(der),
+		dnsNames: dnsNames(c),
+		issuer:   issuerName(issuer),
+		// The fake does not see the issuer's key: the SHA-256 of its name
+		// stands in, the same for every certificate of one issuer.
+		issuerKey: sha256.Sum256(issuer.Full),
 	}
-	if len(is.dnsNames) == 0 && cert.Subject.CommonName != "" {
-		is.dnsNames = []string{cert.Subject.CommonName}
+	if spki := c.TBS.Field(rawcert.PublicKey); spki.Present() {
+		sum := sha256.Sum256(spki.Full)
+		is.spkiSHA = &sum
+	}
+	if v := c.TBS.Field(rawcert.Validity); v.Is(rawcert.ClassUniversal, rawcert.TagSequence) {
+		times, _ := rawcert.Elements(v.Content)
+		if len(times) == 2 {
+			is.notBefore, is.notAfter = parseTime(times[0]), parseTime(times[1])
+		}
 	}
 	s.issuances = append(s.issuances, is)
 	s.byTBS[key] = is
@@ -304,16 +341,24 @@ func matches(names []string, domain string, subdomains, wildcards bool) bool {
 func render(is *issuance, expand map[string]bool) map[string]any {
 	hexOf := func(b [32]byte) string { return hex.EncodeToString(b[:]) }
 	m := map[string]any{
-		"id":            strconv.FormatUint(is.id, 10),
-		"tbs_sha256":    hexOf(is.tbs),
-		"cert_sha256":   hexOf(is.certSHA),
-		"pubkey_sha256": hexOf(is.spkiSHA),
-		"not_before":    is.notBefore.UTC().Format(time.RFC3339),
-		"not_after":     is.notAfter.UTC().Format(time.RFC3339),
-		"revoked":       false,
+		"id":          strconv.FormatUint(is.id, 10),
+		"tbs_sha256":  hexOf(is.tbs),
+		"cert_sha256": hexOf(is.certSHA),
+		"revoked":     false,
+	}
+	// The API documents no answer for what the fake cannot read: it
+	// leaves the field out.
+	if is.spkiSHA != nil {
+		m["pubkey_sha256"] = hexOf(*is.spkiSHA)
+	}
+	if is.notBefore != nil {
+		m["not_before"] = is.notBefore.UTC().Format(time.RFC3339)
+	}
+	if is.notAfter != nil {
+		m["not_after"] = is.notAfter.UTC().Format(time.RFC3339)
 	}
 	if expand["dns_names"] {
-		m["dns_names"] = is.dnsNames
+		m["dns_names"] = append([]string{}, is.dnsNames...) // [] rather than null
 	}
 	if expand["issuer"] {
 		m["issuer"] = map[string]any{

@@ -10,6 +10,13 @@
 //     entry_timestamp may be null, issuer_ca_id may be -1, common_name may be
 //     absent and issuer_name may hold quotes;
 //   - rows come newest first and are silently cut at 10,000;
+//   - it keeps any certificate structure a log accepted, reading each field
+//     on its own the way crt.sh's OpenSSL-based SQL functions do: a field
+//     that does not read is null, or absent, and the others are still there
+//     (see fields.go); identities are every subject attribute and SAN that
+//     converts to text, escaped as PostgreSQL's bytea 'escape' does;
+//   - ?ski=<hex> finds certificates, CA certificates included, by their
+//     Subject Key Identifier, with JSON rows whose name_value is the SKI;
 //   - it fails as crt.sh does: 429 without Retry-After, gateway 502, 503
 //     statement timeouts, HTML with status 200, truncated JSON, garbage and
 //     slowness (see Fault and SetDelay).
@@ -18,9 +25,6 @@ package crtshfake
 import (
 	"bytes"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -38,8 +42,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+	"github.com/ct-exporter/ct_exporter/internal/rawcert"
 )
 
 // DefaultTruncateAt is where crt.sh silently cuts search results.
@@ -61,6 +64,8 @@ const (
 	KindDownload
 	// KindOther is anything else; the fake answers it with 400, 404 or 405.
 	KindOther
+	// KindSKI is ?ski=, the Subject Key Identifier search.
+	KindSKI
 )
 
 func (k RequestKind) String() string {
@@ -73,6 +78,8 @@ func (k RequestKind) String() string {
 		return "download"
 	case KindOther:
 		return "other"
+	case KindSKI:
+		return "ski"
 	}
 	return "RequestKind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -130,8 +137,8 @@ func (f Fault) String() string {
 // Request is one request the fake answered (or gave up on).
 type Request struct {
 	Kind RequestKind
-	// Query is the decoded identity searched or the d= value; for KindOther
-	// it is the raw query string.
+	// Query is the decoded identity searched, or the d= or ski= value; for
+	// KindOther it is the raw query string.
 	Query string
 	// Status is the HTTP status sent, or 0 when the client went away during
 	// the delay and nothing was sent.
@@ -145,7 +152,8 @@ type Request struct {
 // AddOptions set the quirks of one certificate.
 type AddOptions struct {
 	// IssuerCAID is the issuer_ca_id; 0 derives a positive id from the
-	// issuer DN, -1 is crt.sh's "issuer CA unknown".
+	// issuer DN (-1 when the issuer does not read as a name), -1 is
+	// crt.sh's "issuer CA unknown".
 	IssuerCAID int
 	// NullEntryTimestamp makes entry_timestamp null.
 	NullEntryTimestamp bool
@@ -184,9 +192,10 @@ type cert struct {
 	issuerName string
 	issuerCAID int
 	entry      *time.Time // millisecond precision, like a log's timestamp
-	notBefore  time.Time
-	notAfter   time.Time
-	serial     string
+	notBefore  *time.Time // nil: crt.sh could not read it (SQL NULL)
+	notAfter   *time.Time
+	serial     *string
+	ski        []byte
 }
 
 type pendingFault struct {
@@ -212,69 +221,42 @@ func New() *Server {
 
 // Add records a certificate (DER, a precertificate or a final certificate)
 // as crt.sh would after ingesting it from a log, and returns its crt.sh id.
-// crt.sh keys certificates by their SHA-256, so adding the same DER again
-// returns the first id and changes nothing. Add panics if der is not a
-// certificate.
+// Any certificate structure is taken, however malformed its contents (see
+// the package comment). crt.sh keys certificates by their SHA-256, so adding
+// the same DER again returns the first id and changes nothing. Add panics if
+// der is not even a SEQUENCE starting with a TBSCertificate SEQUENCE.
 func (s *Server) Add(der []byte) int64 {
 	return s.AddWith(der, AddOptions{})
 }
 
 // AddWith is Add with quirks for this certificate.
 func (s *Server) AddWith(der []byte, o AddOptions) int64 {
-	// crypto/x509 accepts a precertificate's critical poison extension when
-	// parsing; only verification would reject it.
-	parsed, err := x509.ParseCertificate(der)
+	parsed, err := rawcert.Parse(der)
 	if err != nil {
 		panic(fmt.Sprintf("crtshfake: Add: %v", err))
 	}
-	serial, err := serialHex(parsed.RawTBSCertificate)
-	if err != nil {
-		panic(fmt.Sprintf("crtshfake: Add: %v", err))
-	}
-	issuer, err := dnString(parsed.RawIssuer)
-	if err != nil {
-		panic(fmt.Sprintf("crtshfake: Add: issuer: %v", err))
-	}
-	subject, err := parseRDNs(parsed.RawSubject)
-	if err != nil {
-		panic(fmt.Sprintf("crtshfake: Add: subject: %v", err))
-	}
+	f := readFields(parsed)
 	c := &cert{
 		der:        bytes.Clone(der),
-		issuerName: issuer,
+		commonName: f.commonName,
+		issuerName: f.issuerName,
 		issuerCAID: o.IssuerCAID,
-		notBefore:  parsed.NotBefore.UTC(),
-		notAfter:   parsed.NotAfter.UTC(),
-		serial:     serial,
+		notBefore:  f.notBefore,
+		notAfter:   f.notAfter,
+		serial:     f.serial,
+		ski:        f.ski,
 	}
-	var ids []string
-	for _, rdn := range subject {
-		for _, atv := range rdn {
-			switch {
-			case atv.Type.Equal(oidCommonName):
-				v := attrValue(atv.Value)
-				if c.commonName == nil {
-					c.commonName = &v
-				}
-				ids = append(ids, v)
-			case atv.Type.Equal(oidEmailAddress):
-				ids = append(ids, attrValue(atv.Value))
-			}
-		}
-	}
-	ids = append(ids, parsed.DNSNames...)
-	ids = append(ids, parsed.EmailAddresses...)
-	for _, ip := range parsed.IPAddresses {
-		ids = append(ids, ip.String())
-	}
-	for i := range ids {
-		ids[i] = strings.ToLower(ids[i])
-	}
+	ids := f.identities
 	slices.Sort(ids)
 	c.identities = slices.Compact(ids)
-	if c.issuerCAID == 0 {
+	switch {
+	case c.issuerCAID != 0:
+	case !f.issuerOK:
+		// No issuer name to look the CA up by.
+		c.issuerCAID = -1
+	default:
 		h := fnv.New32a()
-		h.Write([]byte(issuer))
+		h.Write([]byte(c.issuerName))
 		c.issuerCAID = int(h.Sum32()%1_000_000) + 1
 	}
 	if !o.NullEntryTimestamp {
@@ -373,8 +355,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	req := Request{Kind: KindOther, Query: r.URL.RawQuery, Time: time.Now()}
 	params, perr := parseParams(r.URL.RawQuery)
 	if perr == nil && r.URL.Path == "/" {
+		// crt.sh takes the first parameter it knows in its own order,
+		// which puts d before ski before identity before q.
 		if d, ok := params["d"]; ok {
 			req.Kind, req.Query = KindDownload, d
+		} else if v, ok := params["ski"]; ok {
+			req.Kind, req.Query = KindSKI, v
 		} else if q, ok := params["identity"]; ok {
 			req.Kind, req.Query = KindSearch, q
 		} else if q, ok := params["q"]; ok {
@@ -410,6 +396,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		resp = s.download(req.Query)
 	case req.Kind == KindSearch:
 		resp = s.search(req.Query, params, r.Header.Get("Accept"))
+	case req.Kind == KindSKI:
+		resp = s.skiSearch(req.Query, params, r.Header.Get("Accept"))
 	default:
 		resp = crtshError(http.StatusBadRequest, "Unsupported use")
 	}
@@ -480,7 +468,8 @@ func (s *Server) download(d string) response {
 	}
 }
 
-// row is one JSON result; the field order is crt.sh's.
+// row is one JSON result; the field order is crt.sh's. Nullable columns
+// are pointers: row_to_json writes null for them.
 type row struct {
 	IssuerCAID     int     `json:"issuer_ca_id"`
 	IssuerName     string  `json:"issuer_name"`
@@ -488,9 +477,9 @@ type row struct {
 	NameValue      string  `json:"name_value"`
 	ID             int64   `json:"id"`
 	EntryTimestamp *string `json:"entry_timestamp"`
-	NotBefore      string  `json:"not_before"`
-	NotAfter       string  `json:"not_after"`
-	SerialNumber   string  `json:"serial_number"`
+	NotBefore      *string `json:"not_before"`
+	NotAfter       *string `json:"not_after"`
+	SerialNumber   *string `json:"serial_number"`
 	ResultCount    int     `json:"result_count"`
 }
 
@@ -506,29 +495,41 @@ func wantsJSON(params map[string]string, accept string) bool {
 	return false
 }
 
+func htmlResults(q string) response {
+	return response{
+		status:      http.StatusOK,
+		contentType: "text/html; charset=UTF-8",
+		body:        []byte("<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\">\n<HTML>\n<HEAD><TITLE>crt.sh | " + html.EscapeString(q) + "</TITLE></HEAD>\n<BODY>Certificates matching " + html.EscapeString(q) + "</BODY>\n</HTML>\n"),
+	}
+}
+
+// expired is crt.sh's exclude=expired test, x509_notAfter(c) >= now() in
+// SQL: a NULL not_after compares as NULL, so a certificate whose not_after
+// crt.sh cannot read is left out as if expired.
+func (c *cert) expired(now time.Time) bool {
+	return c.notAfter == nil || c.notAfter.Before(now)
+}
+
+type match struct {
+	c     *cert
+	names []string
+}
+
 func (s *Server) search(q string, params map[string]string, accept string) response {
 	if q == "" {
 		return crtshError(http.StatusBadRequest, "Unsupported use")
 	}
 	if !wantsJSON(params, accept) {
-		return response{
-			status:      http.StatusOK,
-			contentType: "text/html; charset=UTF-8",
-			body:        []byte("<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\">\n<HTML>\n<HEAD><TITLE>crt.sh | " + html.EscapeString(q) + "</TITLE></HEAD>\n<BODY>Certificates matching " + html.EscapeString(q) + "</BODY>\n</HTML>\n"),
-		}
+		return htmlResults(q)
 	}
 	excludeExpired := strings.EqualFold(params["exclude"], "expired")
 	pattern := compileLike("%" + q + "%")
 	now := time.Now()
 
-	type match struct {
-		c     *cert
-		names []string
-	}
 	var matches []match
 	s.mu.Lock()
 	for _, c := range s.certs {
-		if excludeExpired && c.notAfter.Before(now) {
+		if excludeExpired && c.expired(now) {
 			continue
 		}
 		var names []string
@@ -543,6 +544,105 @@ func (s *Server) search(q string, params map[string]string, accept string) respo
 	}
 	s.mu.Unlock()
 
+	total := len(matches)
+	limit := s.TruncateAt
+	if limit <= 0 {
+		limit = DefaultTruncateAt
+	}
+	return jsonRows(matches, limit, func(c *cert, names []string) row {
+		r := c.row(strings.Join(names, "\n"))
+		r.CommonName = c.commonName
+		r.ResultCount = total
+		return r
+	})
+}
+
+// skiSearch is crt.sh's Subject Key Identifier search: the value is hex,
+// colons and whitespace allowed, an odd digit count read as if a 0 led;
+// rows are every certificate whose SKI is those bytes, with name_value the
+// SKI in lower-case hex. Unlike an identity search it has no common_name
+// column, no result count (0) and no 10,000-row cut.
+func (s *Server) skiSearch(v string, params map[string]string, accept string) response {
+	v = strings.Trim(v, " ")
+	if v == "" {
+		return crtshError(http.StatusBadRequest, "Unsupported use")
+	}
+	ski, ok := pgHexDecode(strings.ReplaceAll(v, ":", ""))
+	if !ok {
+		return crtshError(http.StatusBadRequest, "Invalid value: '"+v+"'")
+	}
+	if !wantsJSON(params, accept) {
+		return htmlResults("SKI#" + hex.EncodeToString(ski))
+	}
+	excludeExpired := strings.EqualFold(params["exclude"], "expired")
+	now := time.Now()
+	var matches []match
+	s.mu.Lock()
+	for _, c := range s.certs {
+		if c.ski == nil || !bytes.Equal(c.ski, ski) || excludeExpired && c.expired(now) {
+			continue
+		}
+		matches = append(matches, match{c: c})
+	}
+	s.mu.Unlock()
+	return jsonRows(matches, len(matches), func(c *cert, _ []string) row {
+		return c.row(hex.EncodeToString(c.ski))
+	})
+}
+
+// pgHexDecode is crt.sh's decode(v, 'hex'), retried with a 0 in front when
+// it fails (an odd digit count).
+func pgHexDecode(v string) ([]byte, bool) {
+	if b, ok := pgHex(v); ok {
+		return b, true
+	}
+	return pgHex("0" + v)
+}
+
+// pgHex is PostgreSQL's hex decoding: pairs of hex digits, whitespace
+// skipped between pairs but not inside one.
+func pgHex(v string) ([]byte, bool) {
+	var out []byte
+	for i := 0; i < len(v); {
+		if strings.IndexByte(" \t\n\r", v[i]) >= 0 {
+			i++
+			continue
+		}
+		if i+2 > len(v) {
+			return nil, false
+		}
+		b, err := hex.DecodeString(v[i : i+2])
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, b[0])
+		i += 2
+	}
+	return out, true
+}
+
+func (c *cert) row(nameValue string) row {
+	r := row{
+		IssuerCAID: c.issuerCAID,
+		IssuerName: c.issuerName,
+		NameValue:  nameValue,
+		ID:         c.id,
+		// Certificate times are whole seconds; the fraction digits vary
+		// from row to row (see formatTime).
+		NotBefore:    formatNullTime(c.notBefore, c.seq%4),
+		NotAfter:     formatNullTime(c.notAfter, (c.seq+1)%4),
+		SerialNumber: c.serial,
+	}
+	if c.entry != nil {
+		ts := formatTime(*c.entry, 0)
+		r.EntryTimestamp = &ts
+	}
+	return r
+}
+
+// jsonRows sorts matches as crt.sh does, keeps the first limit and renders
+// them with mk.
+func jsonRows(matches []match, limit int, mk func(c *cert, names []string) row) response {
 	// ORDER BY entry_timestamp DESC, id DESC: PostgreSQL puts NULLs first
 	// when sorting descending.
 	slices.SortFunc(matches, func(a, b match) int {
@@ -565,34 +665,12 @@ func (s *Server) search(q string, params map[string]string, accept string) respo
 		}
 		return 0
 	})
-	total := len(matches)
-	limit := s.TruncateAt
-	if limit <= 0 {
-		limit = DefaultTruncateAt
-	}
 	if len(matches) > limit {
 		matches = matches[:limit]
 	}
-
 	rows := make([]row, 0, len(matches))
 	for _, m := range matches {
-		c := m.c
-		r := row{
-			IssuerCAID:   c.issuerCAID,
-			IssuerName:   c.issuerName,
-			CommonName:   c.commonName,
-			NameValue:    strings.Join(m.names, "\n"),
-			ID:           c.id,
-			NotBefore:    formatTime(c.notBefore, c.seq%4),
-			NotAfter:     formatTime(c.notAfter, (c.seq+1)%4),
-			SerialNumber: c.serial,
-			ResultCount:  total,
-		}
-		if c.entry != nil {
-			ts := formatTime(*c.entry, 0)
-			r.EntryTimestamp = &ts
-		}
-		rows = append(rows, r)
+		rows = append(rows, mk(m.c, m.names))
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -606,6 +684,14 @@ func (s *Server) search(q string, params map[string]string, accept string) respo
 		contentType: "application/json",
 		body:        bytes.TrimSuffix(buf.Bytes(), []byte("\n")),
 	}
+}
+
+func formatNullTime(t *time.Time, minDigits int) *string {
+	if t == nil {
+		return nil
+	}
+	s := formatTime(*t, minDigits)
+	return &s
 }
 
 // formatTime renders t the way PostgreSQL renders a timestamp without time
@@ -747,105 +833,4 @@ func (p likePattern) match(s string) bool {
 		pi++
 	}
 	return pi == len(p)
-}
-
-// serialHex reads the serial INTEGER's content bytes from the TBS, because
-// crt.sh's serial_number is their hex and keeps the leading 00 that
-// big.Int.Text(16) would drop.
-func serialHex(tbs []byte) (string, error) {
-	in := cryptobyte.String(tbs)
-	var body, serial cryptobyte.String
-	if !in.ReadASN1(&body, cbasn1.SEQUENCE) ||
-		!body.SkipOptionalASN1(cbasn1.Tag(0).Constructed().ContextSpecific()) ||
-		!body.ReadASN1(&serial, cbasn1.INTEGER) {
-		return "", fmt.Errorf("no serial number in the TBSCertificate")
-	}
-	return hex.EncodeToString(serial), nil
-}
-
-var (
-	oidCommonName   = asn1.ObjectIdentifier{2, 5, 4, 3}
-	oidEmailAddress = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
-)
-
-// shortNames are OpenSSL's, which crt.sh's DN strings use.
-var shortNames = map[string]string{
-	"2.5.4.3":                    "CN",
-	"2.5.4.4":                    "SN",
-	"2.5.4.5":                    "serialNumber",
-	"2.5.4.6":                    "C",
-	"2.5.4.7":                    "L",
-	"2.5.4.8":                    "ST",
-	"2.5.4.9":                    "street",
-	"2.5.4.10":                   "O",
-	"2.5.4.11":                   "OU",
-	"2.5.4.12":                   "title",
-	"2.5.4.15":                   "businessCategory",
-	"2.5.4.17":                   "postalCode",
-	"2.5.4.42":                   "GN",
-	"2.5.4.97":                   "organizationIdentifier",
-	"0.9.2342.19200300.100.1.1":  "UID",
-	"0.9.2342.19200300.100.1.25": "DC",
-	"1.2.840.113549.1.9.1":       "emailAddress",
-	"1.3.6.1.4.1.311.60.2.1.1":   "jurisdictionL",
-	"1.3.6.1.4.1.311.60.2.1.2":   "jurisdictionST",
-	"1.3.6.1.4.1.311.60.2.1.3":   "jurisdictionC",
-}
-
-func parseRDNs(raw []byte) (pkix.RDNSequence, error) {
-	var seq pkix.RDNSequence
-	rest, err := asn1.Unmarshal(raw, &seq)
-	if err != nil {
-		return nil, err
-	}
-	if len(rest) > 0 {
-		return nil, fmt.Errorf("trailing data after the name")
-	}
-	return seq, nil
-}
-
-// dnString renders a DN as crt.sh does (OpenSSL's one-line form without
-// spaces around '='): attributes in certificate order, which puts C first
-// for most CAs, ", " between them, " + " inside a multi-valued RDN, and a
-// value in double quotes when it holds a separator, with " and \ escaped.
-func dnString(raw []byte) (string, error) {
-	seq, err := parseRDNs(raw)
-	if err != nil {
-		return "", err
-	}
-	var b strings.Builder
-	for i, rdn := range seq {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		for j, atv := range rdn {
-			if j > 0 {
-				b.WriteString(" + ")
-			}
-			name, ok := shortNames[atv.Type.String()]
-			if !ok {
-				name = atv.Type.String()
-			}
-			b.WriteString(name)
-			b.WriteByte('=')
-			b.WriteString(quoteDNValue(attrValue(atv.Value)))
-		}
-	}
-	return b.String(), nil
-}
-
-func quoteDNValue(v string) string {
-	escaped := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v)
-	if strings.ContainsAny(v, ",+;<>") || strings.HasPrefix(v, "#") ||
-		strings.HasPrefix(v, " ") || strings.HasSuffix(v, " ") {
-		return `"` + escaped + `"`
-	}
-	return escaped
-}
-
-func attrValue(v any) string {
-	if s, ok := v.(string); ok {
-		return s
-	}
-	return fmt.Sprint(v)
 }

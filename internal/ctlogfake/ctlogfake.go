@@ -6,8 +6,9 @@
 // real ECDSA P-256 key, and proofs are real inclusion and consistency
 // proofs, all in the JSON that RFC 6962 §4 and certificate-transparency-go's
 // types define. Unlike a real log it never advances on its own: entries
-// appended with AddCert, AddPrecert or AddRaw stay invisible to get-entries
-// until Publish signs a tree head that covers them.
+// appended with AddCert, AddPrecert, AddPrecertEntry, AddRaw or
+// AddRawPrecert stay invisible to get-entries until Publish signs a tree
+// head that covers them.
 //
 // It also misbehaves on demand: bad STH signatures, rollbacks (ServeSTH),
 // split views (Fork), corrupted entries, HTTP errors with Retry-After, and
@@ -219,6 +220,34 @@ func (l *Log) AddPrecert(precert []byte, issuer []byte, chain ...[]byte) int64 {
 	return l.append(input, extra, len(input)-2, full)
 }
 
+// AddPrecertEntry appends a precert_entry for a TBSCertificate the caller
+// made, for TBS bytes certificate-transparency-go cannot parse or build: the
+// leaf holds tbs and issuerKeyHash as given, the extra_data is a well-formed
+// PrecertChainEntry of precert (non-empty) and chain (issuer first). It
+// returns the leaf index.
+func (l *Log) AddPrecertEntry(tbs []byte, issuerKeyHash [32]byte, precert []byte, chain ...[]byte) int64 {
+	l.t.Helper()
+	input, certEnd := l.rawLeaf("AddPrecertEntry", ct.PrecertLogEntryType, issuerKeyHash[:], tbs)
+	extra, err := ctls.Marshal(ct.PrecertChainEntry{
+		PreCertificate:   ct.ASN1Cert{Data: precert},
+		CertificateChain: asn1Certs(chain),
+	})
+	if err != nil {
+		l.t.Fatalf("ctlogfake: AddPrecertEntry: encoding PrecertChainEntry: %v", err)
+	}
+	return l.append(input, extra, certEnd, chain)
+}
+
+// AddRawPrecert appends a precert_entry whose leaf TBSCertificate and
+// extra_data are arbitrary bytes, sent as given: empty, garbage, or a real
+// PrecertChainEntry whose precertificate does not match the leaf. The
+// issuer key hash is all zeros. It returns the leaf index.
+func (l *Log) AddRawPrecert(tbs, extraData []byte) int64 {
+	l.t.Helper()
+	input, certEnd := l.rawLeaf("AddRawPrecert", ct.PrecertLogEntryType, make([]byte, 32), tbs)
+	return l.append(input, clone(extraData), certEnd, nil)
+}
+
 // AddRaw appends a leaf whose certificate bytes are arbitrary, for malformed
 // entries. For ct.X509LogEntryType certOrTBS is the certificate and the
 // extra_data an empty chain; for ct.PrecertLogEntryType it is the
@@ -227,28 +256,39 @@ func (l *Log) AddPrecert(precert []byte, issuer []byte, chain ...[]byte) int64 {
 // type number. Empty certOrTBS is allowed although RFC 6962 forbids it.
 func (l *Log) AddRaw(entryType ct.LogEntryType, certOrTBS []byte) int64 {
 	l.t.Helper()
-	if len(certOrTBS) >= 1<<24 {
-		l.t.Fatalf("ctlogfake: AddRaw: %d bytes do not fit a uint24 length", len(certOrTBS))
-	}
-	ts := uint64(time.Now().UnixMilli())
-	input := []byte{byte(ct.V1), byte(ct.TimestampedEntryLeafType)}
-	input = binary.BigEndian.AppendUint64(input, ts)
-	input = binary.BigEndian.AppendUint16(input, uint16(entryType))
+	var keyHash []byte
 	if entryType == ct.PrecertLogEntryType {
-		input = append(input, make([]byte, 32)...) // issuer_key_hash
+		keyHash = make([]byte, 32)
 	}
-	input = appendUint24Bytes(input, certOrTBS)
-	certEnd := len(input)
-	if len(certOrTBS) == 0 {
-		certEnd = 0
-	}
-	input = append(input, 0, 0) // no CtExtensions
+	input, certEnd := l.rawLeaf("AddRaw", entryType, keyHash, certOrTBS)
 	var extra []byte
 	if entryType == ct.PrecertLogEntryType {
 		extra = appendUint24Bytes(nil, certOrTBS) // pre_certificate
 	}
 	extra = append(extra, 0, 0, 0) // empty certificate_chain
 	return l.append(input, extra, certEnd, nil)
+}
+
+// rawLeaf encodes a MerkleTreeLeaf by hand, so that any bytes fit (ct-go's
+// encoder refuses an empty certificate or TBS): version, leaf type, now,
+// entry type, the issuer key hash when given, body with a uint24 length and
+// no CtExtensions. certEnd is the offset just past body, 0 when body is
+// empty.
+func (l *Log) rawLeaf(caller string, entryType ct.LogEntryType, issuerKeyHash, body []byte) (input []byte, certEnd int) {
+	l.t.Helper()
+	if len(body) >= 1<<24 {
+		l.t.Fatalf("ctlogfake: %s: %d bytes do not fit a uint24 length", caller, len(body))
+	}
+	ts := uint64(time.Now().UnixMilli())
+	input = []byte{byte(ct.V1), byte(ct.TimestampedEntryLeafType)}
+	input = binary.BigEndian.AppendUint64(input, ts)
+	input = binary.BigEndian.AppendUint16(input, uint16(entryType))
+	input = append(input, issuerKeyHash...)
+	input = appendUint24Bytes(input, body)
+	if len(body) > 0 {
+		certEnd = len(input)
+	}
+	return append(input, 0, 0), certEnd // no CtExtensions
 }
 
 func appendUint24Bytes(b, data []byte) []byte {

@@ -837,3 +837,158 @@ func TestSetDelay(t *testing.T) {
 		t.Fatal("Close is blocked: the delayed handler ignored the request's cancellation")
 	}
 }
+
+// precertLeaf builds a precert_entry MerkleTreeLeaf by hand, apart from the
+// fake's and ct-go's encoders.
+func precertLeaf(ts uint64, keyHash [32]byte, tbs []byte) []byte {
+	b := []byte{0, 0} // v1, timestamped_entry
+	for i := 7; i >= 0; i-- {
+		b = append(b, byte(ts>>(8*i)))
+	}
+	b = append(b, 0, 1) // precert_entry
+	b = append(b, keyHash[:]...)
+	b = append(b, byte(len(tbs)>>16), byte(len(tbs)>>8), byte(len(tbs)))
+	b = append(b, tbs...)
+	return append(b, 0, 0) // no extensions
+}
+
+func TestCallerMadePrecertEntries(t *testing.T) {
+	l := ctlogfake.New(t)
+	root, ca := testpki.NewChain(t, "Raw Root", "Test PKI", "Raw CA", "Test PKI")
+	a, b := issue(t, ca, "a.example.com"), issue(t, ca, "b.example.com")
+	aTBS, err := ctx509.RemoveCTPoison(mustParse(t, a.Precert).RawTBSCertificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyHash := sha256.Sum256(ca.Cert.RawSubjectPublicKeyInfo)
+	// A TBSCertificate whose serial is the only field: ct-go cannot parse it.
+	oddTBS := []byte{0x30, 0x03, 0x02, 0x01, 0xff}
+	bChain, err := ctls.Marshal(ct.PrecertChainEntry{PreCertificate: ct.ASN1Cert{Data: b.Precert}, CertificateChain: []ct.ASN1Cert{{Data: ca.DER}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type want struct {
+		tbs, extra []byte
+		keyHash    [32]byte
+	}
+	var wants []want
+	before := uint64(time.Now().UnixMilli())
+	for _, w := range []want{
+		{nil, nil, [32]byte{}},
+		{[]byte("garbage TBS"), []byte("garbage extra_data"), [32]byte{}},
+		{aTBS, bChain, [32]byte{}}, // the leaf is a's TBS, the extra_data b's precertificate
+	} {
+		if i := l.AddRawPrecert(w.tbs, w.extra); i != int64(len(wants)) {
+			t.Fatalf("AddRawPrecert returned index %d, want %d", i, len(wants))
+		}
+		wants = append(wants, w)
+	}
+	if i := l.AddPrecertEntry(oddTBS, keyHash, b.Precert, ca.DER, root.DER); i != 3 {
+		t.Fatalf("AddPrecertEntry returned index %d", i)
+	}
+	oddChain, err := ctls.Marshal(ct.PrecertChainEntry{PreCertificate: ct.ASN1Cert{Data: b.Precert}, CertificateChain: []ct.ASN1Cert{{Data: ca.DER}, {Data: root.DER}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wants = append(wants, want{oddTBS, oddChain, keyHash})
+	l.AddCert(a.Final, ca.DER)
+	after := uint64(time.Now().UnixMilli())
+	sth := l.Publish()
+	c := newClient(t, l, nil, true)
+	entries := fetchAll(t, c, 5)
+
+	for i, w := range wants {
+		e := entries[i]
+		if len(e.LeafInput) < 10 {
+			t.Fatalf("entry %d: leaf_input %x", i, e.LeafInput)
+		}
+		var ts uint64
+		for _, c := range e.LeafInput[2:10] {
+			ts = ts<<8 | uint64(c)
+		}
+		if ts < before || ts > after {
+			t.Errorf("entry %d: timestamp %d not in [%d, %d]", i, ts, before, after)
+		}
+		if got := precertLeaf(ts, w.keyHash, w.tbs); !bytes.Equal(e.LeafInput, got) {
+			t.Errorf("entry %d: leaf_input\n%x, want\n%x", i, e.LeafInput, got)
+		}
+		if !bytes.Equal(e.ExtraData, w.extra) {
+			t.Errorf("entry %d: extra_data %x, want %x", i, e.ExtraData, w.extra)
+		}
+		if l.LeafHash(int64(i)) != leafHash(e.LeafInput) {
+			t.Errorf("entry %d: LeafHash differs from the served leaf's", i)
+		}
+	}
+
+	// What a monitor makes of them.
+	for _, i := range []int64{0, 1} {
+		if _, err := ct.RawLogEntryFromLeaf(i, &entries[i]); err == nil {
+			t.Errorf("entry %d decoded although its extra_data is not a PrecertChainEntry", i)
+		}
+	}
+	mismatched, err := ct.RawLogEntryFromLeaf(2, &entries[2])
+	if err != nil || !bytes.Equal(mismatched.Leaf.TimestampedEntry.PrecertEntry.TBSCertificate, aTBS) || !bytes.Equal(mismatched.Cert.Data, b.Precert) {
+		t.Errorf("entry 2 (%v) is not a's TBS with b's precertificate", err)
+	}
+	odd, err := ct.RawLogEntryFromLeaf(3, &entries[3])
+	if err != nil {
+		t.Fatalf("entry 3: %v", err)
+	}
+	if pe := odd.Leaf.TimestampedEntry.PrecertEntry; !bytes.Equal(pe.TBSCertificate, oddTBS) || pe.IssuerKeyHash != keyHash ||
+		!bytes.Equal(odd.Cert.Data, b.Precert) || len(odd.Chain) != 2 || !bytes.Equal(odd.Chain[1].Data, root.DER) {
+		t.Errorf("entry 3 = %+v", odd)
+	}
+	if _, err := odd.ToLogEntry(); !ctx509.IsFatal(err) {
+		t.Errorf("ct-go parsed the odd TBS (%v): the test proves nothing", err)
+	}
+
+	// The tree covers them: root, inclusion proofs both ways.
+	if mth(hashes(entries)) != [32]byte(sth.SHA256RootHash) {
+		t.Fatal("root of the served entries differs from the STH")
+	}
+	for i := range entries {
+		h := leafHash(entries[i].LeafInput)
+		ep, err := c.GetEntryAndProof(ctx(t), uint64(i), 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(ep.LeafInput, entries[i].LeafInput) || !bytes.Equal(ep.ExtraData, entries[i].ExtraData) {
+			t.Errorf("get-entry-and-proof %d differs from get-entries", i)
+		}
+		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(i), 5, h[:], ep.AuditPath, sth.SHA256RootHash[:]); err != nil {
+			t.Errorf("inclusion of %d: %v", i, err)
+		}
+		if rsp, err := c.GetProofByHash(ctx(t), h[:], 5); err != nil || rsp.LeafIndex != int64(i) {
+			t.Errorf("get-proof-by-hash %d: %v, %v", i, rsp, err)
+		}
+	}
+	roots, err := c.GetAcceptedRoots(ctx(t))
+	if err != nil || len(roots) != 2 || !bytes.Equal(roots[0].Data, root.DER) {
+		t.Errorf("GetAcceptedRoots = %d roots (%v), want the chain end of AddPrecertEntry first", len(roots), err)
+	}
+
+	// Corrupting them works as for any entry: the empty TBS by its
+	// timestamp, the others by their last TBS byte.
+	for _, i := range []int64{0, 3} {
+		l.CorruptEntry(i)
+	}
+	corrupted := fetchAll(t, c, 5)
+	for i, e := range corrupted {
+		if bad := leafHash(e.LeafInput) != l.LeafHash(int64(i)); bad != (i == 0 || i == 3) {
+			t.Errorf("entry %d corrupted: %v", i, bad)
+		}
+	}
+	if got := corrupted[3].LeafInput; !bytes.Equal(got[:len(got)-3], entries[3].LeafInput[:len(got)-3]) || got[len(got)-3] == entries[3].LeafInput[len(got)-3] {
+		t.Errorf("entry 3 was not corrupted in its last TBS byte")
+	}
+}
+
+func mustParse(t *testing.T, der []byte) *ctx509.Certificate {
+	t.Helper()
+	c, err := ctx509.ParseCertificate(der)
+	if ctx509.IsFatal(err) {
+		t.Fatal(err)
+	}
+	return c
+}
