@@ -155,7 +155,12 @@ func spliceTBS(tbs []byte, psc *pscRewrite) (out, serial []byte, err error) {
 	for len(body) > 0 {
 		e, ok := readElement(&body)
 		if !ok {
-			return nil, nil, errors.New("tbs: malformed element")
+			if serial == nil {
+				return nil, nil, errors.New("tbs: malformed element")
+			}
+			// A damaged tail is kept as it is: readTBS reads past it too.
+			content = append(content, body...)
+			break
 		}
 		switch {
 		case field == 0 && e.is(classContext, 0):

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"go.etcd.io/bbolt"
 	bberrors "go.etcd.io/bbolt/errors"
@@ -465,22 +464,9 @@ type Recent struct {
 // MaxDNSNamesLabel bounds the dns_names label value.
 const MaxDNSNamesLabel = 200
 
-// maxParseErrorLabel bounds the error label value: parser messages can
+// ParseErrorLabel is a parse error as a label value: parser messages can
 // quote certificate fields.
-const maxParseErrorLabel = 200
-
-// ParseErrorLabel is a parse error as a label value: escaped and bounded.
-func ParseErrorLabel(e string) string {
-	e = watch.Escape(e)
-	if len(e) > maxParseErrorLabel {
-		cut := maxParseErrorLabel - len("…")
-		for cut > 0 && !utf8.RuneStart(e[cut]) {
-			cut--
-		}
-		e = e[:cut] + "…"
-	}
-	return e
-}
+func ParseErrorLabel(e string) string { return watch.Label(e) }
 
 func newRecent(is *Issuance, firstSeen time.Time, w string, v watch.Verdict) Recent {
 	return Recent{
@@ -489,9 +475,9 @@ func newRecent(is *Issuance, firstSeen time.Time, w string, v watch.Verdict) Rec
 		FirstSeen:    firstSeen,
 		TBSSHA256:    is.TBSSHA256,
 		CertSHA256:   is.CertSHA256,
-		Issuer:       watch.Escape(is.Issuer.Label()),
-		Serial:       is.Serial,
-		SubjectCN:    watch.Escape(is.SubjectCN),
+		Issuer:       watch.Label(is.Issuer.Label()),
+		Serial:       watch.Label(is.Serial),
+		SubjectCN:    watch.Label(is.SubjectCN),
 		DNSNames:     namesLabel(is),
 		EmbeddedSCTs: is.EmbeddedSCTs,
 		NotBefore:    is.NotBefore,

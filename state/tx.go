@@ -94,7 +94,7 @@ func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
 		if err := tx.appendOnly(bucketFirstSeen).Put(firstSeenKey(tx.now, is.TBSSHA256, m.Watch), nil); err != nil {
 			return nil, err
 		}
-		if err := tx.add(counterKey(CounterNewCertificates, m.Watch, watch.Escape(is.Issuer.Label()), m.Verdict.String()), 1); err != nil {
+		if err := tx.add(counterKey(CounterNewCertificates, m.Watch, watch.Label(is.Issuer.Label()), m.Verdict.String()), 1); err != nil {
 			return nil, err
 		}
 		if is.ParseError != "" {

@@ -3,6 +3,8 @@
 package watch
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -110,6 +112,25 @@ func Escape(s string) string {
 		i += size
 	}
 	return b.String()
+}
+
+// MaxLabel bounds a label value taken from a certificate or an upstream.
+const MaxLabel = 256
+
+// Label renders an attacker-controlled string as a label value: escaped
+// (see Escape) and at most MaxLabel bytes. A longer value is cut and ends
+// with "…" and the first 8 hex digits of the SHA-256 of the whole value,
+// so that two different long values stay two label values. A certificate
+// with a 40,000-character issuer must cost neither a 40 kB series nor a
+// state key bbolt refuses.
+func Label(s string) string {
+	e := Escape(s)
+	if len(e) <= MaxLabel {
+		return e
+	}
+	sum := sha256.Sum256([]byte(s))
+	tail := "…" + hex.EncodeToString(sum[:4])
+	return e[:MaxLabel-len(tail)] + tail
 }
 
 func isASCII(s string) bool {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -154,5 +155,26 @@ func BenchmarkMatch(b *testing.B) {
 				dst = set.Match(dst[:0], names, nil)
 			}
 		})
+	}
+}
+
+func TestLabelIsBounded(t *testing.T) {
+	if got := Label("R11"); got != "R11" {
+		t.Fatalf("short value changed: %q", got)
+	}
+	long := strings.Repeat("x", 40000)
+	a, b := Label(long), Label(long[:39999]+"y")
+	if len(a) > MaxLabel || len(b) > MaxLabel {
+		t.Fatalf("labels of %d and %d bytes", len(a), len(b))
+	}
+	if a == b {
+		t.Fatal("two long values give one label")
+	}
+	if !strings.HasPrefix(a, "xxxx") || !strings.Contains(a, "…") {
+		t.Fatalf("label %q", a)
+	}
+	// Escaping comes first: the bound holds for what is exposed.
+	if got := Label(strings.Repeat("\xff", 300)); len(got) > MaxLabel || !strings.HasPrefix(got, `\xff`) {
+		t.Fatalf("escaped label %q (%d bytes)", got, len(got))
 	}
 }
