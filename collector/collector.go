@@ -56,6 +56,7 @@ type Collector struct {
 	logProcessed     *prometheus.Desc
 	logMalformed     *prometheus.Desc
 	logFailures      *prometheus.Desc
+	logOlderHeads    *prometheus.Desc
 	logMMD           *prometheus.Desc
 	logReadonly      *prometheus.Desc
 	now              func() time.Time
@@ -112,6 +113,8 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 			"Log entries that could not be read, counted and skipped. Persisted in the state file.", []string{"log"}, nil),
 		logFailures: prometheus.NewDesc("ct_log_verification_failures_total",
 			"Times the log failed a verification: a bad signature, a fork, a rollback, entries not in the tree.", []string{"log", "check"}, nil),
+		logOlderHeads: prometheus.NewDesc("ct_log_older_tree_heads_total",
+			"Correctly signed tree heads older than the verified one and proven a prefix of it (caching frontends serve them); ignored.", []string{"log"}, nil),
 		logMMD: prometheus.NewDesc("ct_log_mmd_seconds",
 			"The log's maximum merge delay.", []string{"log"}, nil),
 		logReadonly: prometheus.NewDesc("ct_log_readonly",
@@ -124,7 +127,7 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.newCertificates, c.firstSeen, c.embeddedSCTs, c.parseErrors, c.parseErrorInfo, c.seriesDropped,
 		c.sourceUp, c.sourceLastOK, c.sourceErrors, c.sourceDuration, c.stateWriteErrors, c.stateCerts,
-		c.logTreeSize, c.logSTHTime, c.logSTHLag, c.logBehind, c.logProcessed, c.logMalformed, c.logFailures, c.logMMD, c.logReadonly} {
+		c.logTreeSize, c.logSTHTime, c.logSTHLag, c.logBehind, c.logProcessed, c.logMalformed, c.logFailures, c.logOlderHeads, c.logMMD, c.logReadonly} {
 		ch <- d
 	}
 }
@@ -157,6 +160,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for check, n := range l.Failures {
 			ch <- prometheus.MustNewConstMetric(c.logFailures, prometheus.CounterValue, float64(n), l.Log, check)
 		}
+		ch <- prometheus.MustNewConstMetric(c.logOlderHeads, prometheus.CounterValue, float64(l.OlderTreeHeads), l.Log)
 		ch <- prometheus.MustNewConstMetric(c.logMMD, prometheus.GaugeValue, l.MMD.Seconds(), l.Log)
 		ch <- prometheus.MustNewConstMetric(c.logReadonly, prometheus.GaugeValue, boolValue(l.Readonly), l.Log)
 		if !l.Known {

@@ -185,7 +185,7 @@ func TestCollectorLogMetrics(t *testing.T) {
 	}
 	h := health{logs: []ctsource.LogStatus{
 		{Log: "argon", Known: true, TreeSize: 1500, STHTime: now.Add(-30 * time.Second), Position: 1000, MMD: 24 * time.Hour,
-			Failures: map[string]uint64{"consistency": 1, "sth_signature": 0}},
+			Failures: map[string]uint64{"consistency": 1, "sth_signature": 0}, OlderTreeHeads: 3},
 		{Log: "pending", MMD: time.Hour, Readonly: true, Failures: map[string]uint64{"consistency": 0}},
 	}}
 	c := New(s, h, promslog.NewNopLogger())
@@ -206,6 +206,10 @@ ct_log_malformed_entries_total{log="pending"} 0
 # TYPE ct_log_mmd_seconds gauge
 ct_log_mmd_seconds{log="argon"} 86400
 ct_log_mmd_seconds{log="pending"} 3600
+# HELP ct_log_older_tree_heads_total Correctly signed tree heads older than the verified one and proven a prefix of it (caching frontends serve them); ignored.
+# TYPE ct_log_older_tree_heads_total counter
+ct_log_older_tree_heads_total{log="argon"} 3
+ct_log_older_tree_heads_total{log="pending"} 0
 # HELP ct_log_readonly 1 for a readonly log, followed up to the final tree head its log list gives.
 # TYPE ct_log_readonly gauge
 ct_log_readonly{log="argon"} 0
@@ -228,7 +232,7 @@ ct_log_verification_failures_total{check="sth_signature",log="argon"} 0
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	names := []string{"ct_log_entries_behind", "ct_log_entries_processed_total", "ct_log_malformed_entries_total", "ct_log_mmd_seconds",
-		"ct_log_readonly", "ct_log_sth_lag_seconds", "ct_log_sth_timestamp_seconds", "ct_log_tree_size", "ct_log_verification_failures_total"}
+		"ct_log_older_tree_heads_total", "ct_log_readonly", "ct_log_sth_lag_seconds", "ct_log_sth_timestamp_seconds", "ct_log_tree_size", "ct_log_verification_failures_total"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected), names...); err != nil {
 		t.Fatal(err)
 	}

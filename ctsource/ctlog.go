@@ -21,7 +21,7 @@ import (
 const (
 	CheckSTHSignature = "sth_signature" // a tree head's signature does not verify
 	CheckConsistency  = "consistency"   // a new tree head is not an extension of the last verified one (a fork)
-	CheckRollback     = "rollback"      // a new tree head is smaller than the last verified one
+	CheckRollback     = "rollback"      // a new tree head is smaller than the last verified one, and not its prefix
 	CheckLeafHash     = "leaf_hash"     // the entries served do not hash to the verified tree
 	CheckInclusion    = "inclusion"     // a proof served to start inside the log does not verify
 )
@@ -139,6 +139,10 @@ type LogStatus struct {
 	Readonly  bool              // a log list gave it a final tree head
 	Failures  map[string]uint64 // by check
 	Verifying bool              // false while the last check failed
+	// OlderTreeHeads counts correctly signed tree heads smaller than the
+	// verified one and proven its prefix: caching frontends serve them, so
+	// they are ignored rather than failed as rollbacks.
+	OlderTreeHeads uint64
 }
 
 func newCTLog(name string, proto logProtocol, opts LogOptions) *CTLog {
@@ -216,8 +220,15 @@ func (l *CTLog) poll(ctx context.Context, env *Env) error {
 		if pos, err = l.initial(ctx, head); pos == nil || err != nil {
 			return err
 		}
-	} else if err := l.checkHead(ctx, pos.Head, head); err != nil {
+	} else if older, err := l.checkHead(ctx, pos.Head, head); err != nil {
 		return err
+	} else if older {
+		// Nothing to do and nothing to write: the stored position and head
+		// stay, and the next fresh tree head is checked against them.
+		l.update(func(s *LogStatus) { s.OlderTreeHeads++ })
+		env.Logger.Debug("ignored an older tree head, a proven prefix of the verified one (a caching frontend serves it)",
+			"tree_size", head.Size, "verified_tree_size", pos.Head.Size)
+		return nil
 	} else if pos.Head.same(head) && pos.Size >= head.Size {
 		// Nothing new, and the stored position says so already: no write
 		// (a readonly log, or a log between tree heads, would otherwise
@@ -277,16 +288,38 @@ func (l *CTLog) initial(ctx context.Context, head treeHead) (*logPosition, error
 }
 
 // checkHead verifies that a new tree head extends the last verified one.
-func (l *CTLog) checkHead(ctx context.Context, old, new treeHead) error {
+// older reports a smaller tree head proven to be a prefix of the verified
+// one: not a failure, and not to be followed either.
+func (l *CTLog) checkHead(ctx context.Context, old, new treeHead) (older bool, err error) {
 	switch {
 	case new.Size < old.Size:
-		return verifyFailed(CheckRollback, "tree size went back from %d to %d", old.Size, new.Size)
+		return true, l.checkOlder(ctx, old, new)
 	case new.Size == old.Size && new.Root != old.Root:
-		return verifyFailed(CheckConsistency, "two different roots for tree size %d: %x and %x", new.Size, old.Root, new.Root)
+		return false, verifyFailed(CheckConsistency, "two different roots for tree size %d: %x and %x", new.Size, old.Root, new.Root)
 	case new.Size > old.Size && old.Size > 0:
-		return l.proto.consistent(ctx, old, new)
+		return false, l.proto.consistent(ctx, old, new)
 	}
-	return nil
+	return false, nil
+}
+
+// checkOlder proves that a tree head smaller than the verified one is its
+// prefix, with the consistency proof the other way round. Caching frontends
+// serve such heads (letsencrypt/ct-woodpecker#61, #63); only one that is
+// not a prefix is a rollback. A proof that cannot be fetched stays a
+// transient error.
+func (l *CTLog) checkOlder(ctx context.Context, verified, older treeHead) error {
+	if older.Size == 0 {
+		if older.Root != emptyTreeRoot {
+			return verifyFailed(CheckRollback, "tree size went back from %d to an empty tree whose root is %x", verified.Size, older.Root)
+		}
+		return nil
+	}
+	err := l.proto.consistent(ctx, older, verified)
+	var ve *verifyError
+	if errors.As(err, &ve) {
+		return verifyFailed(CheckRollback, "tree size went back from %d to %d: %v", verified.Size, older.Size, ve.err)
+	}
+	return err
 }
 
 type batchResult struct {

@@ -225,12 +225,16 @@ func TestCTLogVerificationFailures(t *testing.T) {
 		misbehave func(h *logHarness)
 	}{
 		{"bad STH signature", CheckSTHSignature, func(h *logHarness) { h.noise(3); h.fake.Publish(); h.fake.ServeBadSTHSignature() }},
+		// Smaller trees that are not a prefix of the verified one: no cache
+		// serves those (a genuine older one is TestCTLogOlderTreeHeads).
 		{"rollback", CheckRollback, func(h *logHarness) {
 			old := h.fake.Published()
 			h.noise(3)
 			h.fake.Publish()
-			h.fake.ServeSTH(old)
-			h.fake.ServeSTH(h.fake.SignSTH(old.TreeSize-1, old.Timestamp+1, h.fake.RootAt(int64(old.TreeSize-1))))
+			h.fake.ServeSTH(h.fake.SignSTH(old.TreeSize-1, old.Timestamp+1, [32]byte{9, 9, 9}))
+		}},
+		{"rollback to an empty tree with a root", CheckRollback, func(h *logHarness) {
+			h.fake.ServeSTH(h.fake.SignSTH(0, h.fake.Published().Timestamp+1, [32]byte{9, 9, 9}))
 		}},
 		{"fork", CheckConsistency, func(h *logHarness) { h.fake.Fork() }},
 		{"fork of a larger tree", CheckConsistency, func(h *logHarness) {
@@ -478,5 +482,111 @@ func TestCTLogUnchangedHeadWritesNothing(t *testing.T) {
 	}
 	if h.position() != 8 {
 		t.Fatalf("position %d after a new tree head, want 8", h.position())
+	}
+}
+
+// storedHead is the verified tree head the state file holds for the log.
+func (h *logHarness) storedHead() treeHead {
+	h.t.Helper()
+	var raw []byte
+	h.store.View(func(tx *state.Tx) error { raw = tx.LogPosition("testlog"); return nil })
+	p, err := decodePosition(raw)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return p.Head
+}
+
+// assertOlderIgnored polls while the log serves a genuine tree head older
+// than the verified one: no failure, the poll succeeds, the older heads
+// counter reaches want, and neither the state file nor the status moves.
+func assertOlderIgnored(t *testing.T, h *logHarness, l *CTLog, want uint64) {
+	t.Helper()
+	head, pos := h.storedHead(), h.position()
+	before, err := os.ReadFile(h.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatalf("older tree head: %v", err)
+	}
+	st := l.Status()
+	for check, n := range st.Failures {
+		if n != 0 {
+			t.Fatalf("older tree head counted as a %s failure: %+v", check, st)
+		}
+	}
+	if !st.Verifying || st.OlderTreeHeads != want || st.TreeSize != head.Size || !st.STHTime.Equal(head.Time) || st.Position != pos {
+		t.Fatalf("status %+v after an older tree head, want %d older, tree size %d, position %d", st, want, head.Size, pos)
+	}
+	if got := h.storedHead(); !got.same(head) || h.position() != pos {
+		t.Fatalf("stored head %+v position %d, want %+v position %d", got, h.position(), head, pos)
+	}
+	after, err := os.ReadFile(h.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("an older tree head wrote the state file")
+	}
+}
+
+// A caching frontend serves older, genuine STHs: each is proven a prefix of
+// the verified tree (get-sth-consistency from its size to the verified
+// one), counted apart and ignored; the next fresh STH is followed as usual.
+func TestCTLogOlderTreeHeads(t *testing.T) {
+	h := newLogHarness(t)
+	empty := h.fake.Published()
+	h.noise(10)
+	first := h.fake.Publish()
+	l := h.follower("beginning")
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	h.noise(5)
+	h.fake.Publish()
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if h.position() != 15 {
+		t.Fatalf("position %d, want 15", h.position())
+	}
+
+	proofs := h.fake.Requests(ctlogfake.GetSTHConsistency)
+	h.fake.ServeSTH(first)
+	assertOlderIgnored(t, h, l, 1)
+	if got := h.fake.Requests(ctlogfake.GetSTHConsistency); got != proofs+1 {
+		t.Fatalf("%d consistency proofs fetched for the older STH, want 1", got-proofs)
+	}
+	assertOlderIgnored(t, h, l, 2) // served again, proven again
+	h.fake.ServeSTH(empty)         // size 0: the empty tree is everyone's prefix
+	assertOlderIgnored(t, h, l, 3)
+
+	// A proof the log fails to serve is a source error, not a verification
+	// failure, and not counted as an older head either.
+	h.fake.ServeSTH(first)
+	h.fake.Fail(ctlogfake.GetSTHConsistency, 0, 503, 0)
+	err := l.Poll(context.Background(), h.env)
+	if ReasonOf(err) != ReasonHTTP5xx || h.errors[ReasonHTTP5xx] == 0 {
+		t.Fatalf("older STH with its proof failing: %v, errors %v", err, h.errors)
+	}
+	var ve *verifyError
+	if st := l.Status(); errors.As(err, &ve) || st.Failures[CheckRollback] != 0 || st.OlderTreeHeads != 3 {
+		t.Fatalf("a failed proof request: %v, status %+v", err, st)
+	}
+
+	// The log serves fresh STHs again: new entries are followed.
+	h.fake.ClearFaults()
+	h.noise(2)
+	h.issue("www.example.com")
+	h.fake.Publish()
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if h.position() != h.fake.Size() || h.store.Snapshot().Certificates != 1 {
+		t.Fatalf("after fresh STHs: position %d of %d, %d issuances", h.position(), h.fake.Size(), h.store.Snapshot().Certificates)
+	}
+	if st := l.Status(); st.TreeSize != h.fake.Size() || st.Position != h.fake.Size() || st.OlderTreeHeads != 3 {
+		t.Fatalf("status %+v after fresh STHs", st)
 	}
 }

@@ -17,6 +17,9 @@ type treeHead struct {
 	Time time.Time
 }
 
+// emptyTreeRoot is the root of the tree of size 0 (RFC 6962 §2.1).
+var emptyTreeRoot = [32]byte(rfc6962.DefaultHasher.EmptyRoot())
+
 // same reports the same tree head (times compared as instants).
 func (a treeHead) same(b treeHead) bool {
 	return a.Size == b.Size && a.Root == b.Root && a.Time.Equal(b.Time)

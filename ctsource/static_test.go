@@ -248,3 +248,129 @@ func TestStaticLogMissingTile(t *testing.T) {
 		t.Fatalf("after the tile appeared: %v, %d issuances", err, h.store.Snapshot().Certificates)
 	}
 }
+
+// A caching frontend in front of a static-ct-api log serves an older,
+// genuine checkpoint: it is proven a prefix of the verified tree through
+// the verified tree's hash tiles, counted apart and ignored; the next fresh
+// checkpoint is followed as usual.
+func TestStaticLogOlderCheckpoint(t *testing.T) {
+	h := newStaticHarness(t)
+	checkpoint := func() []byte {
+		t.Helper()
+		res, err := http.Get(strings.TrimSuffix(h.log.MonitoringPrefix(), "/") + "/checkpoint")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("checkpoint: %d %v", res.StatusCode, err)
+		}
+		return b
+	}
+	empty := checkpoint()
+	for i := 0; i < 3; i++ {
+		h.submit([]string{fmt.Sprintf("noise%d.example.net", i)}, false)
+	}
+	h.wait()
+	first := checkpoint()
+	for cp, size := range map[*[]byte]string{&empty: "0", &first: "3"} {
+		if lines := strings.Split(string(*cp), "\n"); len(lines) < 2 || lines[1] != size {
+			t.Fatalf("checkpoint %q, want size %s", *cp, size)
+		}
+	}
+
+	var stale atomic.Pointer[[]byte]
+	var tilesDown atomic.Bool
+	var tiles atomic.Int64
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cp := stale.Load(); cp != nil && strings.HasSuffix(r.URL.Path, "/checkpoint") {
+			w.Write(*cp)
+			return
+		}
+		if strings.Contains(r.URL.Path, "/tile/") {
+			tiles.Add(1)
+		}
+		if tilesDown.Load() && strings.Contains(r.URL.Path, "/tile/") {
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		res, err := http.Get(strings.TrimSuffix(h.log.MonitoringPrefix(), "/") + strings.TrimPrefix(r.URL.Path, "/log"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer res.Body.Close()
+		w.WriteHeader(res.StatusCode)
+		io.Copy(w, res.Body)
+	}))
+	defer proxy.Close()
+	l, err := NewStaticLog("testlog", proxy.URL+"/log", h.log.PublicKey(), LogOptions{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.proto.(*staticLog).tr.backoffBase = 10 * time.Millisecond
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	h.submit([]string{"more.example.net"}, false)
+	h.submit([]string{"www.example.com"}, true)
+	h.wait()
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if h.position() != h.n || h.store.Snapshot().Certificates != 1 {
+		t.Fatalf("position %d of %d, %d issuances", h.position(), h.n, h.store.Snapshot().Certificates)
+	}
+
+	stale.Store(&first)
+	read := tiles.Load()
+	assertOlderIgnored(t, h.logHarness, l, 1)
+	if tiles.Load() == read {
+		t.Fatal("the older checkpoint was not proven: no hash tile read")
+	}
+	stale.Store(&empty) // size 0: the empty tree is everyone's prefix
+	assertOlderIgnored(t, h.logHarness, l, 2)
+
+	// Hash tiles the log fails to serve are a source error, not a
+	// verification failure, and not counted as an older head either. The
+	// sunlight client retries a failed tile for minutes (pauses of 1, 5, 25
+	// and 125 s), so the poll is cut short.
+	stale.Store(&first)
+	tilesDown.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	err = l.Poll(ctx, h.env)
+	cancel()
+	var ve *verifyError
+	if err == nil || errors.As(err, &ve) || h.errors[ReasonHTTP5xx] == 0 {
+		t.Fatalf("older checkpoint with its hash tiles unavailable: %v, errors %v", err, h.errors)
+	}
+	if st := l.Status(); st.Failures[CheckRollback] != 0 || st.OlderTreeHeads != 2 || h.position() != h.n {
+		t.Fatalf("a failed proof request: status %+v, position %d", st, h.position())
+	}
+	tilesDown.Store(false)
+
+	// A smaller tree whose root is not the verified tree's prefix, checked
+	// against the real hash tiles (the log's key is Sunlight's, so no such
+	// checkpoint can be signed here; the signature is head's job, tested
+	// apart): a rollback.
+	verified := h.storedHead()
+	older, err := l.checkHead(context.Background(), verified, treeHead{Size: 3, Root: [32]byte{9, 9, 9}, Time: verified.Time})
+	if !errors.As(err, &ve) || ve.check != CheckRollback {
+		t.Fatalf("smaller tree that is not a prefix: older %v, %v; want a rollback", older, err)
+	}
+
+	// Fresh checkpoints again: new entries are followed.
+	stale.Store(nil)
+	h.submit([]string{"api.example.com"}, true)
+	h.wait()
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	if h.position() != h.n || h.store.Snapshot().Certificates != 2 {
+		t.Fatalf("after fresh checkpoints: position %d of %d, %d issuances", h.position(), h.n, h.store.Snapshot().Certificates)
+	}
+	if st := l.Status(); st.TreeSize != h.n || st.Position != h.n || st.OlderTreeHeads != 2 || !st.Verifying {
+		t.Fatalf("status %+v after fresh checkpoints", st)
+	}
+}
