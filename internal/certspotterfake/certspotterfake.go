@@ -207,8 +207,11 @@ func (s *Server) add(der []byte, c *rawcert.Certificate, tbs []byte, precert boo
 	}
 	if v := c.TBS.Field(rawcert.Validity); v.Is(rawcert.ClassUniversal, rawcert.TagSequence) {
 		times, _ := rawcert.Elements(v.Content)
-		if len(times) == 2 {
-			is.notBefore, is.notAfter = parseTime(times[0]), parseTime(times[1])
+		if len(times) > 0 {
+			is.notBefore = parseTime(times[0])
+		}
+		if len(times) > 1 {
+			is.notAfter = parseTime(times[1])
 		}
 	}
 	s.issuances = append(s.issuances, is)

@@ -98,8 +98,8 @@ func readFields(c *rawcert.Certificate) fields {
 			if ext.Value == nil {
 				continue
 			}
-			if os, _, err := rawcert.Read(ext.Value); err == nil && os.Universal(rawcert.TagOctetString) {
-				f.ski = append([]byte{}, os.Content...)
+			if octets, _, err := rawcert.Read(ext.Value); err == nil && octets.Universal(rawcert.TagOctetString) {
+				f.ski = append([]byte{}, octets.Content...)
 			}
 		}
 	}
