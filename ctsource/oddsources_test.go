@@ -2,19 +2,22 @@ package ctsource
 
 import (
 	"crypto/sha256"
-	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	ctx509 "github.com/google/certificate-transparency-go/x509"
 	"github.com/prometheus/common/promslog"
 
+	"github.com/ct-exporter/ct_exporter/internal/certspotterfake"
+	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/oddcert"
 	"github.com/ct-exporter/ct_exporter/internal/staticlogfake"
+	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -116,7 +119,10 @@ func checkOddState(t *testing.T, store *state.Store, want map[[32]byte]*oddExpec
 			if (is.ParseError != "") != e.parseError {
 				t.Errorf("%s: parse error %q, want one: %v", e.name, is.ParseError, e.parseError)
 			}
-			if is.CertSHA256 != ([32]byte{}) && !slices.Contains(e.certSHA256, is.CertSHA256) {
+			// Every source here gives the certificate, and a log's
+			// precertificate matches its proven TBSCertificate (a PSC's
+			// rewrite included).
+			if !slices.Contains(e.certSHA256, is.CertSHA256) {
 				t.Errorf("%s: cert_sha256 %x is none of its certificates'", e.name, is.CertSHA256)
 			}
 			pairs += len(e.verdicts)
@@ -148,6 +154,7 @@ func checkOddState(t *testing.T, store *state.Store, want map[[32]byte]*oddExpec
 	if !maps.Equal(gotParse, parseErrors) {
 		t.Errorf("parse errors by watch %v, want %v", gotParse, parseErrors)
 	}
+	t.Logf("%d issuances, %d issuance-watch pairs, parse errors by watch %v", len(want), pairs, gotParse)
 }
 
 // oddLogEntries are the corpus as a log holds it. A precertificate's entry
@@ -280,5 +287,254 @@ func TestOddCertificatesThroughStaticLog(t *testing.T) {
 	if got := logCounter(o.store, CounterLogMalformed); got != malformedCases() {
 		t.Errorf("malformed entries %d, want %d", got, malformedCases())
 	}
-	_ = fmt.Sprint
+}
+
+// searchable is what a search source can find: its searches are by domain
+// (IP watches cannot be searched), and a certificate found by one watch's
+// search is recorded for every watch it concerns. crt.sh searches names
+// as text: an IDN name it stores in UTF-8 is not found by the A-label
+// watch, so the bücher.example cases are found by the Cert Spotter API
+// (which indexes names in punycode) only.
+func searchable(punycode bool) func(tc oddcert.Case, w string) bool {
+	return func(tc oddcert.Case, _ string) bool {
+		for w := range tc.Verdicts {
+			switch {
+			case strings.Contains(w, "/"):
+			case strings.HasPrefix(w, "xn--") && !punycode:
+			default:
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func TestOddCertificatesThroughCrtsh(t *testing.T) {
+	fake := crtshfake.New()
+	defer fake.Close()
+	for _, tc := range oddcert.Cases() {
+		if !tc.Malformed {
+			fake.Add(tc.DER)
+		}
+	}
+	o := newOddEnv(t)
+	src, err := NewCrtsh("crtsh", fake.URL, time.Minute, 5*time.Second, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	poll := func() {
+		t.Helper()
+		if err := src.Poll(t.Context(), o.env); err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+	}
+	poll()
+	poll() // nothing new, nothing counted twice
+	checkOddState(t, o.store, oddExpected(oddcert.Cases(), searchable(false)))
+
+	// A precertificate a PSC signed: crt.sh has the PSC (logged in its
+	// chain), found by key identifier; the issuance is the final
+	// certificate's, its issuer the CA, before the final certificate exists.
+	psc := oddcert.PSC()
+	fake.Add(psc.CA)
+	fake.Add(psc.PSC)
+	fake.Add(psc.Precert.DER)
+	poll()
+	fake.Add(psc.Final.DER)
+	poll()
+	checkOddState(t, o.store, oddExpected(append(oddcert.Cases(), psc.Precert, psc.Final), searchable(false)))
+}
+
+func TestOddCertificatesThroughCertspotter(t *testing.T) {
+	fake := certspotterfake.New()
+	defer fake.Close()
+	fake.SetPageSize(7)
+	for _, tc := range oddcert.Cases() {
+		if _, err := fake.Add(tc.DER); err != nil && !tc.Malformed {
+			t.Fatalf("%s: the fake refuses it: %v", tc.Name, err)
+		}
+	}
+	o := newOddEnv(t)
+	src, err := NewCertspotter("certspotter", fake.URL, "", time.Minute, 5*time.Second, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	poll := func() {
+		t.Helper()
+		if err := src.Poll(t.Context(), o.env); err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+	}
+	poll()
+	poll()
+	checkOddState(t, o.store, oddExpected(oddcert.Cases(), searchable(true)))
+
+	// Only the precertificate a PSC signed is known: the API gives the
+	// final identity and the CA as issuer; then the final certificate.
+	psc := oddcert.PSC()
+	if _, err := fake.AddPrecertWithPSC(psc.Precert.DER, psc.PSC); err != nil {
+		t.Fatal(err)
+	}
+	poll()
+	if _, err := fake.Add(psc.Final.DER); err != nil {
+		t.Fatal(err)
+	}
+	poll()
+	checkOddState(t, o.store, oddExpected(append(oddcert.Cases(), psc.Precert, psc.Final), searchable(true)))
+}
+
+// All four kinds of source into one state file: each issuance once.
+func TestOddCertificatesThroughEverySource(t *testing.T) {
+	o := newOddEnv(t)
+	psc := oddcert.PSC()
+	cases := append(oddcert.Cases(), psc.Precert, psc.Final)
+
+	crtsh := crtshfake.New()
+	defer crtsh.Close()
+	cs := certspotterfake.New()
+	defer cs.Close()
+	for _, tc := range oddcert.Cases() {
+		if !tc.Malformed {
+			crtsh.Add(tc.DER)
+			if _, err := cs.Add(tc.DER); err != nil {
+				t.Fatalf("%s: %v", tc.Name, err)
+			}
+		}
+	}
+	for _, der := range [][]byte{psc.CA, psc.PSC, psc.Precert.DER, psc.Final.DER} {
+		crtsh.Add(der)
+	}
+	if _, err := cs.AddPrecertWithPSC(psc.Precert.DER, psc.PSC); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.Add(psc.Final.DER); err != nil {
+		t.Fatal(err)
+	}
+	rfc := ctlogfake.New(t)
+	static := staticlogfake.New(t)
+	for _, e := range oddLogEntries(t) {
+		if e.tc.Precert {
+			rfc.AddPrecertEntry(e.tbs, e.issuerKey, e.tc.DER, e.chain...)
+			static.AddPrecert(e.tbs, e.tc.DER, e.issuerKey, e.chain...)
+		} else {
+			rfc.AddCert(e.tc.DER, e.chain...)
+			static.AddCert(e.tc.DER, e.chain...)
+		}
+	}
+	rfc.Publish()
+	static.Publish()
+	opts := LogOptions{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning", Workers: 2, BatchSize: 5}
+	rl, err := NewRFC6962Log("rfc6962", rfc.URL+"/", rfc.PublicKeyDER(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rl.Close()
+	sl, err := NewStaticLog("static", static.MonitoringPrefix(), static.PublicKeyDER(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sl.Close()
+	cr, err := NewCrtsh("crtsh", crtsh.URL, time.Minute, 5*time.Second, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cr.Close()
+	csrc, err := NewCertspotter("certspotter", cs.URL, "", time.Minute, 5*time.Second, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer csrc.Close()
+	// The search sources first: what they record, the logs then find known.
+	for _, src := range []Source{cr, csrc} {
+		if err := src.Poll(t.Context(), o.env); err != nil {
+			t.Fatalf("%s: %v", src.Name(), err)
+		}
+	}
+	pollUntilCaughtUp(t, rl, o.env, rfc.Size())
+	pollUntilCaughtUp(t, sl, o.env, static.Size())
+	checkOddState(t, o.store, oddExpected(cases, everyWatch))
+}
+
+// A precert entry is recorded from the TBSCertificate the tree proves,
+// whatever its extra_data holds (nothing proves extra_data); cert_sha256
+// comes from the precertificate there only when its TBSCertificate is the
+// proven one.
+func TestPrecertEntryWhateverItsExtraData(t *testing.T) {
+	h := newLogHarness(t)
+	a, b := h.precertTBS("a.example.com"), h.precertTBS("b.example.com")
+	chainEntry := func(pre []byte) []byte {
+		e := appendUint24(nil, pre)
+		return append(e, 0, 0, 0) // an empty certificate_chain
+	}
+	entries := []struct {
+		name  string
+		tbs   []byte
+		extra []byte
+		cert  [32]byte // the cert_sha256 expected
+	}{
+		{"matching precertificate", a.tbs, chainEntry(a.pre), sha256.Sum256(a.pre)},
+		{"no extra_data", h.precertTBS("c.example.com").tbs, nil, [32]byte{}},
+		{"garbage extra_data", h.precertTBS("d.example.com").tbs, []byte("not a PrecertChainEntry"), [32]byte{}},
+		{"another issuance's precertificate", b.tbs, chainEntry(a.pre), [32]byte{}},
+	}
+	for _, e := range entries {
+		h.fake.AddRawPrecert(e.tbs, e.extra)
+	}
+	h.fake.Publish()
+	l := h.follower("beginning")
+	pollUntilCaughtUp(t, l, h.env, h.fake.Size())
+	if got := h.counter(CounterLogMalformed); got != 0 {
+		t.Fatalf("%d malformed", got)
+	}
+	err := h.store.View(func(tx *state.Tx) error {
+		for _, e := range entries {
+			stripped, _, err := StripTBS(e.tbs)
+			if err != nil {
+				return err
+			}
+			is, err := tx.Issuance(sha256.Sum256(stripped))
+			if err != nil {
+				return err
+			}
+			if is == nil || len(is.Watches) != 1 {
+				t.Errorf("%s: not recorded for example.com: %+v", e.name, is)
+				continue
+			}
+			if is.CertSHA256 != e.cert {
+				t.Errorf("%s: cert_sha256 %x, want %x", e.name, is.CertSHA256, e.cert)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type precertFixture struct{ tbs, pre []byte }
+
+// precertTBS issues a precertificate for name and returns it with the
+// TBSCertificate a log holds for it (poison removed, by ct-go).
+func (h *logHarness) precertTBS(name string) precertFixture {
+	h.t.Helper()
+	iss, err := h.ca.Issue(testpki.Leaf{DNSNames: []string{name}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	p, err := ctx509.ParseCertificate(iss.Precert)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	tbs, err := ctx509.RemoveCTPoison(p.RawTBSCertificate)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return precertFixture{tbs: tbs, pre: iss.Precert}
+}
+
+func appendUint24(b, data []byte) []byte {
+	n := len(data)
+	return append(append(b, byte(n>>16), byte(n>>8), byte(n)), data...)
 }
