@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -49,6 +50,9 @@ type checkRow struct {
 	SPKISHA256   string    `json:"pubkey_sha256"`
 	FirstSeen    time.Time `json:"first_seen"`
 	Link         string    `json:"crtsh_url"`
+	// ParseError is why a strict X.509 parser refuses a certificate of
+	// the issuance (it is recorded from what its DER says).
+	ParseError string `json:"parse_error,omitempty"`
 
 	verdict watch.Verdict
 }
@@ -64,11 +68,15 @@ func newCheckRow(is *state.Issuance, m state.Match) checkRow {
 		NotBefore:  is.NotBefore.UTC(),
 		NotAfter:   is.NotAfter.UTC(),
 		TBSSHA256:  hex.EncodeToString(is.TBSSHA256[:]),
-		CertSHA256: hex.EncodeToString(is.CertSHA256[:]),
+		CertSHA256: state.CertHex(is.CertSHA256),
 		SPKISHA256: hex.EncodeToString(is.SPKISHA256[:]),
 		FirstSeen:  is.FirstSeen.UTC(),
-		Link:       "https://crt.sh/?sha256=" + hex.EncodeToString(is.CertSHA256[:]),
+		Link:       "https://crt.sh/?sha256=" + state.CertHex(is.CertSHA256),
+		ParseError: is.ParseError,
 		verdict:    m.Verdict,
+	}
+	if r.CertSHA256 == "" {
+		r.Link = "https://crt.sh/?serial=" + url.QueryEscape(is.Serial)
 	}
 	if r.DNSNames == nil {
 		r.DNSNames = []string{}
@@ -191,6 +199,12 @@ func printCheckTable(w io.Writer, rows []checkRow) {
 			r.NotBefore.Format("2006-01-02 15:04"), scts, r.Link)
 	}
 	tw.Flush()
+	for _, r := range rows {
+		if r.ParseError != "" {
+			fmt.Fprintf(w, "\n! %s %s: the certificate does not parse (strict X.509): %s\n",
+				r.Watch, r.TBSSHA256, cell(r.ParseError))
+		}
+	}
 	fmt.Fprintf(w, "\n%d new certificate(s).\n", len(rows))
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
+	"github.com/ct-exporter/ct_exporter/internal/oddcert"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -137,6 +138,9 @@ func TestMetricsReference(t *testing.T) {
 	}
 	log.AddPrecert(inLog.Precert, ca.DER, ca.DER)
 	log.AddCert(inLog.Final, ca.DER)
+	// And one the strict X.509 parser refuses, for the parse error series.
+	odd := oddcert.Cases()[slices.IndexFunc(oddcert.Cases(), func(c oddcert.Case) bool { return c.Name == "bad-certificate-policies" })]
+	log.AddCert(odd.DER, odd.Issuer)
 	log.Publish()
 	onCrtsh, err := ca.Issue(testpki.Leaf{DNSNames: []string{"api.example.com"}, SCTs: 2})
 	if err != nil {
@@ -157,7 +161,7 @@ sources:
 	e.waitReady()
 	e.eventually("both issuances, both sources polled, the log's tree head", func() bool {
 		m := e.scrape()
-		return count(m, "ct_certificate_embedded_scts") == 2 && count(m, "ct_source_up") == 2 &&
+		return count(m, "ct_certificate_embedded_scts") == 3 && count(m, "ct_certificate_parse_error_info") == 1 && count(m, "ct_source_up") == 2 &&
 			value(m, "ct_source_up") == 2 && count(m, "ct_log_tree_size", "log", "testlog") == 1
 	})
 	served := e.scrape()

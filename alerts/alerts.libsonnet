@@ -22,10 +22,19 @@
     'unless on (watch, tbs_sha256) ' +
     'ct_certificate_first_seen_timestamp_seconds{%(sel)s, verdict!="%(v)s"})' % { sel: c.selector, v: verdict },
 
+  // crt.sh by the certificate's hash; by serial when no certificate is
+  // tied to the issuance (a log gave only its TBSCertificate).
+  local crtshLink = '{{ if $labels.cert_sha256 }}https://crt.sh/?sha256={{ $labels.cert_sha256 }}' +
+                    '{{ else }}https://crt.sh/?serial={{ $labels.serial }}{{ end }}',
+  // A certificate a strict X.509 parser refuses is recorded from what its
+  // DER says: on-call must know, as it is more suspicious, not less.
+  local parseNote = ('{{ with printf `ct_certificate_parse_error_info{%s, tbs_sha256="%%s"}` $labels.tbs_sha256 | query }}' % c.selector) +
+                    ' (it DOES NOT PARSE as X.509: {{ . | first | label "error" }}; recorded from what its DER says, and the more suspicious for it){{ end }}',
+
   local certificateDescription(what) =
     what + ' {{ $labels.dns_names }} (watch {{ $labels.watch }}): issuer {{ $labels.issuer }}, ' +
     'serial {{ $labels.serial }}, verdict {{ $labels.verdict }}, first seen {{ $value | humanizeTimestamp }}, ' +
-    'tbs_sha256 {{ $labels.tbs_sha256 }}. Certificate: https://crt.sh/?sha256={{ $labels.cert_sha256 }}',
+    'tbs_sha256 {{ $labels.tbs_sha256 }}. Certificate: ' + crtshLink + parseNote,
 
   local certificateAlert(name, verdict, severity, summary, what, advice) = {
     alert: name,
@@ -68,7 +77,7 @@
               summary: 'A certificate for your domain embeds fewer than 2 SCTs',
               description: 'The final certificate of {{ $labels.dns_names }} (watch {{ $labels.watch }}, issuer {{ $labels.issuer }}, ' +
                            'serial {{ $labels.serial }}, tbs_sha256 {{ $labels.tbs_sha256 }}) embeds {{ $value }} SCT(s): browsers will reject it. ' +
-                           'Certificate: https://crt.sh/?sha256={{ $labels.cert_sha256 }}',
+                           'Certificate: ' + crtshLink,
               runbook_url: runbook('CTCertificateTooFewSCTs'),
             },
           },

@@ -175,7 +175,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		tbs := hex.EncodeToString(r.TBSSHA256[:])
 		ch <- prometheus.MustNewConstMetric(c.firstSeen, prometheus.GaugeValue,
 			float64(r.FirstSeen.UnixNano())/1e9,
-			r.Watch, r.Verdict.String(), tbs, hex.EncodeToString(r.CertSHA256[:]),
+			r.Watch, r.Verdict.String(), tbs, state.CertHex(r.CertSHA256),
 			r.Issuer, r.Serial, r.SubjectCN, r.DNSNames)
 		if r.EmbeddedSCTs >= 0 {
 			ch <- prometheus.MustNewConstMetric(c.embeddedSCTs, prometheus.GaugeValue, float64(r.EmbeddedSCTs), r.Watch, tbs)

@@ -185,7 +185,7 @@ func recentFamilies(recent []state.Recent) []*dto.MetricFamily {
 		watch := pair("watch", r.Watch)
 		firstSeen.Metric = append(firstSeen.Metric, &dto.Metric{
 			Label: []*dto.LabelPair{
-				pair("cert_sha256", hex.EncodeToString(r.CertSHA256[:])), pair("dns_names", r.DNSNames), pair("issuer", r.Issuer),
+				pair("cert_sha256", state.CertHex(r.CertSHA256)), pair("dns_names", r.DNSNames), pair("issuer", r.Issuer),
 				pair("serial", r.Serial), pair("subject_cn", r.SubjectCN), tbs, pair("verdict", r.Verdict.String()), watch,
 			},
 			Gauge: &dto.Gauge{Value: proto.Float64(float64(r.FirstSeen.UnixNano()) / 1e9)},

@@ -241,6 +241,10 @@ type data struct {
 var (
 	promLabel = regexp.MustCompile(`\{\{\s*\$labels\.(\w+)\s*\}\}`)
 	promValue = regexp.MustCompile(`\{\{\s*\$value[^}]*\}\}`)
+	// {{ if $labels.x }}…{{ else }}…{{ end }}, and {{ with … | query }}…{{ end }},
+	// which renders nothing here: there is no Prometheus to query.
+	promIfLabel   = regexp.MustCompile(`\{\{ if \$labels\.(\w+) \}\}(.*?)\{\{ else \}\}(.*?)\{\{ end \}\}`)
+	promWithQuery = regexp.MustCompile(`\{\{ with .*? \| query \}\}.*?\{\{ end \}\}`)
 )
 
 // newAlert makes an alert of the shipped rule name with the given labels,
@@ -257,6 +261,14 @@ func newAlert(t *testing.T, name, status string, labels map[string]string, value
 	}
 	ann := map[string]string{}
 	for k, v := range r.Annotations {
+		v = promWithQuery.ReplaceAllString(v, "")
+		v = promIfLabel.ReplaceAllStringFunc(v, func(m string) string {
+			sub := promIfLabel.FindStringSubmatch(m)
+			if l[sub[1]] != "" {
+				return sub[2]
+			}
+			return sub[3]
+		})
 		v = promLabel.ReplaceAllStringFunc(v, func(m string) string { return l[promLabel.FindStringSubmatch(m)[1]] })
 		v = promValue.ReplaceAllString(v, value)
 		if strings.Contains(v, "{{") {

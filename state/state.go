@@ -8,6 +8,7 @@ package state
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -463,6 +464,16 @@ type Recent struct {
 
 // MaxDNSNamesLabel bounds the dns_names label value.
 const MaxDNSNamesLabel = 200
+
+// CertHex is cert_sha256 in hex, empty when no certificate could be tied
+// to the issuance (a log entry whose precertificate does not match its
+// proven TBSCertificate).
+func CertHex(h [32]byte) string {
+	if h == ([32]byte{}) {
+		return ""
+	}
+	return hex.EncodeToString(h[:])
+}
 
 // ParseErrorLabel is a parse error as a label value: parser messages can
 // quote certificate fields.

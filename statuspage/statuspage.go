@@ -194,8 +194,11 @@ type recentRow struct {
 	FirstSeen     string
 	FirstAge      string
 	TBS           string
-	CertURL       string
+	CertURL       string // empty when no certificate is tied to the issuance
 	SerialURL     string
+	// ParseError is why a strict X.509 parser refuses a certificate of
+	// the issuance: more suspicious, so shown.
+	ParseError string
 }
 
 func (h *Handler) page() *page {
@@ -340,7 +343,7 @@ func newLogRow(l ctsource.LogStatus, now time.Time) logRow {
 
 func newRecentRow(r state.Recent, now time.Time) recentRow {
 	serial := display(r.Serial)
-	cert := hex.EncodeToString(r.CertSHA256[:])
+	cert := state.CertHex(r.CertSHA256)
 	row := recentRow{
 		Verdict:       r.Verdict.String(),
 		Watch:         display(r.Watch),
@@ -363,8 +366,11 @@ func newRecentRow(r state.Recent, now time.Time) recentRow {
 		// precertificate, which crt.sh holds as well (the alerts carry the
 		// same link). The serial search also finds the final certificate,
 		// and works where a log gave only the TBSCertificate.
-		CertURL:   "https://crt.sh/?sha256=" + url.QueryEscape(cert),
-		SerialURL: "https://crt.sh/?serial=" + url.QueryEscape(r.Serial),
+		SerialURL:  "https://crt.sh/?serial=" + url.QueryEscape(r.Serial),
+		ParseError: display(r.ParseError),
+	}
+	if cert != "" {
+		row.CertURL = "https://crt.sh/?sha256=" + url.QueryEscape(cert)
 	}
 	if cn := display(r.SubjectCN); cn != "" && !slices.Contains(row.Names, cn) {
 		row.CN = cn

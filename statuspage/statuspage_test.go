@@ -295,6 +295,33 @@ func TestStatusPageEscapesUnescapedFields(t *testing.T) {
 	mustContain(t, body, `cn\u{0}\u{202e}&lt;b&gt;x&lt;/b&gt;`)
 }
 
+// A certificate the strict parser refuses says so, escaped; an issuance
+// with no certificate tied to it links crt.sh by serial only.
+func TestStatusPageShowsParseErrors(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	st := &fakeState{snap: state.Snapshot{Recent: []state.Recent{{
+		Watch: "example.com", Verdict: watch.IssuerAllowed, FirstSeen: now, DNSNames: "odd.example.com",
+		Issuer: "Odd CA", Serial: "0badc0de", EmbeddedSCTs: -1, CertSHA256: [32]byte{1},
+		ParseError: state.ParseErrorLabel(`x509: cannot parse URI "<script>": bad`),
+	}, {
+		Watch: "example.com", Verdict: watch.IssuerAllowed, FirstSeen: now, DNSNames: "plain.example.com",
+		Issuer: "Odd CA", Serial: "c0ffee", EmbeddedSCTs: -1,
+	}}}}
+	h := New(st, &fakeHealth{set: watch.NewSet(nil)}, Options{Now: func() time.Time { return now }})
+	_, body := get(t, h, "GET", "/")
+	if strings.Contains(body, "<script>") {
+		t.Fatal("the parse error was not escaped")
+	}
+	mustContain(t, body, `does not parse:`, `x509: cannot parse URI &#34;&lt;script&gt;&#34;: bad`,
+		`https://crt.sh/?sha256=01000000`, `https://crt.sh/?serial=c0ffee`)
+	if n := strings.Count(body, "does not parse:"); n != 1 {
+		t.Fatalf("%d rows say they do not parse, want 1", n)
+	}
+	if n := strings.Count(body, ">certificate</a>"); n != 1 {
+		t.Fatalf("%d certificate links, want 1 (none without cert_sha256)", n)
+	}
+}
+
 func TestStatusPageCapsRecentRows(t *testing.T) {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	var recent []state.Recent
