@@ -83,11 +83,7 @@ func (c *Certificate) Candidate() watch.Candidate {
 // certificate's structure in it.
 func ReadCertificate(der []byte) (*Certificate, error) {
 	strict, perr := strictParse(ctx509.ParseCertificate(der))
-	var raw []byte
-	if strict != nil {
-		raw = strict.RawTBSCertificate
-	}
-	c, err := readCertificate(der, false, raw, der)
+	c, err := readCertificate(der, false, strict, der)
 	if err != nil {
 		return nil, fmt.Errorf("read certificate: %w", err)
 	}
@@ -132,7 +128,7 @@ func ParseCertificate(der []byte) (*Certificate, error) {
 // shown to be the precertificate of that TBSCertificate.
 func readPrecertEntry(tbs, precert []byte) (*Certificate, error) {
 	strict, perr := strictParse(ctx509.ParseTBSCertificate(tbs))
-	c, err := readCertificate(tbs, true, tbs, nil)
+	c, err := readCertificate(tbs, true, strict, nil)
 	if err != nil {
 		return nil, fmt.Errorf("read precertificate entry: %w", err)
 	}
@@ -172,22 +168,21 @@ func precertificateOfTBS(precert, tbs []byte) bool {
 	return err == nil && bytes.Equal(got, want)
 }
 
-// readCertificate builds a Certificate from what the DER says. raw is
-// the TBSCertificate a strict parser found, used when the tolerant reader
-// cannot find one; certDER is what cert_sha256 hashes (nil: none).
-func readCertificate(der []byte, tbs bool, raw, certDER []byte) (*Certificate, error) {
+// readCertificate builds a Certificate from what the DER says. strict is
+// the strict parser's reading, used when the tolerant reader cannot find
+// the structure (nil: it found none either); certDER is what cert_sha256
+// hashes (nil: none).
+func readCertificate(der []byte, tbs bool, strict *ctx509.Certificate, certDER []byte) (*Certificate, error) {
 	body, f, err := readTBS(der, tbs)
-	if err != nil {
-		if raw == nil {
-			return nil, err
-		}
-		if body, f, err = readTBS(raw, true); err != nil {
-			return nil, err
-		}
+	var stripped, serial []byte
+	if err == nil {
+		stripped, serial, err = StripTBS(body)
 	}
-	stripped, serial, err := StripTBS(body)
 	if err != nil {
-		return nil, err
+		if strict == nil {
+			return nil, err
+		}
+		return fromStrict(strict, certDER), nil
 	}
 	c := &Certificate{
 		TBSSHA256:    sha256.Sum256(stripped),
@@ -235,6 +230,50 @@ func readCertificate(der []byte, tbs bool, raw, certDER []byte) (*Certificate, e
 		c.EmbeddedSCTs = -1
 	}
 	return c, nil
+}
+
+// fromStrict builds a Certificate from the strict parser's reading, for a
+// certificate whose structure only it finds (Go's asn1 reads on past the
+// end of an explicitly tagged field, which no DER walk does).
+func fromStrict(p *ctx509.Certificate, certDER []byte) *Certificate {
+	tbs := p.RawTBSCertificate
+	stripped, _, err := StripTBS(tbs)
+	if err != nil {
+		stripped = tbs
+		if t, err := ctx509.RemoveCTPoison(tbs); err == nil {
+			stripped = t
+		}
+		if t, err := ctx509.RemoveSCTList(stripped); err == nil {
+			stripped = t
+		}
+	}
+	c := &Certificate{
+		TBSSHA256:    sha256.Sum256(stripped),
+		SPKISHA256:   sha256.Sum256(p.RawSubjectPublicKeyInfo),
+		Issuer:       issuerOf(p.RawIssuer),
+		NotBefore:    p.NotBefore.UTC(),
+		NotAfter:     p.NotAfter.UTC(),
+		Precert:      p.IsPrecertificate(),
+		EmbeddedSCTs: len(p.SCTList.SCTList),
+	}
+	if p.SerialNumber != nil {
+		c.Serial = hex.EncodeToString(p.SerialNumber.Bytes())
+	}
+	if certDER != nil {
+		c.CertSHA256 = sha256.Sum256(certDER)
+	}
+	if c.Precert {
+		c.EmbeddedSCTs = -1
+	}
+	c.addNames(p)
+	if len(c.OtherCNs) > 0 {
+		n := len(c.OtherCNs)
+		c.SubjectCN, c.OtherCNs = c.OtherCNs[n-1], c.OtherCNs[:n-1:n-1]
+		if len(c.OtherCNs) == 0 {
+			c.OtherCNs = nil
+		}
+	}
+	return c
 }
 
 func cloneStrings(s []string) []string {
