@@ -229,6 +229,24 @@ func readCertificate(der []byte, tbs bool, strict *ctx509.Certificate, certDER [
 	if c.Precert {
 		c.EmbeddedSCTs = -1
 	}
+	if f.goReading != nil {
+		// The names of the certificate Go's asn1 reads there too.
+		var g tbsFields
+		if readFields(f.goReading, &g) {
+			id.Reset()
+			appendIdentifiers(&g, &id)
+			for _, n := range cloneStrings(id.Names) {
+				if n != c.SubjectCN && !slices.Contains(c.OtherCNs, n) && !slices.Contains(c.DNSNames, n) {
+					c.DNSNames = append(c.DNSNames, n)
+				}
+			}
+			for _, a := range id.IPs {
+				if !slices.Contains(c.IPAddresses, a) {
+					c.IPAddresses = append(c.IPAddresses, a)
+				}
+			}
+		}
+	}
 	return c, nil
 }
 

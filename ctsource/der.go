@@ -48,19 +48,46 @@ func (e *element) universal(tag uint32) bool { return e.is(classUniversal, tag) 
 
 // readElement reads the next element of *in and advances past it.
 func readElement(in *[]byte) (element, bool) {
-	b := *in
-	if len(b) < 2 {
+	e, i, n, ok := readHeader(*in)
+	if !ok || n > len(*in)-i {
 		return element{}, false
 	}
+	b := *in
+	e.content = b[i : i+n : i+n]
+	e.full = b[: i+n : i+n]
+	*in = b[i+n:]
+	return e, true
+}
+
+// readExplicitQuirk reads an explicitly tagged element the way Go's
+// encoding/asn1 does, which certificate-transparency-go's parser inherits:
+// the outer header, then the inner element from right after it, whatever
+// the outer length says (even past the end of the input). A DER reader
+// sees another structure; the names of both must be read.
+func readExplicitQuirk(in []byte) (inner element, ok bool) {
+	_, i, _, ok := readHeader(in)
+	if !ok {
+		return element{}, false
+	}
+	rest := in[i:]
+	return readElement(&rest)
+}
+
+// readHeader reads the identifier and length octets at the start of b: the
+// element without its content, the header's length and the content's.
+func readHeader(b []byte) (e element, header, n int, ok bool) {
+	if len(b) < 2 {
+		return element{}, 0, 0, false
+	}
 	id := b[0]
-	e := element{class: id >> 6, constructed: id&0x20 != 0, tag: uint32(id & 0x1f)}
+	e = element{class: id >> 6, constructed: id&0x20 != 0, tag: uint32(id & 0x1f)}
 	i := 1
 	if e.tag == 0x1f {
 		// High tag number form: base-128 digits, the last without the top bit.
 		e.tag = 0
 		for {
 			if i >= len(b) || e.tag > 1<<24 {
-				return element{}, false
+				return element{}, 0, 0, false
 			}
 			c := b[i]
 			i++
@@ -71,31 +98,28 @@ func readElement(in *[]byte) (element, bool) {
 		}
 	}
 	if i >= len(b) {
-		return element{}, false
+		return element{}, 0, 0, false
 	}
-	n := int(b[i])
+	n = int(b[i])
 	i++
 	if n&0x80 != 0 {
 		octets := n & 0x7f
 		if octets == 0 || octets > 4 { // indefinite, or longer than any certificate
-			return element{}, false
+			return element{}, 0, 0, false
 		}
 		n = 0
 		for range octets {
 			if i >= len(b) {
-				return element{}, false
+				return element{}, 0, 0, false
 			}
 			n = n<<8 | int(b[i])
 			i++
 		}
 	}
-	if n < 0 || n > len(b)-i {
-		return element{}, false
+	if n < 0 {
+		return element{}, 0, 0, false
 	}
-	e.content = b[i : i+n : i+n]
-	e.full = b[: i+n : i+n]
-	*in = b[i+n:]
-	return e, true
+	return e, i, n, true
 }
 
 // readUniversal reads the next element and reports whether it is the

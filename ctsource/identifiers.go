@@ -43,6 +43,12 @@ func ExtractIdentifiers(der []byte, tbs bool, id *Identifiers) error {
 		return errMalformed
 	}
 	appendIdentifiers(&f, id)
+	if f.goReading != nil {
+		var g tbsFields
+		if readFields(f.goReading, &g) {
+			appendIdentifiers(&g, id)
+		}
+	}
 	return nil
 }
 

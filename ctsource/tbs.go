@@ -17,6 +17,10 @@ type tbsFields struct {
 	subject    []byte // full Name element
 	spki       []byte // full SubjectPublicKeyInfo element
 	extensions []byte // content of the Extensions SEQUENCE; nil when absent
+	// goReading is where Go's encoding/asn1 reads the fields after the
+	// version when the version's explicit tag holds more than the version
+	// (nil otherwise): see readTBS.
+	goReading []byte
 }
 
 var errTBS = errors.New("tbs: not a TBSCertificate")
@@ -37,21 +41,38 @@ func readTBS(der []byte, tbs bool) (body []byte, f tbsFields, err error) {
 	if !ok {
 		return nil, f, errTBS
 	}
-	body = t.full
 	in = t.content
-	e, ok := readElement(&in)
-	if ok && e.is(classContext, 0) {
-		e, ok = readElement(&in) // version
+	rest := in
+	if e, ok := readElement(&rest); ok && e.is(classContext, 0) {
+		in = rest // the version
+		inner := e.content
+		if _, ok := readElement(&inner); ok && len(inner) > 0 {
+			// More than the version inside its explicit tag. Go's
+			// encoding/asn1 (and so certificate-transparency-go) reads
+			// the next fields from right after the version, inside the
+			// tag, which DER readers do not: a different certificate,
+			// whose names must be read too.
+			f.goReading = t.content[len(t.content)-len(rest)-len(inner):]
+		}
 	}
-	if !ok || !e.universal(tagInteger) {
+	if !readFields(in, &f) {
 		return nil, f, errTBS
+	}
+	return t.full, f, nil
+}
+
+// readFields reads the fields of a TBSCertificate after its version.
+func readFields(in []byte, f *tbsFields) bool {
+	e, ok := readElement(&in)
+	if !ok || !e.universal(tagInteger) {
+		return false
 	}
 	f.serial = e.content
 	// The rest by position: a strict parser would have refused anything
 	// else, and a lenient one reads them in this order too.
 	for _, dst := range []*[]byte{&f.sigAlg, &f.issuer, &f.validity, &f.subject, &f.spki} {
 		if e, ok = readElement(&in); !ok {
-			return nil, f, errTBS
+			return false
 		}
 		*dst = e.full
 	}
@@ -63,7 +84,14 @@ func readTBS(der []byte, tbs bool) (body []byte, f tbsFields, err error) {
 	}
 	for len(in) > 0 {
 		if e, ok = readElement(&in); !ok {
-			break // a damaged tail hides nothing a parser would read
+			// A damaged tail; but Go's asn1 reads the extensions of an [3]
+			// whose length overruns from right after its header.
+			if h, _, _, ok := readHeader(in); ok && h.is(classContext, 3) && f.extensions == nil {
+				if s, ok := readExplicitQuirk(in); ok && s.universal(tagSequence) {
+					f.extensions = s.content
+				}
+			}
+			break
 		}
 		if e.is(classContext, 3) {
 			seq := e.content
@@ -72,7 +100,7 @@ func readTBS(der []byte, tbs bool) (body []byte, f tbsFields, err error) {
 			}
 		}
 	}
-	return body, f, nil
+	return true
 }
 
 // extension is one extension of a TBSCertificate.
