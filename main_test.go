@@ -215,6 +215,16 @@ func TestConfigCheck(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "watch example.com: example.com and every subdomain") {
 		t.Fatalf("valid config: exit %d\n%s", code, out)
 	}
+	if strings.Contains(out, "warning") {
+		t.Fatalf("a configuration without a problem warned:\n%s", out)
+	}
+	loose := filepath.Join(dir, "loose.yml")
+	writeFile(t, loose, "watches: [{domain: example.com, expected_issuers: [\"/^CN=R1[0-4], O=Let's Encrypt/\"]}]\nsources: [{name: crtsh, type: crtsh}]\n")
+	code, out = runBinary(t, "--config.check", "--config.file="+loose)
+	if code != 0 || !strings.Contains(out, "warning: expected issuer /^CN=R1[0-4], O=Let's Encrypt/ is not anchored at both ends") ||
+		!strings.Contains(out, "it also accepts longer DNs") {
+		t.Fatalf("an unanchored expected issuer: exit %d, want 0 and a warning\n%s", code, out)
+	}
 	bad := filepath.Join(dir, "bad.yml")
 	writeFile(t, bad, "watches:\n  - domain: example.com\n    expected_issuer: [x]\nsources: [{name: crtsh, type: crtsh, interval: soon}]\n")
 	code, out = runBinary(t, "--config.check", "--config.file="+bad)
