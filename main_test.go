@@ -49,6 +49,11 @@ type exporter struct {
 	exited chan struct{}
 }
 
+// requestTimeout bounds a request to the exporter: a guard against a hung
+// exporter, not a measure of speed. An exporter starved of CPU (a test run
+// under nice on a loaded machine) takes seconds to answer a scrape.
+const requestTimeout = 60 * time.Second
+
 func startExporter(t *testing.T, args ...string) *exporter {
 	t.Helper()
 	return startExporterWith(t, binary, nil, args...)
@@ -59,7 +64,7 @@ func startExporter(t *testing.T, args ...string) *exporter {
 // environment).
 func startExporterWith(t *testing.T, bin string, configure func(*exec.Cmd), args ...string) *exporter {
 	t.Helper()
-	e := &exporter{t: t, addr: tools.FreeAddr(t), scheme: "http", client: &http.Client{Timeout: 5 * time.Second}, logs: &bytes.Buffer{}, exited: make(chan struct{})}
+	e := &exporter{t: t, addr: tools.FreeAddr(t), scheme: "http", client: &http.Client{Timeout: requestTimeout}, logs: &bytes.Buffer{}, exited: make(chan struct{})}
 	e.cmd = exec.Command(bin, append([]string{"--web.listen-address=" + e.addr, "--log.level=debug"}, args...)...)
 	if configure != nil {
 		configure(e.cmd)
@@ -326,7 +331,7 @@ func TestTLSAndBasicAuth(t *testing.T) {
 	writeFile(t, cfg, "watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh, url: 'http://127.0.0.1:1/'}]\n")
 	e := startExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "s.state"), "--web.config.file="+filepath.Join(dir, "web.yml"))
 	e.scheme = "https"
-	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	tlsClient := &http.Client{Timeout: requestTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 
 	get := func(user, pass string) int {
 		req, _ := http.NewRequest("GET", e.url("/metrics"), nil)
