@@ -46,12 +46,24 @@ func TestDiskFull(t *testing.T) {
 	for _, n := range []string{"c.example.com", "d.example.com", "e.example.com"} {
 		issue(n)
 	}
-	e.eventually("write errors", func() bool { return value(e.scrape(), "ct_state_write_errors_total") >= 3 })
-	m := e.scrape()
+	var m map[string]*dto.MetricFamily
+	e.eventually("write errors", func() bool {
+		m = e.scrape()
+		return value(m, "ct_state_write_errors_total") >= 3
+	})
+	// A write error is counted in the middle of a poll, ct_source_up only
+	// when the poll ends (with its duration, under the same lock): wait for
+	// the poll whose writes failed to end. Every poll from then on fails
+	// its writes, as each tries to record c, d and e again.
+	failing := pollCount(m, "crtsh")
+	e.eventually("the end of a poll whose writes failed", func() bool {
+		m = e.scrape()
+		return pollCount(m, "crtsh") > failing
+	})
 	if got := value(m, "ct_new_certificates_total"); got != 2 {
 		t.Fatalf("counted %v while nothing could be written", got)
 	}
-	if value(m, "ct_source_up", "source", "crtsh") != 0 {
+	if count(m, "ct_source_up", "source", "crtsh") != 1 || value(m, "ct_source_up", "source", "crtsh") != 0 {
 		t.Error("polls whose results cannot be written look successful")
 	}
 

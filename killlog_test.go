@@ -92,8 +92,11 @@ sources:
 	size := float64(log.Size())
 	e.eventually("caught up", func() bool {
 		m := e.scrape()
+		// The position behind ct_log_entries_behind moves only after the
+		// commit that counted the entries processed.
 		return value(m, "ct_log_entries_processed_total", "log", "testlog") >= size &&
-			value(m, "ct_new_certificates_total") >= float64(issuances)
+			value(m, "ct_new_certificates_total") >= float64(issuances) &&
+			count(m, "ct_log_entries_behind", "log", "testlog") == 1 && value(m, "ct_log_entries_behind", "log", "testlog") == 0
 	})
 	m := e.scrape()
 	checks := map[string][2]float64{

@@ -49,6 +49,11 @@ type exporter struct {
 	exited chan struct{}
 }
 
+// requestTimeout bounds a request to the exporter: a guard against a hung
+// exporter, not a measure of speed. An exporter starved of CPU (a test run
+// under nice on a loaded machine) takes seconds to answer a scrape.
+const requestTimeout = 60 * time.Second
+
 func startExporter(t *testing.T, args ...string) *exporter {
 	t.Helper()
 	return startExporterWith(t, binary, nil, args...)
@@ -59,7 +64,7 @@ func startExporter(t *testing.T, args ...string) *exporter {
 // environment).
 func startExporterWith(t *testing.T, bin string, configure func(*exec.Cmd), args ...string) *exporter {
 	t.Helper()
-	e := &exporter{t: t, addr: tools.FreeAddr(t), scheme: "http", client: &http.Client{Timeout: 5 * time.Second}, logs: &bytes.Buffer{}, exited: make(chan struct{})}
+	e := &exporter{t: t, addr: tools.FreeAddr(t), scheme: "http", client: &http.Client{Timeout: requestTimeout}, logs: &bytes.Buffer{}, exited: make(chan struct{})}
 	e.cmd = exec.Command(bin, append([]string{"--web.listen-address=" + e.addr, "--log.level=debug"}, args...)...)
 	if configure != nil {
 		configure(e.cmd)
@@ -215,6 +220,16 @@ func TestConfigCheck(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "watch example.com: example.com and every subdomain") {
 		t.Fatalf("valid config: exit %d\n%s", code, out)
 	}
+	if strings.Contains(out, "warning") {
+		t.Fatalf("a configuration without a problem warned:\n%s", out)
+	}
+	loose := filepath.Join(dir, "loose.yml")
+	writeFile(t, loose, "watches: [{domain: example.com, expected_issuers: [\"/^CN=R1[0-4], O=Let's Encrypt/\"]}]\nsources: [{name: crtsh, type: crtsh}]\n")
+	code, out = runBinary(t, "--config.check", "--config.file="+loose)
+	if code != 0 || !strings.Contains(out, "warning: expected issuer /^CN=R1[0-4], O=Let's Encrypt/ is not anchored at both ends") ||
+		!strings.Contains(out, "it also accepts longer DNs") {
+		t.Fatalf("an unanchored expected issuer: exit %d, want 0 and a warning\n%s", code, out)
+	}
 	bad := filepath.Join(dir, "bad.yml")
 	writeFile(t, bad, "watches:\n  - domain: example.com\n    expected_issuer: [x]\nsources: [{name: crtsh, type: crtsh, interval: soon}]\n")
 	code, out = runBinary(t, "--config.check", "--config.file="+bad)
@@ -316,7 +331,7 @@ func TestTLSAndBasicAuth(t *testing.T) {
 	writeFile(t, cfg, "watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh, url: 'http://127.0.0.1:1/'}]\n")
 	e := startExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "s.state"), "--web.config.file="+filepath.Join(dir, "web.yml"))
 	e.scheme = "https"
-	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	tlsClient := &http.Client{Timeout: requestTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 
 	get := func(user, pass string) int {
 		req, _ := http.NewRequest("GET", e.url("/metrics"), nil)

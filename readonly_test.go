@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
@@ -123,13 +125,21 @@ func TestWritesOnlyTheStateDirectory(t *testing.T) {
 
 	e := startExporterWith(t, program, asNobody, "--config.file="+config, "--state.file="+stateFile)
 	e.waitReady()
+	var m map[string]*dto.MetricFamily
 	e.eventually("the issuance in /metrics", func() bool {
-		m := e.scrape()
+		m = e.scrape()
 		return value(m, "ct_new_certificates_total", "watch", "example.com") == 1 &&
 			count(m, "ct_certificate_first_seen_timestamp_seconds", "watch", "example.com", "tbs_sha256", tbs) == 1
 	})
-	m := e.scrape()
-	if value(m, "ct_state_write_errors_total") != 0 || value(m, "ct_source_up", "source", "crtsh") != 1 {
+	// The issuance is counted in the middle of its poll, ct_source_up set
+	// when the poll ends (with its duration): wait for the poll that
+	// recorded it to end.
+	recording := pollCount(m, "crtsh")
+	e.eventually("the end of the poll that recorded the issuance", func() bool {
+		m = e.scrape()
+		return pollCount(m, "crtsh") > recording
+	})
+	if value(m, "ct_state_write_errors_total") != 0 || count(m, "ct_source_up", "source", "crtsh") != 1 || value(m, "ct_source_up", "source", "crtsh") != 1 {
 		t.Fatalf("write errors %v, crtsh up %v", value(m, "ct_state_write_errors_total"), value(m, "ct_source_up", "source", "crtsh"))
 	}
 	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {

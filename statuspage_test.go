@@ -75,7 +75,11 @@ sources:
 		return count(m, "ct_certificate_first_seen_timestamp_seconds") == 3 &&
 			value(m, "ct_certificate_embedded_scts", "watch", "example.com") == 3 && // both final certificates seen
 			count(m, "ct_log_tree_size", "log", "testlog") == 1 && value(m, "ct_log_entries_behind", "log", "testlog") == 0 &&
-			count(m, "ct_source_up", "source", "crtsh-mirror") == 1
+			count(m, "ct_source_up", "source", "crtsh-mirror") == 1 &&
+			// Issuances and log positions are recorded in the middle of a
+			// poll, up or down only set when it ends.
+			count(m, "ct_source_up", "source", "crtsh") == 1 && value(m, "ct_source_up", "source", "crtsh") == 1 &&
+			count(m, "ct_source_up", "source", "testlog") == 1 && value(m, "ct_source_up", "source", "testlog") == 1
 	})
 	return e
 }

@@ -23,7 +23,7 @@ func TestParseValidAndDefaults(t *testing.T) {
 	cfg, err := Parse([]byte(`
 watches:
   - domain: Bücher.Example.
-    expected_issuers: ["Let's Encrypt", "/^CN=R1[0-4], O=Let's Encrypt/"]
+    expected_issuers: ["Let's Encrypt", "/^CN=R1[0-4], O=Let's Encrypt, C=US$/"]
     authorized_keys: ["`+strings.Repeat("ab", 32)+`"]
   - domain: example.org
     include_subdomains: false
@@ -63,13 +63,63 @@ sources:
 	cfg.Describe(&out)
 	for _, want := range []string{
 		"watch xn--bcher-kva.example: xn--bcher-kva.example and every subdomain",
-		`issuer_allowed: issuer O or CN equal to "Let's Encrypt" (any case); or issuer DN matching /^CN=R1[0-4], O=Let's Encrypt/`,
+		`issuer_allowed: issuer O or CN equal to "Let's Encrypt" (any case); or issuer DN matching /^CN=R1[0-4], O=Let's Encrypt, C=US$/`,
 		"watch example.org: only example.org",
 		"any other issuance: unreviewed",
 		"source crtsh: crtsh https://crt.sh/ every 1h",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("Describe lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "warning") {
+		t.Errorf("Describe warns about a configuration without a problem:\n%s", out.String())
+	}
+}
+
+// --config.check warns, under the watch, about each /…/ expected issuer that
+// also accepts longer DNs, and about no other entry.
+func TestDescribeWarnsAboutUnanchoredIssuerExpressions(t *testing.T) {
+	cfg, err := Parse([]byte(`
+watches:
+  - domain: example.com
+    expected_issuers:
+      - "Let's Encrypt"
+      - "/^CN=R1[0-4], O=Let's Encrypt/"
+      - "/CN=E[5-9], O=Let's Encrypt, C=US$/"
+      - "/^CN=(R1[0-4]|E[5-9]), O=Let's Encrypt, C=US$/"
+  - domain: example.org
+    expected_issuers: ["/^CN=R11, O=Let's Encrypt, C=US$|DigiCert/"]
+  - domain: example.net
+    expected_issuers: ["/\\ACN=R11, O=Let's Encrypt, C=US\\z/", "/^CN=R11, O=Let's Encrypt, C=US$|^CN=R10, O=Let's Encrypt, C=US$/"]
+sources: [{name: crtsh, type: crtsh}]
+`), "test.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cfg.Describe(&out)
+	var warnings []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(line, "  warning: ") || strings.HasPrefix(line, "watch ") {
+			warnings = append(warnings, line)
+		}
+	}
+	const longer = " is not anchored at both ends (^ at the start, $ at the end): it also accepts longer DNs"
+	want := []string{
+		"watch example.com: example.com and every subdomain (*.example.com)",
+		"  warning: expected issuer /^CN=R1[0-4], O=Let's Encrypt/" + longer,
+		"  warning: expected issuer /CN=E[5-9], O=Let's Encrypt, C=US$/" + longer,
+		"watch example.org: example.org and every subdomain (*.example.org)",
+		"  warning: expected issuer /^CN=R11, O=Let's Encrypt, C=US$|DigiCert/" + longer,
+		"watch example.net: example.net and every subdomain (*.example.net)",
+	}
+	if len(warnings) != len(want) {
+		t.Fatalf("watch and warning lines:\n%s\nwant:\n%s", strings.Join(warnings, "\n"), strings.Join(want, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(warnings[i], want[i]) {
+			t.Errorf("line %d = %q, want it to begin %q", i, warnings[i], want[i])
 		}
 	}
 }

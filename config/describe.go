@@ -35,6 +35,12 @@ func (c *Config) Describe(w io.Writer) {
 			}
 			fmt.Fprintf(w, "  issuer_allowed: %s\n", strings.Join(accepts, "; or "))
 			fmt.Fprintf(w, "  any other issuer: issuer_unexpected\n")
+			for _, m := range cw.ExpectedIssuers {
+				if !m.Anchored() {
+					fmt.Fprintf(w, "  warning: expected issuer %s is not anchored at both ends (^ at the start, $ at the end): "+
+						"it also accepts longer DNs that merely contain a match, such as a look-alike O or extra attributes\n", m)
+				}
+			}
 		}
 	}
 	fmt.Fprintf(w, "\n%d source(s)\n", len(c.Sources))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 )
 
@@ -57,20 +58,27 @@ type Candidate struct {
 
 // IssuerMatcher is one expected_issuers entry.
 type IssuerMatcher struct {
-	text string
-	re   *regexp.Regexp
+	text     string
+	re       *regexp.Regexp
+	anchored bool
 }
 
 // ParseIssuerMatcher compiles an expected_issuers entry: a plain string equals
-// the issuer's O or CN (case-insensitively); /…/ is an RE2 expression matched
-// against the whole issuer DN.
+// the issuer's O or CN (case-insensitively); /…/ is an RE2 expression searched
+// for in the issuer DN, so that only ^ and $ make it match the whole DN.
 func ParseIssuerMatcher(s string) (IssuerMatcher, error) {
 	if len(s) >= 2 && strings.HasPrefix(s, "/") && strings.HasSuffix(s, "/") {
-		re, err := regexp.Compile(s[1 : len(s)-1])
+		expr := s[1 : len(s)-1]
+		re, err := regexp.Compile(expr)
 		if err != nil {
 			return IssuerMatcher{}, fmt.Errorf("invalid regular expression %s: %w", s, err)
 		}
-		return IssuerMatcher{text: s, re: re}, nil
+		// regexp.Compile parsed it with the same flags just now.
+		parsed, err := syntax.Parse(expr, syntax.Perl)
+		if err != nil {
+			return IssuerMatcher{}, fmt.Errorf("invalid regular expression %s: %w", s, err)
+		}
+		return IssuerMatcher{text: s, re: re, anchored: anchoredAt(parsed, true) && anchoredAt(parsed, false)}, nil
 	}
 	if strings.TrimSpace(s) == "" {
 		return IssuerMatcher{}, fmt.Errorf("an expected issuer cannot be empty")
@@ -85,6 +93,46 @@ func (m IssuerMatcher) Matches(i Issuer) bool {
 	}
 	return strings.EqualFold(m.text, i.O) || strings.EqualFold(m.text, i.CN)
 }
+
+// Anchored reports whether the entry accepts only whole issuers: true for a
+// plain entry, and for an expression that every match must begin at the
+// start of the DN (^) and end at its end ($). An expression that is not
+// also accepts longer DNs around a match: /^CN=R11, O=Let's Encrypt/
+// accepts "CN=R11, O=Let's Encrypt Evil Twin, C=US".
+func (m IssuerMatcher) Anchored() bool { return m.re == nil || m.anchored }
+
+// anchoredAt reports whether every match of re begins at the start of the
+// text (start) or ends at its end (!start). Multi-line ^ and $ (?m) do not
+// count: they match at a newline too.
+func anchoredAt(re *syntax.Regexp, start bool) bool {
+	switch re.Op {
+	case syntax.OpBeginText:
+		return start
+	case syntax.OpEndText:
+		return !start
+	case syntax.OpCapture:
+		return anchoredAt(re.Sub[0], start)
+	case syntax.OpConcat:
+		if len(re.Sub) == 0 {
+			return false
+		}
+		if start {
+			return anchoredAt(re.Sub[0], start)
+		}
+		return anchoredAt(re.Sub[len(re.Sub)-1], start)
+	case syntax.OpAlternate:
+		for _, sub := range re.Sub {
+			if !anchoredAt(sub, start) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// String is the entry as written in the configuration.
+func (m IssuerMatcher) String() string { return m.text }
 
 // Describe says in words what the entry accepts, for --config.check.
 func (m IssuerMatcher) Describe() string {

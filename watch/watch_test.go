@@ -176,5 +176,52 @@ func TestLabelIsBounded(t *testing.T) {
 	// Escaping comes first: the bound holds for what is exposed.
 	if got := Label(strings.Repeat("\xff", 300)); len(got) > MaxLabel || !strings.HasPrefix(got, `\xff`) {
 		t.Fatalf("escaped label %q (%d bytes)", got, len(got))
+// Anchored is what --config.check warns on: an expression some match of
+// which need not start at the DN's start or end at its end.
+func TestIssuerMatcherAnchored(t *testing.T) {
+	const (
+		twin   = "CN=R10, O=Let's Encrypt Evil Twin, C=US"
+		before = "OU=Evil, CN=R10, O=Let's Encrypt, C=US"
+		after  = "CN=R10, O=Let's Encrypt, C=US, OU=Evil"
+		line   = "OU=Evil\nCN=R10, O=Let's Encrypt, C=US"
+	)
+	for _, tc := range []struct {
+		entry     string
+		lookAlike string // a longer DN the entry accepts; "" when anchored
+	}{
+		{"Let's Encrypt", ""}, // equality
+		{"/^CN=R1[0-4], O=Let's Encrypt, C=US$/", ""},
+		{`/\ACN=R1[0-4], O=Let's Encrypt, C=US\z/`, ""},
+		{"/^(CN=R1[0-4]|CN=E[5-9]), O=Let's Encrypt, C=US$/", ""},
+		{"/^CN=R10, O=Let's Encrypt, C=US$|^CN=R11, O=Let's Encrypt, C=US$/", ""},
+		{"/^CN=R1[0-4], O=Let's Encrypt/", twin},
+		{"/CN=R1[0-4], O=Let's Encrypt, C=US$/", before},
+		{"/^CN=R10, O=Let's Encrypt, C=US$|Let's Encrypt/", twin},
+		{"/^(CN=R10, O=Let's Encrypt, C=US$|CN=R10, O=Let's Encrypt)/", after},
+		{"/(?m)^CN=R1[0-4], O=Let's Encrypt, C=US$/", line}, // ^ also after a newline
+		{"/Let's Encrypt/", twin},
+	} {
+		m, err := ParseIssuerMatcher(tc.entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := tc.lookAlike == ""; m.Anchored() != want {
+			t.Errorf("%s: Anchored() = %v, want %v", tc.entry, m.Anchored(), want)
+		}
+		// What the warning is about: an unanchored expression accepts a
+		// look-alike, an anchored one none.
+		if tc.lookAlike != "" && !m.Matches(Issuer{DN: tc.lookAlike}) {
+			t.Errorf("%s does not accept %q: the case proves nothing", tc.entry, tc.lookAlike)
+		}
+		if tc.lookAlike == "" {
+			for _, dn := range []string{twin, before, after, line} {
+				if m.Matches(Issuer{CN: "R10", O: "Let's Encrypt Evil Twin", DN: dn}) {
+					t.Errorf("%s accepts %q", tc.entry, dn)
+				}
+			}
+		}
+		if m.String() != tc.entry {
+			t.Errorf("String() = %q, want the entry %q", m.String(), tc.entry)
+		}
 	}
 }
