@@ -176,6 +176,9 @@ func TestLabelIsBounded(t *testing.T) {
 	// Escaping comes first: the bound holds for what is exposed.
 	if got := Label(strings.Repeat("\xff", 300)); len(got) > MaxLabel || !strings.HasPrefix(got, `\xff`) {
 		t.Fatalf("escaped label %q (%d bytes)", got, len(got))
+	}
+}
+
 // Anchored is what --config.check warns on: an expression some match of
 // which need not start at the DN's start or end at its end.
 func TestIssuerMatcherAnchored(t *testing.T) {
