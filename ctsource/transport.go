@@ -123,7 +123,7 @@ func (t *transport) roundTrip(req *http.Request) (*http.Response, []byte, error)
 	return t.roundTripInto(req, nil)
 }
 
-// bodies recycles response buffers on the hot paths (see getPooled).
+// bodies recycles response buffers (*[]byte) on the hot paths (see getPooled).
 var bodies sync.Pool
 
 // getPooled is get with the body read into a recycled buffer: release it
@@ -134,9 +134,9 @@ func (t *transport) getPooled(ctx context.Context, url, accept string) (*respons
 		return nil, nil, &Error{Reason: ReasonBadResponse, Err: err}
 	}
 	req.Header.Set("Accept", accept)
-	buf, _ := bodies.Get().(*bytes.Buffer)
+	buf, _ := bodies.Get().(*[]byte)
 	if buf == nil {
-		buf = new(bytes.Buffer)
+		buf = new([]byte)
 	}
 	res, body, err := t.roundTripInto(req, buf)
 	if err != nil {
@@ -146,8 +146,9 @@ func (t *transport) getPooled(ctx context.Context, url, accept string) (*respons
 	return &response{status: res.StatusCode, contentType: res.Header.Get("Content-Type"), body: body}, func() { bodies.Put(buf) }, nil
 }
 
-// roundTripInto reads the body into buf (a fresh buffer when nil).
-func (t *transport) roundTripInto(req *http.Request, buf *bytes.Buffer) (*http.Response, []byte, error) {
+// roundTripInto reads the body into *buf, which keeps the grown buffer for
+// the next use (a fresh buffer when buf is nil).
+func (t *transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Response, []byte, error) {
 	if req.Header.Get("User-Agent") == "" {
 		req = req.Clone(req.Context())
 		// Logs rate-limit clients that give no contact (Skylight: an e-mail
@@ -196,11 +197,10 @@ func retryable(reason string) bool {
 	return false
 }
 
-func (t *transport) once(req *http.Request, buf *bytes.Buffer) (*http.Response, []byte, error) {
+func (t *transport) once(req *http.Request, buf *[]byte) (*http.Response, []byte, error) {
 	if buf == nil {
-		buf = new(bytes.Buffer)
+		buf = new([]byte)
 	}
-	buf.Reset()
 	ctx := req.Context()
 	if err := t.space(ctx); err != nil {
 		return nil, nil, err
@@ -229,19 +229,15 @@ func (t *transport) once(req *http.Request, buf *bytes.Buffer) (*http.Response, 
 		res.Header.Del("Content-Encoding")
 		res.Header.Del("Content-Length")
 	}
-	// Sized from Content-Length when given, so that a large answer is read
-	// into one allocation rather than copied through doublings. The cap
-	// applies to what is decompressed: a gzip bomb stops at maxBody.
-	if size > 0 {
-		buf.Grow(int(min(size, t.maxBody)) + bytes.MinRead)
-	}
-	if _, err := buf.ReadFrom(io.LimitReader(src, t.maxBody+1)); err != nil {
+	// The cap applies to what is decompressed: a gzip bomb stops at maxBody.
+	body, err := readBody((*buf)[:0], src, size, t.maxBody)
+	*buf = body[:0]
+	if err != nil {
 		if ctx.Err() == nil && actx.Err() == nil && !isNetError(err) {
 			return nil, nil, &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("reading the body of %s: %w", req.URL.Redacted(), err)}
 		}
 		return nil, nil, transportError(ctx, actx, fmt.Errorf("reading the body of %s: %w", req.URL.Redacted(), err))
 	}
-	body := buf.Bytes()
 	what := func(s string) error { return fmt.Errorf("%s %s: %s", req.Method, req.URL.Redacted(), s) }
 	switch {
 	case res.StatusCode == http.StatusTooManyRequests:
@@ -257,6 +253,57 @@ func (t *transport) once(req *http.Request, buf *bytes.Buffer) (*http.Response, 
 		return nil, nil, &Error{Reason: ReasonBadResponse, Err: what(fmt.Sprintf("response larger than %d bytes", t.maxBody))}
 	}
 	return res, body, nil
+}
+
+// upfront is the most a body's buffer is given before its bytes arrive: a
+// Content-Length is only a claim, and a server that announces 60 MiB and
+// then stalls must not cost 60 MiB per request.
+const upfront = 1 << 20
+
+// claimTrust is how far a claimed size is believed ahead of the bytes
+// that arrived: a buffer full of what the server sent grows this many
+// times over, up to the claim. A get-entries answer (0.5–5 MB) then takes
+// one growth from the upfront MiB instead of three doublings.
+const claimTrust = 8
+
+// readBody appends r's bytes to buf, at most limit+1 of them (so that the
+// caller sees a body over the limit). size, when positive, is the expected
+// length: the buffer starts at min(size, upfront) and grows claimTrust
+// times over as data arrives, never past size while short of it, so that
+// an honest answer ends in a buffer of its own size; past it, or with no
+// size, it doubles. A recycled buffer already large enough is not grown.
+func readBody(buf []byte, r io.Reader, size, limit int64) ([]byte, error) {
+	if size > 0 {
+		// The slack lets the read that sees EOF find room without a doubling.
+		want := int(min(size, upfront, limit+1)) + bytes.MinRead
+		if cap(buf)-len(buf) < want {
+			buf = append(make([]byte, 0, len(buf)+want), buf...)
+		}
+	}
+	for {
+		if int64(len(buf)) > limit {
+			return buf, nil
+		}
+		if len(buf) == cap(buf) {
+			n := max(2*cap(buf), len(buf)+bytes.MinRead)
+			if int64(len(buf)) < size {
+				n = min(max(n, claimTrust*len(buf)), int(min(size, limit+1))+bytes.MinRead)
+			}
+			buf = append(make([]byte, 0, n), buf...)
+		}
+		room := buf[len(buf):cap(buf)]
+		if left := limit + 1 - int64(len(buf)); int64(len(room)) > left {
+			room = room[:left]
+		}
+		m, err := r.Read(room)
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 var gzipReaders sync.Pool

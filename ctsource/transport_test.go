@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -81,4 +85,120 @@ func TestTransportSlowAndOversized(t *testing.T) {
 	if _, err := tr.get(ctx, srv.URL+"/huge", "*/*"); ReasonOf(err) != ReasonBadResponse {
 		t.Fatalf("oversized answer: %v", err)
 	}
+}
+
+// A Content-Length is a claim: a server that announces 60 MiB, sends a few
+// bytes and then stalls or hangs up must not make the transport allocate
+// for 60 MiB. Compressed (the size a guess from it) or not.
+func TestTransportBufferGrowsWithData(t *testing.T) {
+	const claimed = 60 << 20
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("gzip") != "" {
+			w.Header().Set("Content-Encoding", "gzip")
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(claimed))
+		w.WriteHeader(200)
+		w.Write([]byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff{\"entries\":["))
+		w.(http.Flusher).Flush()
+		if r.URL.Query().Get("stall") == "" {
+			panic(http.ErrAbortHandler) // hang up mid-body
+		}
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	tr := newTransport(200*time.Millisecond, 0, time.Second, maxLogResponse)
+	tr.attempts = 1
+	defer tr.close()
+	for _, q := range []string{"", "stall=1", "gzip=1", "gzip=1&stall=1"} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := tr.get(context.Background(), srv.URL+"/?"+q, "*/*")
+		runtime.ReadMemStats(&after)
+		if err == nil {
+			t.Fatalf("%s: a truncated body was taken for an answer", q)
+		}
+		// A few MiB at most: the 1 MiB start, the server's side, the client's.
+		if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+			t.Errorf("%s: %d bytes allocated for a body of a few bytes claiming %d", q, got, claimed)
+		}
+	}
+}
+
+// Bodies are read whole however they arrive: byte by byte, with or without
+// a Content-Length, shorter or longer than a gzip guess, and cut at the
+// size limit; a recycled buffer large enough is used as it is.
+func TestReadBody(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789abcdef"), 300000) // 4.8 MB
+	for _, tc := range []struct {
+		name        string
+		n           int
+		size, limit int64
+	}{
+		{"known size", len(data), int64(len(data)), maxLogResponse},
+		{"unknown size", len(data), 0, maxLogResponse},
+		{"underestimated", len(data), 1000, maxLogResponse},
+		{"overestimated", 10, 1 << 30, maxLogResponse},
+		{"empty", 0, 0, maxLogResponse},
+		{"over the limit", len(data), int64(len(data)), 1 << 20},
+		{"exactly the limit", 1 << 20, 1 << 20, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := data[:tc.n]
+			if int64(len(want)) > tc.limit+1 {
+				want = want[:tc.limit+1]
+			}
+			for _, r := range []io.Reader{bytes.NewReader(data[:tc.n]), iotest.OneByteReader(bytes.NewReader(data[:tc.n])), iotest.DataErrReader(bytes.NewReader(data[:tc.n]))} {
+				got, err := readBody(nil, r, tc.size, tc.limit)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("%T: %d bytes, %v; want %d", r, len(got), err, len(want))
+				}
+				if tc.size >= int64(tc.n) && tc.n > 0 && int64(cap(got)) > min(tc.size, tc.limit+1)+bytes.MinRead {
+					t.Errorf("%T: a buffer of %d for a body of %d", r, cap(got), tc.n)
+				}
+			}
+		})
+	}
+	recycled := make([]byte, 0, 8<<20)
+	got, err := readBody(recycled, bytes.NewReader(data), int64(len(data)), maxLogResponse)
+	if err != nil || !bytes.Equal(got, data) || &got[:1][0] != &recycled[:1][0] {
+		t.Fatalf("recycled buffer not used: %v", err)
+	}
+	if _, err := readBody(nil, iotest.ErrReader(io.ErrUnexpectedEOF), 10, 100); err != io.ErrUnexpectedEOF {
+		t.Fatalf("read error: %v", err)
+	}
+}
+
+// BenchmarkTransportBody reads a get-entries-sized answer (4 MB, with its
+// Content-Length) through the transport: into a recycled buffer, as the
+// hot path does, and into a fresh one, as after a garbage collection
+// emptied the pool.
+func BenchmarkTransportBody(b *testing.B) {
+	body := bytes.Repeat([]byte(`{"leaf_input":"AAAA","extra_data":"BBBB"},`), 4<<20/42)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	}))
+	defer srv.Close()
+	tr := newTransport(time.Minute, 0, time.Minute, maxLogResponse)
+	defer tr.close()
+	ctx := context.Background()
+	b.Run("pooled", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			resp, release, err := tr.getPooled(ctx, srv.URL, "*/*")
+			if err != nil || len(resp.body) != len(body) {
+				b.Fatal(err)
+			}
+			release()
+		}
+	})
+	b.Run("fresh", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			resp, err := tr.get(ctx, srv.URL, "*/*")
+			if err != nil || len(resp.body) != len(body) {
+				b.Fatal(err)
+			}
+		}
+	})
 }
