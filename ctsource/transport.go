@@ -17,8 +17,12 @@ import (
 	"github.com/prometheus/common/version"
 )
 
-// maxRetryAfter bounds how long a Retry-After header can stall a source.
+// maxRetryAfter bounds how long one Retry-After header can stall a source.
 const maxRetryAfter = time.Hour
+
+// minBudget is the least time one request, retries included, may take:
+// its source's interval when that is longer.
+const minBudget = time.Hour
 
 // transport is the http.RoundTripper every source's requests go through. It
 // applies the manners a shared service needs — requests spaced, each with a
@@ -35,7 +39,11 @@ type transport struct {
 	attempts    int
 	backoffBase time.Duration
 	backoffCap  time.Duration
-	header      http.Header // sent with every request get makes (an API key)
+	// budget bounds one request, its attempts, backoffs and Retry-After
+	// waits together: a server answering 429 with Retry-After: 3600 each
+	// time would otherwise hold its source for hours.
+	budget time.Duration
+	header http.Header // sent with every request get makes (an API key)
 
 	mu   sync.Mutex
 	last time.Time
@@ -59,6 +67,7 @@ func newTransport(timeout, gap, interval time.Duration, maxBody int64) *transpor
 		attempts:    4,
 		backoffBase: max(gap, time.Second),
 		backoffCap:  interval,
+		budget:      max(interval, minBudget),
 	}
 }
 
@@ -160,9 +169,10 @@ func (t *transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Respons
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		attempts = 1
 	}
+	deadline := time.Now().Add(t.budget)
 	var last error
 	for attempt := 1; attempt <= attempts; attempt++ {
-		res, body, err := t.once(req, buf)
+		res, body, err := t.once(req, buf, deadline)
 		if err == nil {
 			return res, body, nil
 		}
@@ -182,6 +192,13 @@ func (t *transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Respons
 		if e.RetryAfter > 0 {
 			wait = e.RetryAfter
 		}
+		if left := time.Until(deadline); wait >= left {
+			// Already counted: the source's next poll tries again.
+			last = &Error{Reason: e.Reason, RetryAfter: e.RetryAfter, Err: fmt.Errorf(
+				"%w; gave up after %d attempts: waiting %v more would take the request past its budget of %v",
+				e.Err, attempt, wait.Round(time.Second), t.budget)}
+			break
+		}
 		if err := sleep(ctx, wait); err != nil {
 			return nil, nil, err
 		}
@@ -197,7 +214,9 @@ func retryable(reason string) bool {
 	return false
 }
 
-func (t *transport) once(req *http.Request, buf *[]byte) (*http.Response, []byte, error) {
+// once makes one attempt, cut at deadline (the request's budget) if that
+// comes before its own timeout.
+func (t *transport) once(req *http.Request, buf *[]byte, deadline time.Time) (*http.Response, []byte, error) {
 	if buf == nil {
 		buf = new([]byte)
 	}
@@ -205,7 +224,11 @@ func (t *transport) once(req *http.Request, buf *[]byte) (*http.Response, []byte
 	if err := t.space(ctx); err != nil {
 		return nil, nil, err
 	}
-	actx, cancel := context.WithTimeout(ctx, t.timeout)
+	end := time.Now().Add(t.timeout)
+	if deadline.Before(end) {
+		end = deadline
+	}
+	actx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 	req = req.WithContext(actx)
 	if req.Header.Get("Accept-Encoding") == "" {

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -165,6 +169,93 @@ func TestReadBody(t *testing.T) {
 	}
 	if _, err := readBody(nil, iotest.ErrReader(io.ErrUnexpectedEOF), 10, 100); err != io.ErrUnexpectedEOF {
 		t.Fatalf("read error: %v", err)
+	}
+}
+
+// One request holds its source at most max(interval, 1h), retries
+// included: a Retry-After beyond what is left of that budget ends the
+// request with its reason counted, rather than waiting an hour three times.
+func TestTransportRetryBudget(t *testing.T) {
+	var served atomic.Int32
+	retryAfter := "3600"
+	okAfter := int32(-1) // answer 200 from this request on (never when -1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := served.Add(1)
+		if okAfter >= 0 && n >= okAfter {
+			w.Write([]byte("ok"))
+			return
+		}
+		w.Header().Set("Retry-After", retryAfter)
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	var mu sync.Mutex
+	counted := map[string]int{}
+	ctx := withErrorCounter(context.Background(), func(r string) { mu.Lock(); counted[r]++; mu.Unlock() })
+	try := func(tr *transport) error {
+		t.Helper()
+		served.Store(0)
+		clear(counted)
+		done := make(chan error, 1)
+		go func() { _, err := tr.get(ctx, srv.URL, "*/*"); done <- err }()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(time.Minute):
+			t.Fatal("the request is still waiting")
+			return nil
+		}
+	}
+
+	// The defaults: an interval under an hour gets an hour, so a
+	// Retry-After of an hour does not fit after the first attempt.
+	tr := newTransport(5*time.Second, 0, time.Minute, 1<<20)
+	defer tr.close()
+	if tr.budget != time.Hour || newTransport(time.Second, 0, 2*time.Hour, 1).budget != 2*time.Hour {
+		t.Fatalf("budgets %v and %v, want 1h and the 2h interval", tr.budget, newTransport(time.Second, 0, 2*time.Hour, 1).budget)
+	}
+	err := try(tr)
+	if ReasonOf(err) != ReasonHTTP429 || served.Load() != 1 || counted[ReasonHTTP429] != 1 || !strings.Contains(err.Error(), "budget of 1h0m0s") {
+		t.Fatalf("Retry-After: 3600 = %v after %d requests, counted %v; want one http_429 and no wait", err, served.Load(), counted)
+	}
+
+	// Waits that fit are waited, until the next one does not: with 3 s,
+	// one wait of 2 s fits, a second does not.
+	tr.budget = 3 * time.Second
+	retryAfter = "2"
+	err = try(tr)
+	if ReasonOf(err) != ReasonHTTP429 || served.Load() != 2 || counted[ReasonHTTP429] != 2 {
+		t.Fatalf("Retry-After: 2 in a budget of 3s = %v after %d requests, counted %v; want two", err, served.Load(), counted)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.RetryAfter != 2*time.Second {
+		t.Fatalf("the Retry-After is lost: %#v", e)
+	}
+
+	// Within the budget a Retry-After is honoured and the request succeeds.
+	tr.budget = time.Minute
+	retryAfter = "1"
+	okAfter = 2
+	if err := try(tr); err != nil || served.Load() != 2 || counted[ReasonHTTP429] != 1 {
+		t.Fatalf("one 429 with Retry-After: 1 = %v after %d requests, counted %v", err, served.Load(), counted)
+	}
+
+	// An attempt's own timeout is cut to what is left of the budget.
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer slow.Close()
+	tr = newTransport(time.Hour, 0, time.Minute, 1<<20)
+	defer tr.close()
+	tr.budget = 300 * time.Millisecond
+	clear(counted)
+	done := make(chan error, 1)
+	go func() { _, err := tr.get(ctx, slow.URL, "*/*"); done <- err }()
+	select {
+	case err := <-done:
+		if ReasonOf(err) != ReasonTimeout || counted[ReasonTimeout] != 1 {
+			t.Fatalf("a hanging server with 300ms of budget: %v, counted %v", err, counted)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("an attempt ran past the budget")
 	}
 }
 
