@@ -185,7 +185,7 @@ func (t *transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Respons
 		}
 		countError(ctx, e.Reason)
 		last = err
-		if !retryable(e.Reason) || attempt == attempts {
+		if !retryable(e.Reason) || attempt == attempts || errors.Is(err, errPastBudget) {
 			break
 		}
 		wait := Backoff(attempt, t.backoffBase, t.backoffCap)
@@ -221,7 +221,7 @@ func (t *transport) once(req *http.Request, buf *[]byte, deadline time.Time) (*h
 		buf = new([]byte)
 	}
 	ctx := req.Context()
-	if err := t.space(ctx); err != nil {
+	if err := t.space(ctx, deadline); err != nil {
 		return nil, nil, err
 	}
 	end := time.Now().Add(t.timeout)
@@ -349,14 +349,24 @@ func isNetError(err error) bool {
 	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// space waits until gap has passed since the previous request started.
-func (t *transport) space(ctx context.Context) error {
+// errPastBudget is a request that would end after its budget.
+var errPastBudget = errors.New("past the request's budget")
+
+// space waits until gap has passed since the previous request started. A
+// slot only free after deadline is not taken: the request ends as a
+// timeout rather than hold its source past its budget.
+func (t *transport) space(ctx context.Context, deadline time.Time) error {
 	if t.gap <= 0 {
 		return nil
 	}
 	t.mu.Lock()
-	wait := time.Until(t.last.Add(t.gap))
-	t.last = time.Now().Add(max(wait, 0))
+	now := time.Now()
+	wait := t.last.Add(t.gap).Sub(now)
+	if !now.Add(wait).Before(deadline) {
+		t.mu.Unlock()
+		return &Error{Reason: ReasonTimeout, Err: fmt.Errorf("the next request slot, in %v: %w", wait.Round(time.Second), errPastBudget)}
+	}
+	t.last = now.Add(max(wait, 0))
 	t.mu.Unlock()
 	return sleep(ctx, wait)
 }

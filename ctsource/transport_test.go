@@ -259,6 +259,35 @@ func TestTransportRetryBudget(t *testing.T) {
 	}
 }
 
+// Spacing counts against the budget too: a request whose turn comes only
+// after its budget ends at once, as a timeout, without a request.
+func TestTransportSpacingWithinBudget(t *testing.T) {
+	var served atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
+	defer srv.Close()
+	tr := newTransport(5*time.Second, time.Hour, time.Minute, 1<<20)
+	defer tr.close()
+	tr.budget = time.Minute
+	counted := map[string]int{}
+	ctx := withErrorCounter(context.Background(), func(r string) { counted[r]++ })
+	if _, err := tr.get(ctx, srv.URL, "*/*"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := tr.get(ctx, srv.URL, "*/*"); done <- err }()
+	select {
+	case err := <-done:
+		if ReasonOf(err) != ReasonTimeout || served.Load() != 1 {
+			t.Fatalf("a request whose slot is an hour away with a minute of budget: %v, %d served", err, served.Load())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the request waited for its slot past its budget")
+	}
+	if counted[ReasonTimeout] != 1 {
+		t.Fatalf("counted %v", counted)
+	}
+}
+
 // BenchmarkTransportBody reads a get-entries-sized answer (4 MB, with its
 // Content-Length) through the transport: into a recycled buffer, as the
 // hot path does, and into a fresh one, as after a garbage collection
