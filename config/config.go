@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -340,6 +341,14 @@ func validateCertspotter(p *problems, s *Source, at func(string) int, dir string
 	if s.TokenFile == "" {
 		return
 	}
+	// The key goes in every request's Authorization header: over plain
+	// http anyone on the path reads it. A loopback address (a local proxy,
+	// a test double) never leaves the host. An unparsable url is reported
+	// by the common check.
+	if u, err := url.Parse(s.URL); err == nil && u.Scheme == "http" && u.Host != "" && !IsLoopbackHost(u.Hostname()) {
+		p.add(at("url"), "source %s: url %q is plain http and token_file is set: the API key would be sent in clear text; use https:// (plain http:// only for a loopback address: 127.0.0.0/8, ::1, localhost)", s.Name, s.URL)
+		return
+	}
 	path := s.TokenFile
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dir, path)
@@ -359,6 +368,18 @@ func validateCertspotter(p *problems, s *Source, at func(string) int, dir string
 	default:
 		s.Token = Secret(token)
 	}
+}
+
+// IsLoopbackHost reports whether host (a URL's host name, without port or
+// brackets) names this machine only: localhost, 127.0.0.0/8 or ::1.
+// Other names that may resolve to a loopback address are not trusted: the
+// resolver, not the configuration, would decide where the request goes.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
 }
 
 // readSmallFile reads a file that must be small (a key, not a key store).

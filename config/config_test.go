@@ -405,3 +405,61 @@ func TestCertspotterToken(t *testing.T) {
 		t.Errorf("token_file on crt.sh: %v", err)
 	}
 }
+
+// The API key must not cross the network in clear text: a plain http url
+// with a token_file is refused at the url's line, except for a loopback
+// address, which never leaves the host.
+func TestCertspotterTokenNeedsHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	const key = "k3y-do-not-print-0123456789"
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	load := func(url string, token bool) (*Config, error) {
+		body := "watches: [{domain: example.com}]\nsources:\n  - name: cs\n    type: certspotter\n    url: " + url + "\n"
+		if token {
+			body += "    token_file: token\n"
+		}
+		path := filepath.Join(dir, "f.yml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return Load(path)
+	}
+	for _, u := range []string{"http://api.certspotter.com/", "http://10.0.0.1:8080/", "http://[2001:db8::1]/", "http://127.0.0.1.example.net/", "http://localhost.example.net/", "http://[::ffff:10.0.0.1]/"} {
+		_, err := load(u, true)
+		want := "f.yml:5: source cs: url \"" + u + "\" is plain http and token_file is set"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s with token_file: got %v, want %q", u, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), key) {
+			t.Errorf("%s: the error prints the key: %v", u, err)
+		}
+		// Anonymous queries have nothing to leak.
+		if _, err := load(u, false); err != nil {
+			t.Errorf("%s without token_file: %v", u, err)
+		}
+	}
+	for _, u := range []string{"https://api.certspotter.com/", "http://127.0.0.1:8080/", "http://127.8.9.10/", "http://[::1]:9000/", "http://localhost:8080/", "http://LocalHost./", "http://[::ffff:127.0.0.1]/"} {
+		cfg, err := load(u, true)
+		if err != nil {
+			t.Errorf("%s with token_file: %v", u, err)
+			continue
+		}
+		if cfg.Sources[0].Token.Reveal() != key {
+			t.Errorf("%s: token not read", u)
+		}
+	}
+}
+
+func TestIsLoopbackHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "LOCALHOST": true, "localhost.": true, "127.0.0.1": true, "127.255.255.254": true, "::1": true,
+		"::ffff:127.0.0.1": true, "": false, "128.0.0.1": false, "0.0.0.0": false, "::": false, "example.com": false,
+		"localhost.example.com": false, "foo.localhost": false, "127.0.0.1.nip.io": false, "::1%lo": false,
+	} {
+		if got := IsLoopbackHost(host); got != want {
+			t.Errorf("IsLoopbackHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}

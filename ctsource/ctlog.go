@@ -24,10 +24,11 @@ const (
 	CheckRollback     = "rollback"      // a new tree head is smaller than the last verified one, and not its prefix
 	CheckLeafHash     = "leaf_hash"     // the entries served do not hash to the verified tree
 	CheckInclusion    = "inclusion"     // a proof served to start inside the log does not verify
+	CheckTreeSize     = "tree_size"     // a correctly signed tree head of 2^63 entries or more
 )
 
 // Checks lists every check, so that each log's counters exist from the start.
-var Checks = []string{CheckSTHSignature, CheckConsistency, CheckRollback, CheckLeafHash, CheckInclusion}
+var Checks = []string{CheckSTHSignature, CheckConsistency, CheckRollback, CheckLeafHash, CheckInclusion, CheckTreeSize}
 
 // Counter names persisted in the state file for logs (label: log).
 const (

@@ -236,6 +236,9 @@ func TestCTLogVerificationFailures(t *testing.T) {
 		{"rollback to an empty tree with a root", CheckRollback, func(h *logHarness) {
 			h.fake.ServeSTH(h.fake.SignSTH(0, h.fake.Published().Timestamp+1, [32]byte{9, 9, 9}))
 		}},
+		{"tree size beyond 2^63-1", CheckTreeSize, func(h *logHarness) {
+			h.fake.ServeSTH(h.fake.SignSTH(1<<63+5, h.fake.Published().Timestamp+1, [32]byte{9, 9, 9}))
+		}},
 		{"fork", CheckConsistency, func(h *logHarness) { h.fake.Fork() }},
 		{"fork of a larger tree", CheckConsistency, func(h *logHarness) {
 			h.noise(3)
@@ -588,5 +591,45 @@ func TestCTLogOlderTreeHeads(t *testing.T) {
 	}
 	if st := l.Status(); st.TreeSize != h.fake.Size() || st.Position != h.fake.Size() || st.OlderTreeHeads != 3 {
 		t.Fatalf("status %+v after fresh STHs", st)
+	}
+}
+
+// A correctly signed tree head of 2^63 entries or more is the log
+// misbehaving (check tree_size), on the first poll as on later ones: it is
+// never stored, and never shown as a (negative) tree size.
+func TestCTLogTreeSizeBeyondInt64(t *testing.T) {
+	for _, size := range []uint64{1 << 63, 1<<63 + 5, 1<<64 - 1} {
+		h := newLogHarness(t)
+		h.noise(3)
+		sth := h.fake.Publish()
+		h.fake.ServeSTH(h.fake.SignSTH(size, sth.Timestamp+1, [32]byte{7}))
+		l := h.follower("end")
+		if got := l.Status().Failures; len(got) != len(Checks) || got[CheckTreeSize] != 0 {
+			t.Fatalf("failure counters before any poll: %v", got)
+		}
+		err := l.Poll(context.Background(), h.env)
+		var ve *verifyError
+		if !errors.As(err, &ve) || ve.check != CheckTreeSize {
+			t.Fatalf("first poll, STH of size %d = %v, want a tree_size failure", size, err)
+		}
+		st := l.Status()
+		if st.Failures[CheckTreeSize] != 1 || st.Failures[CheckSTHSignature] != 0 || st.Verifying || st.Known || st.TreeSize != 0 || h.position() != -1 {
+			t.Fatalf("after a first STH of size %d: status %+v, position %d", size, st, h.position())
+		}
+
+		// Once the log behaves, it is followed; a huge head later is
+		// refused the same way, and the verified head stays.
+		h.fake.ClearFaults()
+		if err := l.Poll(context.Background(), h.env); err != nil {
+			t.Fatal(err)
+		}
+		head := h.storedHead()
+		h.fake.ServeSTH(h.fake.SignSTH(size, sth.Timestamp+2, [32]byte{7}))
+		if err := l.Poll(context.Background(), h.env); !errors.As(err, &ve) || ve.check != CheckTreeSize {
+			t.Fatalf("later poll, STH of size %d = %v, want a tree_size failure", size, err)
+		}
+		if st := l.Status(); st.Failures[CheckTreeSize] != 2 || st.TreeSize != head.Size || !h.storedHead().same(head) {
+			t.Fatalf("after a later STH of size %d: status %+v, stored %+v, want %+v", size, st, h.storedHead(), head)
+		}
 	}
 }

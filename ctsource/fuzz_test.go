@@ -39,6 +39,7 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
+	"github.com/ct-exporter/ct_exporter/internal/staticlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -668,12 +669,34 @@ func FuzzCheckpoint(f *testing.F) {
 	f.Add(signCheckpoint(f, other, fuzzLogOrigin, 1000, root, now, ""))
 	f.Add([]byte(fuzzLogOrigin + "\n1000\n" + base64.StdEncoding.EncodeToString(root[:]) + "\n"))
 	f.Add([]byte(fuzzLogOrigin + "\n1000\n" + base64.StdEncoding.EncodeToString(root[:]) + "\n\n— " + fuzzLogOrigin + " AAAAAAAAAAAAAAAA\n"))
+	hugeSigner, err := staticlogfake.NewSigner(fuzzLogOrigin, key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	huge, err := hugeSigner.SignSize(1<<63+5, root, int64(now))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(huge)
 	pub := key.Public()
 	fallback, err := sunlight.NewRFC6962Verifier(fuzzLogOrigin, pub)
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, signed []byte) {
+		// head's own verification: a tree head it accepts has a size an
+		// int64 holds, and tree_size is only ever a huge size's.
+		head, headErr := openCheckpoint(signed, pub)
+		var headVE *verifyError
+		if headErr == nil && head.Size < 0 {
+			t.Fatalf("checkpoint accepted with size %d", head.Size)
+		}
+		if errors.As(headErr, &headVE) && headVE.check == CheckTreeSize {
+			text, _, _ := strings.Cut(string(signed), "\n\n")
+			if _, ok := hugeTreeSize(text + "\n"); !ok {
+				t.Fatalf("tree_size failure for %q: %v", signed, headErr)
+			}
+		}
 		origin, _, _ := strings.Cut(string(signed), "\n")
 		v, err := sunlight.NewRFC6962Verifier(origin, pub)
 		verifier := v
@@ -702,6 +725,9 @@ func FuzzCheckpoint(f *testing.F) {
 		cp, err := torchwood.ParseCheckpoint(n.Text)
 		if err != nil || cp.Origin != origin {
 			t.Fatalf("a verified checkpoint does not parse as one of origin %q: %q, %v", origin, cp.Origin, err)
+		}
+		if v != nil && (headErr != nil || head.Size != cp.N || head.Root != cp.Hash) {
+			t.Fatalf("sunlight verifies tree %d %x, head gives %+v, %v", cp.N, cp.Hash, head, headErr)
 		}
 		for _, s := range n.Sigs {
 			if ms, err := sunlight.RFC6962SignatureTimestamp(s); err == nil && ms < 0 {

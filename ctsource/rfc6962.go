@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"math"
 	"math/bits"
 	"net/http"
 	"slices"
@@ -68,6 +69,11 @@ func (l *rfc6962Log) head(ctx context.Context) (treeHead, error) {
 	}
 	if err := l.verifier.VerifySTHSignature(*sth); err != nil {
 		return treeHead{}, verifyFailed(CheckSTHSignature, "STH of size %d: %v", sth.TreeSize, err)
+	}
+	if sth.TreeSize > math.MaxInt64 {
+		// Signed by the log's key, so its misbehaviour, not a forgery; as
+		// an int64 (tree sizes, positions, the gauge) it would be negative.
+		return treeHead{}, verifyFailed(CheckTreeSize, "a correctly signed STH of tree size %d, beyond 2^63-1: no log holds that many entries", sth.TreeSize)
 	}
 	return treeHead{Size: int64(sth.TreeSize), Root: sth.SHA256RootHash, Time: time.UnixMilli(int64(sth.Timestamp)).UTC()}, nil
 }

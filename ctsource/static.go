@@ -5,14 +5,18 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
-	"net/http"
+	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"filippo.io/sunlight"
 	"filippo.io/torchwood"
+	ct "github.com/google/certificate-transparency-go"
+	ctls "github.com/google/certificate-transparency-go/tls"
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -25,16 +29,15 @@ const (
 	tileHeight        = 8
 )
 
-// staticLog speaks c2sp.org/static-ct-api through filippo.io/sunlight. Every
-// entry the client yields was checked against the verified checkpoint
-// through the hash tiles, partial tiles included.
+// staticLog speaks c2sp.org/static-ct-api with filippo.io/sunlight's and
+// torchwood's verifiers, over the transport. Every entry fetch returns was
+// checked against the verified checkpoint through the hash tiles, partial
+// tiles included.
 type staticLog struct {
 	prefix string
 	pub    crypto.PublicKey
 	tr     *transport
-	// clients: a sunlight.Client keeps the state of one iteration, so each
-	// worker takes its own.
-	clients sync.Pool
+	tiles  *tileReader
 }
 
 // NewStaticLog returns a source following the static-ct-api log whose
@@ -50,9 +53,7 @@ func NewStaticLog(name, url string, publicKey []byte, opts LogOptions) (*CTLog, 
 		pub:    pub,
 		tr:     newTransport(opts.Timeout, gapFor(opts.RequestsPerSecond), opts.Interval, maxLogResponse),
 	}
-	if _, err := l.client(); err != nil {
-		return nil, fmt.Errorf("ctlog %s: %w", name, err)
-	}
+	l.tiles = &tileReader{prefix: l.prefix, tr: l.tr}
 	opts.BatchSize = wholeTiles(opts.BatchSize)
 	return newCTLog(name, l, opts), nil
 }
@@ -66,41 +67,74 @@ func wholeTiles(batch int) int {
 	return (batch + StaticTileEntries - 1) / StaticTileEntries * StaticTileEntries
 }
 
-func (l *staticLog) client() (*sunlight.Client, error) {
-	if c, ok := l.clients.Get().(*sunlight.Client); ok {
-		return c, nil
-	}
-	return sunlight.NewClient(&sunlight.ClientConfig{
-		MonitoringPrefix: l.prefix,
-		PublicKey:        l.pub,
-		HTTPClient:       &http.Client{Transport: l.tr},
-		UserAgent:        "ct_exporter (+https://github.com/ct-exporter/ct_exporter)",
-		Timeout:          5 * time.Minute,
-	})
+// tileReader is the torchwood.TileReader the verifiers read the checkpoint
+// and hash tiles through: straight through the transport, whose retries
+// are the only ones. (sunlight's own client retries every failed request
+// four more times, pausing 1, 5, 25 and 125 s, each try with the
+// transport's retries: a log failing one tile stalled a poll for 156 s and
+// counted the error 20 times.)
+type tileReader struct {
+	prefix string
+	tr     *transport
 }
 
-func (l *staticLog) head(ctx context.Context) (treeHead, error) {
-	c, err := l.client()
+func (r *tileReader) ReadEndpoint(ctx context.Context, path string) ([]byte, error) {
+	resp, err := r.tr.get(ctx, r.prefix+"/"+path, "*/*")
 	if err != nil {
-		return treeHead{}, err
+		return nil, err
 	}
-	defer l.clients.Put(c)
-	signed, err := c.TileReader().ReadEndpoint(ctx, "checkpoint")
+	return resp.body, nil
+}
+
+// ReadTiles fetches the tiles concurrently; the first failure is returned.
+func (r *tileReader) ReadTiles(ctx context.Context, tiles []tlog.Tile) ([][]byte, error) {
+	data := make([][]byte, len(tiles))
+	errs := make([]error, len(tiles))
+	var wg sync.WaitGroup
+	for i, t := range tiles {
+		wg.Go(func() { data[i], errs[i] = r.ReadEndpoint(ctx, sunlight.TilePath(t)) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return data, nil
+}
+
+// SaveTiles keeps nothing: each poll reads the few hash tiles it needs.
+func (r *tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
+
+func (l *staticLog) head(ctx context.Context) (treeHead, error) {
+	signed, err := l.tiles.ReadEndpoint(ctx, "checkpoint")
 	if err != nil {
 		return treeHead{}, classify(ctx, err)
 	}
+	head, err := openCheckpoint(signed, l.pub)
+	if ReasonOf(err) != "" {
+		countError(ctx, ReasonOf(err))
+	}
+	return head, err
+}
+
+// openCheckpoint verifies a signed checkpoint with the log's key (the note
+// named after the checkpoint's origin line) and returns its tree head.
+func openCheckpoint(signed []byte, pub crypto.PublicKey) (treeHead, error) {
 	origin, _, _ := strings.Cut(string(signed), "\n")
-	v, err := sunlight.NewRFC6962Verifier(origin, l.pub)
+	v, err := sunlight.NewRFC6962Verifier(origin, pub)
 	if err != nil {
 		return treeHead{}, verifyFailed(CheckSTHSignature, "checkpoint origin %q: %v", origin, err)
 	}
-	n, err := note.Open(signed, note.VerifierList(v))
+	n, err := note.Open(signed, note.VerifierList(hugeTreeVerifier{v, pub}))
 	if err != nil {
 		return treeHead{}, verifyFailed(CheckSTHSignature, "checkpoint: %v", err)
 	}
+	if size, ok := hugeTreeSize(n.Text); ok {
+		return treeHead{}, verifyFailed(CheckTreeSize, "a correctly signed checkpoint of tree size %d, beyond 2^63-1: no log holds that many entries", size)
+	}
 	cp, err := torchwood.ParseCheckpoint(n.Text)
 	if err != nil || cp.Origin != origin {
-		countError(ctx, ReasonBadResponse)
 		return treeHead{}, &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("checkpoint: %v", err)}
 	}
 	ms, err := sunlight.RFC6962SignatureTimestamp(n.Sigs[0])
@@ -110,17 +144,72 @@ func (l *staticLog) head(ctx context.Context) (treeHead, error) {
 	return treeHead{Size: cp.N, Root: cp.Hash, Time: time.UnixMilli(ms).UTC()}, nil
 }
 
-func (l *staticLog) hashReader(ctx context.Context, c *sunlight.Client, tree treeHead) tlog.HashReader {
-	return torchwood.TileHashReaderWithContext(ctx, tlog.Tree{N: tree.Size, Hash: tree.Root}, c.TileReader())
+// hugeTreeVerifier is sunlight's RFC 6962 note verifier, and also accepts
+// a checkpoint of a tree size of 2^63 or more correctly signed by the key,
+// which sunlight's refuses as it refuses a bad signature: such a size is a
+// log misbehaving, to be told apart from a forged note (CheckTreeSize, not
+// CheckSTHSignature).
+type hugeTreeVerifier struct {
+	note.Verifier
+	pub crypto.PublicKey
+}
+
+func (v hugeTreeVerifier) Verify(msg, sig []byte) bool {
+	if v.Verifier.Verify(msg, sig) {
+		return true
+	}
+	size, ok := hugeTreeSize(string(msg))
+	if !ok {
+		return false
+	}
+	lines := strings.Split(string(msg), "\n")
+	root, err := base64.StdEncoding.DecodeString(lines[2])
+	if err != nil || len(root) != sha256.Size || lines[0] != v.Name() {
+		return false
+	}
+	// An RFC6962NoteSignature: the timestamp, then the TreeHeadSignature.
+	in := cryptobyte.String(sig)
+	var ts uint64
+	var hashAlg, sigAlg uint8
+	var signature cryptobyte.String
+	if !in.ReadUint64(&ts) || !in.ReadUint8(&hashAlg) || !in.ReadUint8(&sigAlg) ||
+		!in.ReadUint16LengthPrefixed(&signature) || !in.Empty() || hashAlg != uint8(ctls.SHA256) {
+		return false
+	}
+	input, err := ct.SerializeSTHSignatureInput(ct.SignedTreeHead{
+		Version: ct.V1, TreeSize: size, Timestamp: ts, SHA256RootHash: ct.SHA256Hash(root),
+	})
+	if err != nil {
+		return false
+	}
+	ds := ctls.DigitallySigned{
+		Algorithm: ctls.SignatureAndHashAlgorithm{Hash: ctls.HashAlgorithm(hashAlg), Signature: ctls.SignatureAlgorithm(sigAlg)},
+		Signature: signature,
+	}
+	return ctls.VerifySignature(v.pub, input, ds) == nil
+}
+
+// hugeTreeSize returns the size of a checkpoint text (origin, size, root
+// hash, no extension lines) whose size is 2^63 or more, which
+// torchwood.ParseCheckpoint and tlog.Tree cannot hold.
+func hugeTreeSize(text string) (uint64, bool) {
+	lines := strings.Split(text, "\n")
+	if len(lines) != 4 || lines[3] != "" {
+		return 0, false
+	}
+	size, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil || size <= math.MaxInt64 || strconv.FormatUint(size, 10) != lines[1] {
+		return 0, false
+	}
+	return size, true
+}
+
+func (l *staticLog) hashReader(ctx context.Context, tree treeHead) tlog.HashReader {
+	return torchwood.TileHashReaderWithContext(ctx, tlog.Tree{N: tree.Size, Hash: tree.Root}, l.tiles)
 }
 
 func (l *staticLog) consistent(ctx context.Context, old, new treeHead) error {
-	c, err := l.client()
-	if err != nil {
-		return err
-	}
-	defer l.clients.Put(c)
-	p, err := tlog.ProveTree(new.Size, old.Size, l.hashReader(ctx, c, new))
+	p, err := tlog.ProveTree(new.Size, old.Size, l.hashReader(ctx, new))
 	if err != nil {
 		if ctx.Err() != nil || ReasonOf(err) != "" {
 			return classify(ctx, err)
@@ -142,11 +231,6 @@ func (l *staticLog) rangeAt(context.Context, treeHead, int64) ([][32]byte, error
 func (l *staticLog) provePrefix(context.Context, int64, [32]byte, treeHead) error { return nil }
 
 func (l *staticLog) fetch(ctx context.Context, tree treeHead, start, end int64) ([]rawEntry, func(), error) {
-	c, err := l.client()
-	if err != nil {
-		return nil, nil, err
-	}
-	defer l.clients.Put(c)
 	end = min(end, tree.Size)
 	first := start / StaticTileEntries
 	var tiles []tlog.Tile
@@ -171,7 +255,7 @@ func (l *staticLog) fetch(ctx context.Context, tree treeHead, start, end int64) 
 		indexes = append(indexes, tlog.StoredHashIndex(0, i))
 	}
 	// The hash tiles are proven against the verified checkpoint as they are read.
-	hashes, err := l.hashReader(ctx, c, tree).ReadHashes(indexes)
+	hashes, err := l.hashReader(ctx, tree).ReadHashes(indexes)
 	if err != nil {
 		if ctx.Err() != nil || ReasonOf(err) != "" {
 			return nil, nil, classify(ctx, err)

@@ -2,16 +2,21 @@ package ctsource
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ct-exporter/ct_exporter/internal/staticlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/sunlightlog"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 )
@@ -333,16 +338,12 @@ func TestStaticLogOlderCheckpoint(t *testing.T) {
 	assertOlderIgnored(t, h.logHarness, l, 2)
 
 	// Hash tiles the log fails to serve are a source error, not a
-	// verification failure, and not counted as an older head either. The
-	// sunlight client retries a failed tile for minutes (pauses of 1, 5, 25
-	// and 125 s), so the poll is cut short.
+	// verification failure, and not counted as an older head either.
 	stale.Store(&first)
 	tilesDown.Store(true)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	err = l.Poll(ctx, h.env)
-	cancel()
+	err = l.Poll(context.Background(), h.env)
 	var ve *verifyError
-	if err == nil || errors.As(err, &ve) || h.errors[ReasonHTTP5xx] == 0 {
+	if ReasonOf(err) != ReasonHTTP5xx || errors.As(err, &ve) || h.errors[ReasonHTTP5xx] == 0 {
 		t.Fatalf("older checkpoint with its hash tiles unavailable: %v, errors %v", err, h.errors)
 	}
 	if st := l.Status(); st.Failures[CheckRollback] != 0 || st.OlderTreeHeads != 2 || h.position() != h.n {
@@ -372,5 +373,141 @@ func TestStaticLogOlderCheckpoint(t *testing.T) {
 	}
 	if st := l.Status(); st.TreeSize != h.n || st.Position != h.n || st.OlderTreeHeads != 2 || !st.Verifying {
 		t.Fatalf("status %+v after fresh checkpoints", st)
+	}
+}
+
+// A static-ct-api log failing its checkpoint or a hash tile fails the poll
+// after the transport's attempts alone, each counted once: the sunlight
+// client's own retries (pauses of 1, 5, 25 and 125 s, each try with the
+// transport's) stalled such a poll 156 s and counted the error 20 times.
+func TestStaticLogFailingLogFailsOnce(t *testing.T) {
+	for _, failing := range []string{"/checkpoint", "/tile/0/"} {
+		t.Run(strings.Trim(failing, "/"), func(t *testing.T) {
+			h := newLogHarness(t)
+			fake := staticlogfake.New(t)
+			ca := testpki.NewIssuer(t, "R11", "Let's Encrypt")
+			for i := 0; i < 5; i++ {
+				iss, err := ca.Issue(testpki.Leaf{DNSNames: []string{fmt.Sprintf("www%d.example.com", i)}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				fake.AddCert(iss.Final, ca.DER)
+			}
+			fake.Publish()
+			target, err := url.Parse(fake.MonitoringPrefix())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			failed := map[string]int{} // 503s answered, by path
+			upstream := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
+			proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.Contains(r.URL.Path, failing) {
+					mu.Lock()
+					failed[r.URL.Path]++
+					mu.Unlock()
+					http.Error(w, "unavailable", http.StatusServiceUnavailable)
+					return
+				}
+				upstream.ServeHTTP(w, r)
+			}))
+			defer proxy.Close()
+			l, err := NewStaticLog("testlog", proxy.URL+target.Path, fake.PublicKeyDER(), LogOptions{
+				Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning",
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			tr := l.proto.(*staticLog).tr
+			tr.backoffBase = time.Millisecond
+			// Far less than the 156 s the retries of the sunlight client
+			// took, far more than the transport's attempts need.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			err = l.Poll(ctx, h.env)
+			if ReasonOf(err) != ReasonHTTP5xx {
+				t.Fatalf("poll with %s failing = %v, want an http_5xx error", failing, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			total := 0
+			for path, n := range failed {
+				if n != tr.attempts {
+					t.Errorf("%s asked %d times, want %d (the transport's attempts)", path, n, tr.attempts)
+				}
+				total += n
+			}
+			if total == 0 || h.errors[ReasonHTTP5xx] != total {
+				t.Fatalf("%d http_5xx counted for %d failed requests (%v)", h.errors[ReasonHTTP5xx], total, failed)
+			}
+			if h.position() > 0 || h.store.Snapshot().Certificates != 0 {
+				t.Fatalf("position %d, %d issuances without the proofs", h.position(), h.store.Snapshot().Certificates)
+			}
+		})
+	}
+}
+
+// A checkpoint correctly signed by the log's key for a tree of 2^63
+// entries or more is the log misbehaving (tree_size), told apart from a
+// forged one (sth_signature); neither is stored or shown as a tree size.
+func TestStaticLogTreeSizeBeyondInt64(t *testing.T) {
+	h := newLogHarness(t)
+	fake := staticlogfake.New(t)
+	l, err := NewStaticLog("testlog", fake.MonitoringPrefix(), fake.PublicKeyDER(), LogOptions{
+		Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	huge := fake.SignCheckpoint(1<<63+5, [32]byte{7})
+	if !strings.Contains(string(huge), "\n9223372036854775813\n") {
+		t.Fatalf("checkpoint %q", huge)
+	}
+	poll := func(want string) {
+		t.Helper()
+		err := l.Poll(context.Background(), h.env)
+		var ve *verifyError
+		if !errors.As(err, &ve) || ve.check != want {
+			t.Fatalf("poll = %v, want a %s failure", err, want)
+		}
+	}
+	fake.ServeCheckpoint(huge)
+	poll(CheckTreeSize)
+	if st := l.Status(); st.Known || st.TreeSize != 0 || st.Failures[CheckTreeSize] != 1 || st.Failures[CheckSTHSignature] != 0 || h.position() != -1 {
+		t.Fatalf("after a first checkpoint of size 2^63+5: %+v, position %d", st, h.position())
+	}
+
+	fake.ServeCheckpoint(nil)
+	if err := l.Poll(context.Background(), h.env); err != nil {
+		t.Fatal(err)
+	}
+	head := h.storedHead()
+	fake.ServeCheckpoint(huge)
+	poll(CheckTreeSize)
+	// The same text under another root: the signature no longer matches.
+	root := [32]byte{7}
+	forged := strings.Replace(string(huge), base64.StdEncoding.EncodeToString(root[:]), base64.StdEncoding.EncodeToString(make([]byte, 32)), 1)
+	fake.ServeCheckpoint([]byte(forged))
+	poll(CheckSTHSignature)
+	st := l.Status()
+	if st.Failures[CheckTreeSize] != 2 || st.Failures[CheckSTHSignature] != 1 || st.TreeSize != head.Size || !h.storedHead().same(head) {
+		t.Fatalf("status %+v, stored %+v, want the verified %+v kept", st, h.storedHead(), head)
+	}
+}
+
+func TestHugeTreeSize(t *testing.T) {
+	root := "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	for size, want := range map[string]bool{
+		"9223372036854775807": false, "9223372036854775808": true, "18446744073709551615": true,
+		"18446744073709551616": false, "09223372036854775808": false, "+9223372036854775808": false, "5": false, "-1": false,
+	} {
+		if _, got := hugeTreeSize("o.example/log\n" + size + "\n" + root + "\n"); got != want {
+			t.Errorf("size %s: %v, want %v", size, got, want)
+		}
+	}
+	if _, ok := hugeTreeSize("o.example/log\n9223372036854775808\n" + root + "\next\n"); ok {
+		t.Error("a checkpoint with an extension line")
 	}
 }

@@ -17,8 +17,12 @@ import (
 	"github.com/prometheus/common/version"
 )
 
-// maxRetryAfter bounds how long a Retry-After header can stall a source.
+// maxRetryAfter bounds how long one Retry-After header can stall a source.
 const maxRetryAfter = time.Hour
+
+// minBudget is the least time one request, retries included, may take:
+// its source's interval when that is longer.
+const minBudget = time.Hour
 
 // transport is the http.RoundTripper every source's requests go through. It
 // applies the manners a shared service needs — requests spaced, each with a
@@ -35,7 +39,11 @@ type transport struct {
 	attempts    int
 	backoffBase time.Duration
 	backoffCap  time.Duration
-	header      http.Header // sent with every request get makes (an API key)
+	// budget bounds one request, its attempts, backoffs and Retry-After
+	// waits together: a server answering 429 with Retry-After: 3600 each
+	// time would otherwise hold its source for hours.
+	budget time.Duration
+	header http.Header // sent with every request get makes (an API key)
 
 	mu   sync.Mutex
 	last time.Time
@@ -59,6 +67,7 @@ func newTransport(timeout, gap, interval time.Duration, maxBody int64) *transpor
 		attempts:    4,
 		backoffBase: max(gap, time.Second),
 		backoffCap:  interval,
+		budget:      max(interval, minBudget),
 	}
 }
 
@@ -123,7 +132,7 @@ func (t *transport) roundTrip(req *http.Request) (*http.Response, []byte, error)
 	return t.roundTripInto(req, nil)
 }
 
-// bodies recycles response buffers on the hot paths (see getPooled).
+// bodies recycles response buffers (*[]byte) on the hot paths (see getPooled).
 var bodies sync.Pool
 
 // getPooled is get with the body read into a recycled buffer: release it
@@ -134,9 +143,9 @@ func (t *transport) getPooled(ctx context.Context, url, accept string) (*respons
 		return nil, nil, &Error{Reason: ReasonBadResponse, Err: err}
 	}
 	req.Header.Set("Accept", accept)
-	buf, _ := bodies.Get().(*bytes.Buffer)
+	buf, _ := bodies.Get().(*[]byte)
 	if buf == nil {
-		buf = new(bytes.Buffer)
+		buf = new([]byte)
 	}
 	res, body, err := t.roundTripInto(req, buf)
 	if err != nil {
@@ -146,8 +155,9 @@ func (t *transport) getPooled(ctx context.Context, url, accept string) (*respons
 	return &response{status: res.StatusCode, contentType: res.Header.Get("Content-Type"), body: body}, func() { bodies.Put(buf) }, nil
 }
 
-// roundTripInto reads the body into buf (a fresh buffer when nil).
-func (t *transport) roundTripInto(req *http.Request, buf *bytes.Buffer) (*http.Response, []byte, error) {
+// roundTripInto reads the body into *buf, which keeps the grown buffer for
+// the next use (a fresh buffer when buf is nil).
+func (t *transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Response, []byte, error) {
 	if req.Header.Get("User-Agent") == "" {
 		req = req.Clone(req.Context())
 		// Logs rate-limit clients that give no contact (Skylight: an e-mail
@@ -159,9 +169,10 @@ func (t *transport) roundTripInto(req *http.Request, buf *bytes.Buffer) (*http.R
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		attempts = 1
 	}
+	deadline := time.Now().Add(t.budget)
 	var last error
 	for attempt := 1; attempt <= attempts; attempt++ {
-		res, body, err := t.once(req, buf)
+		res, body, err := t.once(req, buf, deadline)
 		if err == nil {
 			return res, body, nil
 		}
@@ -174,12 +185,19 @@ func (t *transport) roundTripInto(req *http.Request, buf *bytes.Buffer) (*http.R
 		}
 		countError(ctx, e.Reason)
 		last = err
-		if !retryable(e.Reason) || attempt == attempts {
+		if !retryable(e.Reason) || attempt == attempts || errors.Is(err, errPastBudget) {
 			break
 		}
 		wait := Backoff(attempt, t.backoffBase, t.backoffCap)
 		if e.RetryAfter > 0 {
 			wait = e.RetryAfter
+		}
+		if left := time.Until(deadline); wait >= left {
+			// Already counted: the source's next poll tries again.
+			last = &Error{Reason: e.Reason, RetryAfter: e.RetryAfter, Err: fmt.Errorf(
+				"%w; gave up after %d attempts: waiting %v more would take the request past its budget of %v",
+				e.Err, attempt, wait.Round(time.Second), t.budget)}
+			break
 		}
 		if err := sleep(ctx, wait); err != nil {
 			return nil, nil, err
@@ -196,16 +214,21 @@ func retryable(reason string) bool {
 	return false
 }
 
-func (t *transport) once(req *http.Request, buf *bytes.Buffer) (*http.Response, []byte, error) {
+// once makes one attempt, cut at deadline (the request's budget) if that
+// comes before its own timeout.
+func (t *transport) once(req *http.Request, buf *[]byte, deadline time.Time) (*http.Response, []byte, error) {
 	if buf == nil {
-		buf = new(bytes.Buffer)
+		buf = new([]byte)
 	}
-	buf.Reset()
 	ctx := req.Context()
-	if err := t.space(ctx); err != nil {
+	if err := t.space(ctx, deadline); err != nil {
 		return nil, nil, err
 	}
-	actx, cancel := context.WithTimeout(ctx, t.timeout)
+	end := time.Now().Add(t.timeout)
+	if deadline.Before(end) {
+		end = deadline
+	}
+	actx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
 	req = req.WithContext(actx)
 	if req.Header.Get("Accept-Encoding") == "" {
@@ -229,19 +252,15 @@ func (t *transport) once(req *http.Request, buf *bytes.Buffer) (*http.Response, 
 		res.Header.Del("Content-Encoding")
 		res.Header.Del("Content-Length")
 	}
-	// Sized from Content-Length when given, so that a large answer is read
-	// into one allocation rather than copied through doublings. The cap
-	// applies to what is decompressed: a gzip bomb stops at maxBody.
-	if size > 0 {
-		buf.Grow(int(min(size, t.maxBody)) + bytes.MinRead)
-	}
-	if _, err := buf.ReadFrom(io.LimitReader(src, t.maxBody+1)); err != nil {
+	// The cap applies to what is decompressed: a gzip bomb stops at maxBody.
+	body, err := readBody((*buf)[:0], src, size, t.maxBody)
+	*buf = body[:0]
+	if err != nil {
 		if ctx.Err() == nil && actx.Err() == nil && !isNetError(err) {
 			return nil, nil, &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("reading the body of %s: %w", req.URL.Redacted(), err)}
 		}
 		return nil, nil, transportError(ctx, actx, fmt.Errorf("reading the body of %s: %w", req.URL.Redacted(), err))
 	}
-	body := buf.Bytes()
 	what := func(s string) error { return fmt.Errorf("%s %s: %s", req.Method, req.URL.Redacted(), s) }
 	switch {
 	case res.StatusCode == http.StatusTooManyRequests:
@@ -257,6 +276,57 @@ func (t *transport) once(req *http.Request, buf *bytes.Buffer) (*http.Response, 
 		return nil, nil, &Error{Reason: ReasonBadResponse, Err: what(fmt.Sprintf("response larger than %d bytes", t.maxBody))}
 	}
 	return res, body, nil
+}
+
+// upfront is the most a body's buffer is given before its bytes arrive: a
+// Content-Length is only a claim, and a server that announces 60 MiB and
+// then stalls must not cost 60 MiB per request.
+const upfront = 1 << 20
+
+// claimTrust is how far a claimed size is believed ahead of the bytes
+// that arrived: a buffer full of what the server sent grows this many
+// times over, up to the claim. A get-entries answer (0.5–5 MB) then takes
+// one growth from the upfront MiB instead of three doublings.
+const claimTrust = 8
+
+// readBody appends r's bytes to buf, at most limit+1 of them (so that the
+// caller sees a body over the limit). size, when positive, is the expected
+// length: the buffer starts at min(size, upfront) and grows claimTrust
+// times over as data arrives, never past size while short of it, so that
+// an honest answer ends in a buffer of its own size; past it, or with no
+// size, it doubles. A recycled buffer already large enough is not grown.
+func readBody(buf []byte, r io.Reader, size, limit int64) ([]byte, error) {
+	if size > 0 {
+		// The slack lets the read that sees EOF find room without a doubling.
+		want := int(min(size, upfront, limit+1)) + bytes.MinRead
+		if cap(buf)-len(buf) < want {
+			buf = append(make([]byte, 0, len(buf)+want), buf...)
+		}
+	}
+	for {
+		if int64(len(buf)) > limit {
+			return buf, nil
+		}
+		if len(buf) == cap(buf) {
+			n := max(2*cap(buf), len(buf)+bytes.MinRead)
+			if int64(len(buf)) < size {
+				n = min(max(n, claimTrust*len(buf)), int(min(size, limit+1))+bytes.MinRead)
+			}
+			buf = append(make([]byte, 0, n), buf...)
+		}
+		room := buf[len(buf):cap(buf)]
+		if left := limit + 1 - int64(len(buf)); int64(len(room)) > left {
+			room = room[:left]
+		}
+		m, err := r.Read(room)
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 var gzipReaders sync.Pool
@@ -279,14 +349,24 @@ func isNetError(err error) bool {
 	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// space waits until gap has passed since the previous request started.
-func (t *transport) space(ctx context.Context) error {
+// errPastBudget is a request that would end after its budget.
+var errPastBudget = errors.New("past the request's budget")
+
+// space waits until gap has passed since the previous request started. A
+// slot only free after deadline is not taken: the request ends as a
+// timeout rather than hold its source past its budget.
+func (t *transport) space(ctx context.Context, deadline time.Time) error {
 	if t.gap <= 0 {
 		return nil
 	}
 	t.mu.Lock()
-	wait := time.Until(t.last.Add(t.gap))
-	t.last = time.Now().Add(max(wait, 0))
+	now := time.Now()
+	wait := t.last.Add(t.gap).Sub(now)
+	if !now.Add(wait).Before(deadline) {
+		t.mu.Unlock()
+		return &Error{Reason: ReasonTimeout, Err: fmt.Errorf("the next request slot, in %v: %w", wait.Round(time.Second), errPastBudget)}
+	}
+	t.last = now.Add(max(wait, 0))
 	t.mu.Unlock()
 	return sleep(ctx, wait)
 }

@@ -187,6 +187,21 @@ func (l *Log) ServeCheckpoint(signed []byte) {
 	l.served = bytes.Clone(signed)
 }
 
+// SignCheckpoint signs a checkpoint of any tree size and root with the
+// log's keys, timestamped now, without publishing it (ServeCheckpoint
+// serves it): a tree head the log's key signed whatever it says, as a
+// misbehaving log would.
+func (l *Log) SignCheckpoint(size uint64, root [32]byte) []byte {
+	l.mu.Lock()
+	now := l.now()
+	l.mu.Unlock()
+	cp, err := l.signer.SignSize(size, root, now.UnixMilli())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return cp
+}
+
 // backend is what the Handler reads.
 type backend struct{ l *Log }
 
