@@ -117,7 +117,7 @@ watches:
   - domain: com
   - domain: Example.COM.
   - domain: example.com
-  - domain: `+strings.Repeat("a.", 127)+`com
+  - domain: ` + strings.Repeat("a.", 127) + `com
 sources: [{name: c, type: crtsh}]
 `, []string{
 			`f.yml:9: watch domain "` + strings.Repeat("a.", 127) + `com": not a valid host name: longer than 253 characters`,
