@@ -121,7 +121,7 @@ ct_certificate_series_dropped_total{watch="example.org"} 0
 ct_new_certificates_total{issuer="Evil \"Corp\"\\u{a}",verdict="issuer_unexpected",watch="example.com"} 1
 ct_new_certificates_total{issuer="R11",verdict="issuer_allowed",watch="example.com"} 1
 ct_new_certificates_total{issuer="\\xff\\xfeCA",verdict="unreviewed",watch="example.org"} 1
-# HELP ct_source_errors_total Failed requests to a source, by reason.
+# HELP ct_source_errors_total Failed requests to a source, and certificates it found that could not be recorded (reason record), by reason.
 # TYPE ct_source_errors_total counter
 ct_source_errors_total{reason="http_429",source="crtsh"} 3
 ct_source_errors_total{reason="timeout",source="crtsh"} 0
