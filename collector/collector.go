@@ -90,7 +90,7 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 			"When the source's last successful poll ended.",
 			[]string{"source"}, nil),
 		sourceErrors: prometheus.NewDesc("ct_source_errors_total",
-			"Failed requests to a source, by reason.",
+			"Failed requests to a source, and certificates it found that could not be recorded (reason record), by reason.",
 			[]string{"source", "reason"}, nil),
 		sourceDuration: prometheus.NewDesc("ct_source_poll_duration_seconds",
 			"How long polls of the source took.",

@@ -121,7 +121,7 @@ ct_certificate_series_dropped_total{watch="example.org"} 0
 ct_new_certificates_total{issuer="Evil \"Corp\"\\u{a}",verdict="issuer_unexpected",watch="example.com"} 1
 ct_new_certificates_total{issuer="R11",verdict="issuer_allowed",watch="example.com"} 1
 ct_new_certificates_total{issuer="\\xff\\xfeCA",verdict="unreviewed",watch="example.org"} 1
-# HELP ct_source_errors_total Failed requests to a source, by reason.
+# HELP ct_source_errors_total Failed requests to a source, and certificates it found that could not be recorded (reason record), by reason.
 # TYPE ct_source_errors_total counter
 ct_source_errors_total{reason="http_429",source="crtsh"} 3
 ct_source_errors_total{reason="timeout",source="crtsh"} 0
@@ -238,5 +238,59 @@ ct_log_verification_failures_total{check="sth_signature",log="argon"} 0
 	}
 	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
 		t.Fatalf("lint: %v %+v", err, problems)
+	}
+}
+
+// Beyond max_issuers_per_watch, ct_new_certificates_total shows a watch's
+// further issuers as issuer="other", while their first-seen series keep
+// their own (bounded) issuer label.
+func TestCollectorIssuersBeyondLimit(t *testing.T) {
+	s := newStore(t)
+	err := s.SetPolicy(state.Policy{RecentWindow: time.Hour, SeriesLimit: 10, MaxIssuersPerWatch: 2, Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
+		return is.Watches[0].Verdict, true
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := state.Match{Watch: "example.com", Verdict: watch.Unreviewed}
+	long := strings.Repeat("Rogue CA ", 4000)
+	for i, cn := range []string{"R11", "E5", long, "R11", "R10"} {
+		add(t, s, i, -1, watch.Issuer{CN: cn}, []string{fmt.Sprintf("h%d.example.com", i)}, m)
+	}
+	c := New(s, health{}, promslog.NewNopLogger())
+	expected := `
+# HELP ct_new_certificates_total Issuances first seen for a watch, by the verdict they had then. Persisted in the state file.
+# TYPE ct_new_certificates_total counter
+ct_new_certificates_total{issuer="E5",verdict="unreviewed",watch="example.com"} 1
+ct_new_certificates_total{issuer="R11",verdict="unreviewed",watch="example.com"} 2
+ct_new_certificates_total{issuer="other",verdict="unreviewed",watch="example.com"} 2
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(expected), "ct_new_certificates_total"); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuers := map[string]bool{}
+	for _, f := range families {
+		if f.GetName() != "ct_certificate_first_seen_timestamp_seconds" {
+			continue
+		}
+		for _, metric := range f.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() == "issuer" {
+					issuers[l.GetValue()] = true
+					if len(l.GetValue()) > watch.MaxLabel {
+						t.Errorf("issuer label of %d bytes", len(l.GetValue()))
+					}
+				}
+			}
+		}
+	}
+	if len(issuers) != 4 || !issuers["R10"] || !issuers[watch.Label(long)] || issuers["other"] {
+		t.Fatalf("first-seen series issuers %v: want their own, R10 and the long one included", issuers)
 	}
 }

@@ -33,8 +33,12 @@ import (
 type Config struct {
 	RecentWindow      Duration `yaml:"recent_window"`
 	RecentSeriesLimit int      `yaml:"recent_series_limit"`
-	Watches           []Watch  `yaml:"watches"`
-	Sources           []Source `yaml:"sources"`
+	// MaxIssuersPerWatch bounds the issuer label values of
+	// ct_new_certificates_total per watch: issuers beyond it are counted
+	// as issuer="other".
+	MaxIssuersPerWatch int      `yaml:"max_issuers_per_watch"`
+	Watches            []Watch  `yaml:"watches"`
+	Sources            []Source `yaml:"sources"`
 
 	// Policy is the compiled watches, authorized keys from files included.
 	Policy *watch.Set `yaml:"-"`
@@ -122,6 +126,7 @@ const (
 const (
 	DefaultRecentWindow        = 168 * time.Hour
 	DefaultRecentSeriesLimit   = 1000
+	DefaultMaxIssuersPerWatch  = 100
 	DefaultCrtshURL            = "https://crt.sh/"
 	DefaultCrtshInterval       = time.Hour
 	DefaultCrtshTimeout        = 60 * time.Second
@@ -221,6 +226,11 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 		c.RecentSeriesLimit = DefaultRecentSeriesLimit
 	} else if c.RecentSeriesLimit < 0 {
 		p.add(line(root, "recent_series_limit"), "recent_series_limit must be positive")
+	}
+	if c.MaxIssuersPerWatch == 0 {
+		c.MaxIssuersPerWatch = DefaultMaxIssuersPerWatch
+	} else if c.MaxIssuersPerWatch < 0 {
+		p.add(line(root, "max_issuers_per_watch"), "max_issuers_per_watch must be positive")
 	}
 	if len(c.Watches) == 0 {
 		p.add(line(root, "watches"), "no watches: add at least one, such as `watches: [{domain: example.com}]`")

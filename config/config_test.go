@@ -45,6 +45,9 @@ sources:
 	if cfg.RecentSeriesLimit != DefaultRecentSeriesLimit {
 		t.Errorf("recent_series_limit = %d", cfg.RecentSeriesLimit)
 	}
+	if cfg.MaxIssuersPerWatch != DefaultMaxIssuersPerWatch {
+		t.Errorf("max_issuers_per_watch = %d", cfg.MaxIssuersPerWatch)
+	}
 	ws := cfg.Policy.Watches()
 	if len(ws) != 3 || ws[0].Domain != "xn--bcher-kva.example" || !ws[0].IncludeSubdomains || ws[1].IncludeSubdomains || !ws[2].IsIP() {
 		t.Fatalf("watches = %+v", ws)
@@ -133,7 +136,16 @@ func TestParseErrorsNameFileLineAndFix(t *testing.T) {
 watches: [{domain: example.com}]
 sources: [{name: c, type: crtsh}]
 recent_windw: 1h
-`, []string{`f.yml:4: unknown key "recent_windw" in the configuration; the keys are: recent_series_limit, recent_window, sources, watches`}},
+`, []string{`f.yml:4: unknown key "recent_windw" in the configuration; the keys are: max_issuers_per_watch, recent_series_limit, recent_window, sources, watches`}},
+		"limits": {`
+watches: [{domain: example.com}]
+sources: [{name: c, type: crtsh}]
+recent_series_limit: -1
+max_issuers_per_watch: -5
+`, []string{
+			`f.yml:4: recent_series_limit must be positive`,
+			`f.yml:5: max_issuers_per_watch must be positive`,
+		}},
 		"unknown watch key": {`
 watches:
   - domain: example.com
@@ -155,8 +167,10 @@ watches:
   - domain: com
   - domain: Example.COM.
   - domain: example.com
+  - domain: ` + strings.Repeat("a.", 127) + `com
 sources: [{name: c, type: crtsh}]
 `, []string{
+			`f.yml:9: watch domain "` + strings.Repeat("a.", 127) + `com": not a valid host name: longer than 253 characters`,
 			`f.yml:3: watch domain "": the domain is empty`,
 			`f.yml:4: watch domain "*.example.com": wildcards are not domains: watch example.com with include_subdomains: true`,
 			`f.yml:5: watch domain "https://example.com/": a domain is a host name`,
@@ -461,5 +475,15 @@ func TestIsLoopbackHost(t *testing.T) {
 		if got := IsLoopbackHost(host); got != want {
 			t.Errorf("IsLoopbackHost(%q) = %v, want %v", host, got, want)
 		}
+	}
+}
+
+func TestMaxIssuersPerWatchIsRead(t *testing.T) {
+	cfg, err := Parse([]byte("watches: [{domain: example.com}]\nsources: [{name: c, type: crtsh}]\nmax_issuers_per_watch: 300\n"), "f.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxIssuersPerWatch != 300 {
+		t.Fatalf("max_issuers_per_watch = %d, want 300", cfg.MaxIssuersPerWatch)
 	}
 }

@@ -160,10 +160,9 @@ func (c *Certspotter) record(env *Env, key string, page []csIssuance) error {
 			certs = append(certs, cert)
 		}
 	}
-	var news []found
+	var out recorded
 	err := env.Recorder.Store.Update(func(tx *state.Tx) error {
-		var err error
-		if news, err = env.Recorder.RecordAll(tx, certs, news); err != nil {
+		if err := env.Recorder.RecordAll(tx, certs, &out); err != nil {
 			return err
 		}
 		cursors, err := decodeCursors(tx.Cursor(c.name))
@@ -180,9 +179,7 @@ func (c *Certspotter) record(env *Env, key string, page []csIssuance) error {
 	if err != nil {
 		return err
 	}
-	for _, n := range news {
-		env.announce(n.is, n.fresh)
-	}
+	env.report(c.name, &out)
 	return nil
 }
 

@@ -194,15 +194,23 @@ func (c *Crtsh) process(ctx context.Context, env *Env, r *crtshRow) error {
 		}
 		// A watch added since this certificate was downloaded.
 		var fresh []state.Match
+		var unrecordable error
 		err := rec.Store.Update(func(tx *state.Tx) error {
 			is, err := tx.Issuance(known.TBSSHA256)
 			if err != nil || is == nil {
 				return err
 			}
-			fresh, err = tx.Observe(is, rec.NewMatches(is))
+			matches := rec.NewMatches(is)
+			fresh, err = tx.Observe(is, matches)
+			if errors.Is(err, state.ErrUnrecordable) {
+				unrecordable, err = &unrecordedError{matches: matches, err: err}, nil
+			}
 			return err
 		})
-		if err == nil {
+		if err == nil && unrecordable != nil {
+			// Nothing was written: it is tried again at the next poll.
+			env.unrecordedIssuance(c.name, known, unrecordable)
+		} else if err == nil {
 			env.announce(known, fresh)
 		}
 		return err
@@ -223,14 +231,24 @@ func (c *Crtsh) process(ctx context.Context, env *Env, r *crtshRow) error {
 	}
 	var fresh []state.Match
 	var is *state.Issuance
+	var unrecordable error
 	err = rec.Store.Update(func(tx *state.Tx) error {
 		var err error
-		if is, fresh, err = rec.Record(tx, cert); err != nil {
+		is, fresh, err = rec.Record(tx, cert)
+		if errors.Is(err, state.ErrUnrecordable) {
+			// Marked all the same: downloading it again would not make
+			// it fit, and must not stop the other certificates.
+			unrecordable, err = err, nil
+		}
+		if err != nil {
 			return err
 		}
 		return tx.MarkID(c.name, r.ID, cert.TBSSHA256, cert.NotAfter)
 	})
-	if err == nil && is != nil {
+	switch {
+	case err == nil && unrecordable != nil:
+		env.unrecorded(c.name, cert, unrecordable)
+	case err == nil && is != nil:
 		env.announce(is, fresh)
 	}
 	return err

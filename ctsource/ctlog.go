@@ -573,10 +573,9 @@ func readEntry(e *rawEntry) (*Certificate, error) {
 
 // commit records certificates and the new position in one transaction.
 func (l *CTLog) commit(env *Env, pos *logPosition, certs []*Certificate, processed, malformed uint64) error {
-	var news []found
+	var out recorded
 	err := env.Recorder.Store.Update(func(tx *state.Tx) error {
-		var err error
-		if news, err = env.Recorder.RecordAll(tx, certs, news); err != nil {
+		if err := env.Recorder.RecordAll(tx, certs, &out); err != nil {
 			return err
 		}
 		if processed > 0 {
@@ -594,9 +593,7 @@ func (l *CTLog) commit(env *Env, pos *logPosition, certs []*Certificate, process
 	if err != nil {
 		return err
 	}
-	for _, n := range news {
-		env.announce(n.is, n.fresh)
-	}
+	env.report(l.name, &out)
 	l.update(func(s *LogStatus) { s.Position = pos.Size })
 	return nil
 }

@@ -1,6 +1,10 @@
 package ctsource
 
 import (
+	"encoding/hex"
+	"errors"
+	"strings"
+
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -19,16 +23,34 @@ type Recorder struct {
 // Record records a certificate in tx and returns the watches for which its
 // issuance is new and, when there are any, the issuance as stored (what
 // Env.announce passes on: first seen, and the SCTs of every certificate
-// seen so far).
+// seen so far). A certificate the state cannot record is an error wrapping
+// state.ErrUnrecordable; nothing of it was written, and tx can go on.
 func (r *Recorder) Record(tx *state.Tx, c *Certificate) (*state.Issuance, []state.Match, error) {
 	is := issuanceOf(c)
-	fresh, err := tx.Observe(is, r.matches(is))
-	if err != nil || len(fresh) == 0 {
-		return nil, fresh, err
+	matches := r.matches(is)
+	fresh, err := tx.Observe(is, matches)
+	if err != nil {
+		if errors.Is(err, state.ErrUnrecordable) {
+			return nil, nil, &unrecordedError{matches: matches, err: err}
+		}
+		return nil, nil, err
+	}
+	if len(fresh) == 0 {
+		return nil, nil, nil
 	}
 	stored, err := tx.Issuance(c.TBSSHA256)
 	return stored, fresh, err
 }
+
+// unrecordedError is Record's error for a certificate the state cannot
+// record, with the watches it concerns (for the log line).
+type unrecordedError struct {
+	matches []state.Match
+	err     error
+}
+
+func (e *unrecordedError) Error() string { return e.err.Error() }
+func (e *unrecordedError) Unwrap() error { return e.err }
 
 // found is an issuance a transaction recorded as new for some watches, to
 // announce once the transaction committed.
@@ -37,20 +59,75 @@ type found struct {
 	fresh []state.Match
 }
 
-// RecordAll records certificates in tx and returns what is new, appended to
-// news[:0] (a transaction may run again).
-func (r *Recorder) RecordAll(tx *state.Tx, certs []*Certificate, news []found) ([]found, error) {
-	news = news[:0]
+// unrecorded is a certificate a transaction could not record, to count
+// and log once the transaction committed.
+type unrecorded struct {
+	cert *Certificate
+	err  error
+}
+
+// recorded is what a transaction recorded, and what it could not.
+type recorded struct {
+	news    []found
+	skipped []unrecorded
+}
+
+// RecordAll records certificates in tx into out, emptied first (a
+// transaction may run again). A certificate the state cannot record (a
+// fault of the certificate, not of the store) is skipped: the others and
+// the position go on, and Env.report counts it. Any other error fails the
+// transaction.
+func (r *Recorder) RecordAll(tx *state.Tx, certs []*Certificate, out *recorded) error {
+	out.news, out.skipped = out.news[:0], out.skipped[:0]
 	for _, c := range certs {
 		is, fresh, err := r.Record(tx, c)
+		if errors.Is(err, state.ErrUnrecordable) {
+			out.skipped = append(out.skipped, unrecorded{c, err})
+			continue
+		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(fresh) > 0 {
-			news = append(news, found{is, fresh})
+			out.news = append(out.news, found{is, fresh})
 		}
 	}
-	return news, nil
+	return nil
+}
+
+// report announces what a committed transaction recorded, and counts
+// (ct_source_errors_total{reason="record"}) and logs what it could not.
+func (e *Env) report(source string, out *recorded) {
+	for _, u := range out.skipped {
+		e.unrecorded(source, u.cert, u.err)
+	}
+	for _, n := range out.news {
+		e.announce(n.is, n.fresh)
+	}
+}
+
+// unrecorded counts and logs a certificate that could not be recorded.
+func (e *Env) unrecorded(source string, c *Certificate, err error) {
+	e.unrecordedIssuance(source, issuanceOf(c), err)
+}
+
+// unrecordedIssuance counts and logs an issuance that could not be
+// recorded. It may name a watched domain: it is logged at error level with
+// what identifies it, every value bounded (its fields are why it did not
+// fit).
+func (e *Env) unrecordedIssuance(source string, is *state.Issuance, err error) {
+	e.CountError(ReasonRecord)
+	var watches []string
+	var ue *unrecordedError
+	if errors.As(err, &ue) {
+		for _, m := range ue.matches {
+			watches = append(watches, m.Watch)
+		}
+	}
+	e.Logger.Error("a certificate could not be recorded: it is counted in ct_source_errors_total{reason=\"record\"} and skipped",
+		"source", source, "watches", strings.Join(watches, ","),
+		"tbs_sha256", hex.EncodeToString(is.TBSSHA256[:]), "cert_sha256", state.CertHex(is.CertSHA256),
+		"serial", watch.Label(is.Serial), "issuer", watch.Label(is.Issuer.DN), "dns_names", len(is.DNSNames), "err", err)
 }
 
 // NewMatches returns the current watches that concern a stored issuance but

@@ -25,10 +25,14 @@ const (
 	ReasonBadResponse = "bad_response"
 	ReasonTruncated   = "truncated_results"
 	ReasonNetwork     = "network"
+	// ReasonRecord counts certificates that could not be recorded (their
+	// record or keys exceed what the state file stores): skipped, so that
+	// one certificate never stops a source.
+	ReasonRecord = "record"
 )
 
 // Reasons lists every reason, so that each source's counters exist from the start.
-var Reasons = []string{ReasonTimeout, ReasonHTTP429, ReasonHTTP5xx, ReasonHTTP4xx, ReasonBadResponse, ReasonTruncated, ReasonNetwork}
+var Reasons = []string{ReasonTimeout, ReasonHTTP429, ReasonHTTP5xx, ReasonHTTP4xx, ReasonBadResponse, ReasonTruncated, ReasonNetwork, ReasonRecord}
 
 // Error is a source failure with the reason it is counted under.
 type Error struct {

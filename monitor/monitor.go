@@ -97,8 +97,9 @@ func (m *Monitor) Apply(cfg *config.Config) error {
 	}
 	set := cfg.Policy
 	err = m.store.SetPolicy(state.Policy{
-		RecentWindow: time.Duration(cfg.RecentWindow),
-		SeriesLimit:  cfg.RecentSeriesLimit,
+		RecentWindow:       time.Duration(cfg.RecentWindow),
+		SeriesLimit:        cfg.RecentSeriesLimit,
+		MaxIssuersPerWatch: cfg.MaxIssuersPerWatch,
 		Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
 			return ctsource.Verdict(set, w, is)
 		},

@@ -28,8 +28,9 @@ type OnceResult struct {
 func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*state.Issuance, []state.Match)) (*OnceResult, error) {
 	set := cfg.Policy
 	if err := m.store.SetPolicy(state.Policy{
-		RecentWindow: time.Duration(cfg.RecentWindow),
-		SeriesLimit:  cfg.RecentSeriesLimit,
+		RecentWindow:       time.Duration(cfg.RecentWindow),
+		SeriesLimit:        cfg.RecentSeriesLimit,
+		MaxIssuersPerWatch: cfg.MaxIssuersPerWatch,
 		Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
 			return ctsource.Verdict(set, w, is)
 		},

@@ -1,12 +1,19 @@
 package state
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"net/netip"
 	"reflect"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -104,6 +111,80 @@ func FuzzDecodeIssuance(f *testing.F) {
 		// re-encoding, but re-encoding is stable from then on.
 		if rec2 := encodeIssuance(again); string(rec2) != string(rec) {
 			t.Fatalf("encoding is not stable:\n%x\n%x", rec, rec2)
+		}
+	})
+}
+
+// FuzzStateKeys: the keys Observe builds from a configured watch and a
+// certificate's issuer and times stay within bbolt's key limit whatever the
+// certificate holds, decode back to what they were built from, keep
+// different watches' and issuers' counters apart, and order times as time
+// goes (an expiry key that wrapped around would be pruned, and its issuance
+// counted again).
+func FuzzStateKeys(f *testing.F) {
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	f.Add("example.com", "R11", "E5", byte(watch.IssuerAllowed), t0.Unix(), int64(0), []byte("tbs"))
+	f.Add("Bücher.Example.", "Let's Encrypt", "Let\\'s Encrypt", byte(0), int64(253402300799), int64(1e9), make([]byte, 32))
+	f.Add("192.0.2.0/24", strings.Repeat("A", 40000), strings.Repeat("A", 39999)+"B", byte(3), int64(-62135596800), int64(-1), []byte{})
+	f.Add(strings.Repeat("a.", 126)+"com", "\x00R11", "R11\x00", byte(255), int64(9223372036), int64(854775807), []byte{0xff})
+	f.Fuzz(func(t *testing.T, rawWatch, issuerA, issuerB string, verdict byte, sec, nsec int64, tbsSeed []byte) {
+		// The state only ever gets watches the configuration accepted.
+		w, why := watch.NormalizeDomain(rawWatch)
+		if why != "" {
+			return
+		}
+		tbs := sha256.Sum256(tbsSeed)
+		v := watch.Verdict(verdict).String()
+		la, lb := watch.Label(issuerA), watch.Label(issuerB)
+
+		ka := counterKey(CounterNewCertificates, w, la, v)
+		kb := counterKey(CounterNewCertificates, w, lb, v)
+		for _, k := range []string{ka, kb, counterKey(CounterParseErrors, w), counterKey(CounterNewCertificates, w, IssuerOther, v)} {
+			if len(k) == 0 || len(k) > bbolt.MaxKeySize {
+				t.Fatalf("counter key of %d bytes", len(k))
+			}
+		}
+		name, labels := parseCounterKey(ka)
+		if name != CounterNewCertificates || !slices.Equal(labels, []string{w, la, v}) {
+			t.Fatalf("counter key %q decodes to %q %q", ka, name, labels)
+		}
+		if (ka == kb) != (issuerA == issuerB) {
+			t.Fatalf("issuers %q and %q: counter keys %q and %q", issuerA, issuerB, ka, kb)
+		}
+		// Another watch's counter is another key, even with a label
+		// value that holds the other's name.
+		if other := counterKey(CounterNewCertificates, w+".x", la, v); other == ka {
+			t.Fatalf("watches %s and %s.x share the counter key %q", w, w, ka)
+		}
+
+		at := time.Unix(sec, nsec)
+		fs := firstSeenKey(at, tbs, w)
+		if len(fs) > bbolt.MaxKeySize || len(fs) != 40+len(w) {
+			t.Fatalf("first_seen key of %d bytes for a watch of %d", len(fs), len(w))
+		}
+		if gotTBS, gotWatch := fs[8:40], string(fs[40:]); !bytes.Equal(gotTBS, tbs[:]) || gotWatch != w {
+			t.Fatalf("first_seen key %x decodes to %x %q", fs, gotTBS, gotWatch)
+		}
+		ex := expiryKey(at, tbs)
+		if len(ex) != 40 || !bytes.Equal(ex[8:], tbs[:]) {
+			t.Fatalf("expiry key %x", ex)
+		}
+		nanos := int64(binary.BigEndian.Uint64(ex[:8]))
+		if nanos < 0 || int64(binary.BigEndian.Uint64(fs[:8])) != nanos {
+			t.Fatalf("time %v: expiry key time %d, first_seen key time %x", at, nanos, fs[:8])
+		}
+		if !at.Before(minKeyTime) && !at.After(maxKeyTime) && !time.Unix(0, nanos).Equal(at) {
+			t.Fatalf("time %v decodes to %v", at, time.Unix(0, nanos))
+		}
+		// Keys order as times do (ties where the range saturates).
+		for _, d := range []time.Duration{time.Nanosecond, time.Hour, 200 * 365 * 24 * time.Hour} {
+			later := expiryKey(at.Add(d), tbs)
+			if bytes.Compare(later[:8], ex[:8]) < 0 {
+				t.Fatalf("%v expires before %v: keys %x < %x", at.Add(d), at, later[:8], ex[:8])
+			}
+		}
+		if at.After(time.Now()) && time.Unix(0, nanos).Before(time.Now()) {
+			t.Fatalf("a time to come, %v, is keyed as %v", at, time.Unix(0, nanos))
 		}
 	})
 }

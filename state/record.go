@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"time"
 
@@ -185,8 +186,18 @@ func appendTime(b []byte, t time.Time) []byte {
 	if t.IsZero() {
 		return binary.AppendVarint(b, 0)
 	}
+	// Saturated: a certificate valid until 9999 (RFC 5280's "no expiry")
+	// is stored as valid until 2262, not as a wrapped-around date.
+	switch {
+	case t.Before(minRecordTime):
+		return binary.AppendVarint(b, math.MinInt64)
+	case t.After(maxKeyTime):
+		return binary.AppendVarint(b, math.MaxInt64)
+	}
 	return binary.AppendVarint(b, t.UnixNano())
 }
+
+var minRecordTime = time.Unix(0, math.MinInt64)
 
 type decoder struct {
 	b   []byte

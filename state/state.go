@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,10 +60,29 @@ const (
 	CounterParseErrors = "certificate_parse_errors" // labels: watch
 )
 
+// IssuerOther is the issuer label of ct_new_certificates_total under which a
+// watch's issuers beyond Policy.MaxIssuersPerWatch are counted.
+const IssuerOther = "other"
+
+// DefaultMaxIssuersPerWatch is Policy.MaxIssuersPerWatch when it is 0.
+const DefaultMaxIssuersPerWatch = 100
+
+// ErrUnrecordable is wrapped by the errors of Tx.Observe for an issuance the
+// state cannot record (a key or a record beyond what bbolt stores). The
+// fault is the certificate's, not the store's: nothing of it was written,
+// and the transaction can go on without it.
+var ErrUnrecordable = errors.New("cannot be recorded")
+
 // Policy is what the current configuration says about recent issuances.
 type Policy struct {
 	RecentWindow time.Duration
 	SeriesLimit  int // recent series per watch
+	// MaxIssuersPerWatch bounds the issuer label values of
+	// ct_new_certificates_total per watch: the issuers first counted beyond
+	// it are counted as IssuerOther. An issuer already counted keeps its
+	// own series, also when the limit is lowered. 0 means
+	// DefaultMaxIssuersPerWatch.
+	MaxIssuersPerWatch int
 	// Verdict judges an issuance for a watch; false when the watch is not
 	// configured (any more).
 	Verdict func(watchName string, is *Issuance) (watch.Verdict, bool)
@@ -75,6 +95,13 @@ type Store struct {
 	now  func() time.Time
 
 	writeMu sync.Mutex // one transaction at a time, applied in commit order
+	// issuers are the issuer label values of ct_new_certificates_total by
+	// watch, IssuerOther aside: a mirror of the counters' keys, so that a
+	// transaction knows whether an issuer is new without scanning them.
+	// Read and written under writeMu only (by transactions and their apply).
+	issuers map[string]map[string]struct{}
+	// maxKey and maxValue are bbolt's limits, lowered by tests.
+	maxKey, maxValue int
 
 	mu          sync.RWMutex // guards what follows: the in-memory mirror
 	policy      Policy
@@ -92,6 +119,10 @@ type Store struct {
 // Options tune Open; the zero value is fine.
 type Options struct {
 	Now func() time.Time // for tests
+	// MaxKeySize and MaxValueSize lower bbolt's limits on a key and a
+	// value, for tests: certificates that exceed them are refused as they
+	// would be at bbolt's own limits. 0 means bbolt's.
+	MaxKeySize, MaxValueSize int
 }
 
 // Open opens the state file, creating it when it does not exist. A file that
@@ -103,7 +134,16 @@ func Open(path string, opts Options) (*Store, error) {
 		counters: map[string]uint64{},
 		exposed:  map[string][]Recent{},
 		dropped:  map[string]uint64{},
-		policy:   Policy{RecentWindow: 168 * time.Hour, SeriesLimit: 1000},
+		issuers:  map[string]map[string]struct{}{},
+		policy:   Policy{RecentWindow: 168 * time.Hour, SeriesLimit: 1000, MaxIssuersPerWatch: DefaultMaxIssuersPerWatch},
+		maxKey:   bbolt.MaxKeySize,
+		maxValue: bbolt.MaxValueSize,
+	}
+	if opts.MaxKeySize > 0 {
+		s.maxKey = min(opts.MaxKeySize, bbolt.MaxKeySize)
+	}
+	if opts.MaxValueSize > 0 {
+		s.maxValue = min(opts.MaxValueSize, bbolt.MaxValueSize)
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -236,6 +276,7 @@ func (s *Store) load() error {
 				return fmt.Errorf("counter %q is corrupt", k)
 			}
 			s.counters[string(k)] = n
+			s.countIssuer(string(k))
 			return nil
 		})
 	})
@@ -305,6 +346,11 @@ func (s *Store) apply(tx *Tx) {
 	defer s.mu.Unlock()
 	for k, d := range tx.counters {
 		s.counters[k] += d
+	}
+	for w, issuers := range tx.issuers {
+		for i := range issuers {
+			s.addIssuer(w, i)
+		}
 	}
 	s.count = uint64(int64(s.count) + tx.countDelta)
 	if len(tx.recent) > 0 || len(tx.scts) > 0 || len(tx.parseErrors) > 0 {
@@ -583,8 +629,8 @@ func (s *Store) snapshot(withRecent bool) Snapshot {
 		WriteErrors:  s.writeErrors,
 	}
 	for k, v := range s.counters {
-		parts := strings.Split(k, "\x00")
-		snap.Counters = append(snap.Counters, Counter{Name: parts[0], Labels: parts[1:], Value: v})
+		name, labels := parseCounterKey(k)
+		snap.Counters = append(snap.Counters, Counter{Name: name, Labels: labels, Value: v})
 	}
 	for w, d := range s.dropped {
 		snap.Dropped[w] = d
@@ -608,8 +654,38 @@ func (s *Store) snapshot(withRecent bool) Snapshot {
 	return snap
 }
 
+// countIssuer adds the issuer of a ct_new_certificates_total counter key to
+// its watch's issuers.
+func (s *Store) countIssuer(key string) {
+	name, labels := parseCounterKey(key)
+	if name == CounterNewCertificates && len(labels) == 3 {
+		s.addIssuer(labels[0], labels[1])
+	}
+}
+
+func (s *Store) addIssuer(w, issuer string) {
+	if issuer == IssuerOther {
+		return
+	}
+	set := s.issuers[w]
+	if set == nil {
+		set = map[string]struct{}{}
+		s.issuers[w] = set
+	}
+	set[issuer] = struct{}{}
+}
+
+// counterKey is a counter's name and label values, NUL-separated. Label
+// values never hold a NUL: watches are host names or prefixes, and values
+// from certificates are escaped (watch.Label).
 func counterKey(name string, labels ...string) string {
 	return name + "\x00" + strings.Join(labels, "\x00")
+}
+
+// parseCounterKey splits a counter key into its name and label values.
+func parseCounterKey(k string) (string, []string) {
+	parts := strings.Split(k, "\x00")
+	return parts[0], parts[1:]
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
@@ -623,13 +699,34 @@ func readU64(b []byte) (uint64, bool) {
 
 func firstSeenKey(t time.Time, tbs [32]byte, w string) []byte {
 	k := make([]byte, 0, 40+len(w))
-	k = binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
+	k = binary.BigEndian.AppendUint64(k, uint64(unixNano(t)))
 	k = append(k, tbs[:]...)
 	return append(k, w...)
 }
 
 func expiryKey(t time.Time, tbs [32]byte) []byte {
 	k := make([]byte, 0, 40)
-	k = binary.BigEndian.AppendUint64(k, uint64(max(t.UnixNano(), 0)))
+	k = binary.BigEndian.AppendUint64(k, uint64(unixNano(t)))
 	return append(k, tbs[:]...)
+}
+
+// Bounds of the times keys order: Unix nanoseconds in an int64 end in
+// 2262, and keys do not go before 1970.
+var (
+	minKeyTime = time.Unix(0, 0)
+	maxKeyTime = time.Unix(0, math.MaxInt64)
+)
+
+// unixNano is t in Unix nanoseconds, saturated to [0, MaxInt64]: a
+// certificate valid until 9999 (RFC 5280's "no expiry") must expire last,
+// not wrap around to a date that has passed, and be pruned and then
+// counted again.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(minKeyTime):
+		return 0
+	case t.After(maxKeyTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
 }

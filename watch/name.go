@@ -79,6 +79,10 @@ func NormalizeDomain(domain string) (string, string) {
 	if !strings.Contains(a, ".") {
 		return "", "a top-level domain alone cannot be watched"
 	}
+	// DNS's limit; it also bounds the state keys a watch is part of.
+	if len(a) > 253 {
+		return "", "not a valid host name: longer than 253 characters"
+	}
 	return a, ""
 }
 
