@@ -41,6 +41,7 @@ func (h *csHarness) newSource(token string) *Certspotter {
 		h.t.Fatal(err)
 	}
 	cs.http.backoffBase = 10 * time.Millisecond
+	cs.watches.now = h.clock.now
 	return cs
 }
 
