@@ -125,6 +125,23 @@ func (h *harness) issue(sans ...string) *testpki.Issued {
 	return iss
 }
 
+// recorded is the issuance of iss in the state, nil when it is not there.
+func (h *harness) recorded(iss *testpki.Issued) *state.Issuance {
+	h.t.Helper()
+	c, err := ParseCertificate(iss.Final)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var is *state.Issuance
+	if err := h.store.View(func(tx *state.Tx) error {
+		is, err = tx.Issuance(c.TBSSHA256)
+		return err
+	}); err != nil {
+		h.t.Fatal(err)
+	}
+	return is
+}
+
 func (h *harness) poll() error {
 	return h.src.Poll(context.Background(), h.env)
 }
