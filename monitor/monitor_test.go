@@ -295,7 +295,7 @@ func TestMonitorIsolatesAFailingWatch(t *testing.T) {
 			m.Start()
 			defer m.Stop()
 			cfg := func(watches string) *config.Config {
-				return parse(t, fmt.Sprintf("watches: [%s]\nsources: [{name: crtsh, type: crtsh, url: %q, interval: 300ms, timeout: 200ms, request_interval: 0s}]\n", watches, fake.URL))
+				return parse(t, fmt.Sprintf("watches: [%s]\nsources: [{name: crtsh, type: crtsh, url: %q, interval: 300ms, timeout: 500ms, request_interval: 0s}]\n", watches, fake.URL))
 			}
 			if err := m.Apply(cfg("{domain: example.com}, {domain: example.org}, {domain: example.net}")); err != nil {
 				t.Fatal(err)
