@@ -162,7 +162,8 @@ sources:
 	e.eventually("both issuances, both sources polled, the log's tree head", func() bool {
 		m := e.scrape()
 		return count(m, "ct_certificate_embedded_scts") == 3 && count(m, "ct_certificate_parse_error_info") == 1 && count(m, "ct_source_up") == 2 &&
-			value(m, "ct_source_up") == 2 && count(m, "ct_log_tree_size", "log", "testlog") == 1
+			value(m, "ct_source_up") == 2 && count(m, "ct_log_tree_size", "log", "testlog") == 1 &&
+			count(m, "ct_source_watch_last_success_timestamp_seconds", "watch", "example.com") == 1
 	})
 	served := e.scrape()
 

@@ -100,6 +100,25 @@
             },
           },
           {
+            alert: 'CTSourceWatchStale',
+            // Each replica searches on its own: one alert however many
+            // replicas cannot search the watch, with the longest staleness.
+            expr: oneLine(|||
+              max without (%(without)s) (
+              (time() - ct_source_watch_last_success_timestamp_seconds{%(sel)s})
+              > ignoring (watch) group_left
+              %(n)d * ct_source_interval_seconds{%(sel)s})
+            ||| % { without: without, sel: c.selector, n: c.sourceWatchStaleIntervals }),
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'A search source has not searched one watch for several intervals',
+              description: ('Source {{ $labels.source }} has not searched watch {{ $labels.watch }} successfully for {{ $value | humanizeDuration }}, more than %d of its intervals: ' % c.sourceWatchStaleIntervals) +
+                           'certificates for it that only this source would report are not seen. The other watches are still searched. ' +
+                           'ct_source_errors_total{source="{{ $labels.source }}"} and the exporter log ("searching a watch failed", watch={{ $labels.watch }}) say why.',
+              runbook_url: runbook('CTSourceWatchStale'),
+            },
+          },
+          {
             alert: 'CTLogSTHStale',
             // Readonly logs publish no new tree heads: their lag only grows.
             expr: 'max without (%(without)s) (ct_log_sth_lag_seconds{%(sel)s} > on (%(on)s) ct_log_mmd_seconds{%(sel)s} unless on (%(on)s) ct_log_readonly{%(sel)s} == 1)' % { without: without, sel: c.selector, on: 'job, instance, log' },

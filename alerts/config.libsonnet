@@ -14,6 +14,10 @@
     // How long a source must fail before CTSourceDown (a crt.sh poll can
     // take minutes, and crt.sh has bad quarters of an hour).
     sourceDownFor: '30m',
+    // How many of its source's intervals a watch may go without a
+    // successful search before CTSourceWatchStale (a poll takes part of an
+    // interval, and a failing watch is retried up to an interval apart).
+    sourceWatchStaleIntervals: 3,
     runbookURL: 'https://github.com/ct-exporter/ct_exporter/blob/main/docs/runbook.md',
   },
 }

@@ -45,6 +45,8 @@ type Collector struct {
 	seriesDropped    *prometheus.Desc
 	sourceUp         *prometheus.Desc
 	sourceLastOK     *prometheus.Desc
+	sourceWatchOK    *prometheus.Desc
+	sourceInterval   *prometheus.Desc
 	sourceErrors     *prometheus.Desc
 	sourceDuration   *prometheus.Desc
 	stateWriteErrors *prometheus.Desc
@@ -84,10 +86,16 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 			"Recent issuances not exposed as series because of recent_series_limit, since the exporter started.",
 			[]string{"watch"}, nil),
 		sourceUp: prometheus.NewDesc("ct_source_up",
-			"1 if the source's last poll succeeded, 0 if it failed. Absent until the first poll ends.",
+			"1 if the source's last poll succeeded, 0 if it failed; for crt.sh and Cert Spotter, 0 while any watch's last search failed or the API rate-limits the source. Absent until the first poll ends.",
 			[]string{"source"}, nil),
 		sourceLastOK: prometheus.NewDesc("ct_source_last_success_timestamp_seconds",
 			"When the source's last successful poll ended.",
+			[]string{"source"}, nil),
+		sourceWatchOK: prometheus.NewDesc("ct_source_watch_last_success_timestamp_seconds",
+			"When the search source (crt.sh, Cert Spotter) last searched the watch successfully. Absent until it has.",
+			[]string{"source", "watch"}, nil),
+		sourceInterval: prometheus.NewDesc("ct_source_interval_seconds",
+			"The source's configured interval between polls.",
 			[]string{"source"}, nil),
 		sourceErrors: prometheus.NewDesc("ct_source_errors_total",
 			"Failed requests to a source, and certificates it found that could not be recorded (reason record), by reason.",
@@ -126,7 +134,7 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 // Describe sends every Desc.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.newCertificates, c.firstSeen, c.embeddedSCTs, c.parseErrors, c.parseErrorInfo, c.seriesDropped,
-		c.sourceUp, c.sourceLastOK, c.sourceErrors, c.sourceDuration, c.stateWriteErrors, c.stateCerts,
+		c.sourceUp, c.sourceLastOK, c.sourceWatchOK, c.sourceInterval, c.sourceErrors, c.sourceDuration, c.stateWriteErrors, c.stateCerts,
 		c.logTreeSize, c.logSTHTime, c.logSTHLag, c.logBehind, c.logProcessed, c.logMalformed, c.logFailures, c.logOlderHeads, c.logMMD, c.logReadonly} {
 		ch <- d
 	}
@@ -198,6 +206,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if !h.LastSuccess.IsZero() {
 			ch <- prometheus.MustNewConstMetric(c.sourceLastOK, prometheus.GaugeValue, float64(h.LastSuccess.UnixNano())/1e9, h.Name)
+		}
+		for w, at := range h.WatchLastSuccess {
+			ch <- prometheus.MustNewConstMetric(c.sourceWatchOK, prometheus.GaugeValue, float64(at.UnixNano())/1e9, h.Name, w)
+		}
+		if h.Interval > 0 {
+			ch <- prometheus.MustNewConstMetric(c.sourceInterval, prometheus.GaugeValue, h.Interval.Seconds(), h.Name)
 		}
 		for reason, n := range h.Errors {
 			ch <- prometheus.MustNewConstMetric(c.sourceErrors, prometheus.CounterValue, float64(n), h.Name, reason)

@@ -83,9 +83,10 @@ func TestCollectorExposition(t *testing.T) {
 		state.Match{Watch: "example.com", Verdict: watch.IssuerUnexpected})
 	add(t, s, 3, -1, bad, []string{"\xffexample.org"}, state.Match{Watch: "example.org", Verdict: watch.Unreviewed})
 	h := health{sources: []monitor.SourceHealth{{
-		Name: "crtsh", Polled: true, Up: true, LastSuccess: now,
-		Errors:        map[string]uint64{"http_429": 3, "timeout": 0},
-		DurationCount: 2, DurationSum: 3.5,
+		Name: "crtsh", Polled: true, Up: true, LastSuccess: now, Interval: time.Hour,
+		WatchLastSuccess: map[string]time.Time{"example.com": now, "example.org": now.Add(-90 * time.Minute)},
+		Errors:           map[string]uint64{"http_429": 3, "timeout": 0},
+		DurationCount:    2, DurationSum: 3.5,
 		DurationBuckets: map[float64]uint64{1: 0, 5: 2},
 	}}}
 	c := New(s, h, promslog.NewNopLogger())
@@ -125,6 +126,9 @@ ct_new_certificates_total{issuer="\\xff\\xfeCA",verdict="unreviewed",watch="exam
 # TYPE ct_source_errors_total counter
 ct_source_errors_total{reason="http_429",source="crtsh"} 3
 ct_source_errors_total{reason="timeout",source="crtsh"} 0
+# HELP ct_source_interval_seconds The source's configured interval between polls.
+# TYPE ct_source_interval_seconds gauge
+ct_source_interval_seconds{source="crtsh"} 3600
 # HELP ct_source_last_success_timestamp_seconds When the source's last successful poll ended.
 # TYPE ct_source_last_success_timestamp_seconds gauge
 ct_source_last_success_timestamp_seconds{source="crtsh"} 1.7955216e+09
@@ -135,9 +139,13 @@ ct_source_poll_duration_seconds_bucket{source="crtsh",le="5"} 2
 ct_source_poll_duration_seconds_bucket{source="crtsh",le="+Inf"} 2
 ct_source_poll_duration_seconds_sum{source="crtsh"} 3.5
 ct_source_poll_duration_seconds_count{source="crtsh"} 2
-# HELP ct_source_up 1 if the source's last poll succeeded, 0 if it failed. Absent until the first poll ends.
+# HELP ct_source_up 1 if the source's last poll succeeded, 0 if it failed; for crt.sh and Cert Spotter, 0 while any watch's last search failed or the API rate-limits the source. Absent until the first poll ends.
 # TYPE ct_source_up gauge
 ct_source_up{source="crtsh"} 1
+# HELP ct_source_watch_last_success_timestamp_seconds When the search source (crt.sh, Cert Spotter) last searched the watch successfully. Absent until it has.
+# TYPE ct_source_watch_last_success_timestamp_seconds gauge
+ct_source_watch_last_success_timestamp_seconds{source="crtsh",watch="example.com"} 1.7955216e+09
+ct_source_watch_last_success_timestamp_seconds{source="crtsh",watch="example.org"} 1.7955162e+09
 # HELP ct_state_certificates Issuances held in the state file.
 # TYPE ct_state_certificates gauge
 ct_state_certificates 3
@@ -161,7 +169,7 @@ func TestCollectorBeforeFirstPoll(t *testing.T) {
 	s := newStore(t)
 	h := health{sources: []monitor.SourceHealth{{Name: "crtsh", Errors: map[string]uint64{"timeout": 0}, DurationBuckets: map[float64]uint64{1: 0}}}}
 	c := New(s, h, promslog.NewNopLogger())
-	if n := testutil.CollectAndCount(c, "ct_source_up", "ct_source_last_success_timestamp_seconds"); n != 0 {
+	if n := testutil.CollectAndCount(c, "ct_source_up", "ct_source_last_success_timestamp_seconds", "ct_source_watch_last_success_timestamp_seconds"); n != 0 {
 		t.Fatalf("%d up/last-success series before the first poll", n)
 	}
 	if n := testutil.CollectAndCount(c, "ct_source_errors_total"); n != 1 {

@@ -26,9 +26,10 @@ const certspotterPageLimit = 32 << 20
 // watch, resuming after the last issuance id it recorded: the API numbers
 // issuances in the order it discovers them, so after= never skips one.
 type Certspotter struct {
-	name string
-	base string
-	http *transport
+	name    string
+	base    string
+	http    *transport
+	watches *watchSchedule
 }
 
 // NewCertspotter returns a Cert Spotter API source. token may be empty
@@ -45,7 +46,7 @@ func NewCertspotter(name, baseURL, token string, interval, timeout, gap time.Dur
 	if token != "" {
 		tr.header = http.Header{"Authorization": {"Bearer " + token}}
 	}
-	return &Certspotter{name: name, base: u.String(), http: tr}, nil
+	return &Certspotter{name: name, base: u.String(), http: tr, watches: newWatchSchedule(interval)}, nil
 }
 
 // Name is the source label.
@@ -64,16 +65,27 @@ type csIssuance struct {
 	} `json:"issuer"`
 }
 
-// Poll queries every watch; IP addresses cannot be queried.
-func (c *Certspotter) Poll(ctx context.Context, env *Env) error {
+// Poll queries every watch (see WatchSource); IP addresses cannot be
+// queried.
+func (c *Certspotter) Poll(ctx context.Context, env *Env) error { return c.pass(ctx, env, false) }
+
+// RetryWatches queries the failing watches that are due (see WatchSource).
+func (c *Certspotter) RetryWatches(ctx context.Context, env *Env) error {
+	return c.pass(ctx, env, true)
+}
+
+// NextRetry is when a failing watch is due again (see WatchSource).
+func (c *Certspotter) NextRetry() time.Time { return c.watches.NextRetry() }
+
+func (c *Certspotter) pass(ctx context.Context, env *Env, retries bool) error {
 	ctx = withErrorCounter(ctx, env.CountError)
-	return eachWatch(ctx, env, "certspotter "+c.name, func(w *watch.Watch) error {
+	return c.watches.pass(ctx, env, "certspotter "+c.name, retries, func(w *watch.Watch) bool {
 		if w.IsIP() {
 			env.Logger.Debug("the Cert Spotter API searches domains only; use a ctlog source for an IP address", "watch", w.Domain)
-			return nil
+			return false
 		}
-		return c.pollWatch(ctx, env, w)
-	})
+		return true
+	}, func(w *watch.Watch) error { return c.pollWatch(ctx, env, w) })
 }
 
 // cursorKey names a query's cursor: a query is a domain and whether it

@@ -14,7 +14,6 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/internal/certspotterfake"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
-	"github.com/ct-exporter/ct_exporter/state"
 )
 
 // csHarness is the crt.sh harness (its store, watches and CA) with a Cert
@@ -41,6 +40,7 @@ func (h *csHarness) newSource(token string) *Certspotter {
 		h.t.Fatal(err)
 	}
 	cs.http.backoffBase = 10 * time.Millisecond
+	cs.watches.now = h.clock.now
 	return cs
 }
 
@@ -61,22 +61,6 @@ func (h *csHarness) issueAPI(sans ...string) *testpki.Issued {
 }
 
 func (h *csHarness) pollCS() error { return h.cs.Poll(context.Background(), h.env) }
-
-func (h *csHarness) recorded(iss *testpki.Issued) *state.Issuance {
-	h.t.Helper()
-	c, err := ParseCertificate(iss.Final)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	var is *state.Issuance
-	if err := h.store.View(func(tx *state.Tx) error {
-		is, err = tx.Issuance(c.TBSSHA256)
-		return err
-	}); err != nil {
-		h.t.Fatal(err)
-	}
-	return is
-}
 
 func TestCertspotterRecordsPagesAndResumes(t *testing.T) {
 	const token = "sekrit-api-key-0001"

@@ -32,9 +32,10 @@ const (
 // each certificate it has not seen before exactly once, to learn its
 // tbs_sha256, key and SCTs — what crt.sh's JSON does not give.
 type Crtsh struct {
-	name string
-	base string
-	http *transport
+	name    string
+	base    string
+	http    *transport
+	watches *watchSchedule
 }
 
 // NewCrtsh returns a crt.sh source. gap spaces all its requests; retries back
@@ -48,7 +49,7 @@ func NewCrtsh(name, baseURL string, interval, timeout, gap time.Duration) (*Crts
 	if u.Path == "" {
 		u.Path = "/"
 	}
-	return &Crtsh{name: name, base: u.String(), http: newTransport(timeout, gap, interval, crtshSearchLimit)}, nil
+	return &Crtsh{name: name, base: u.String(), http: newTransport(timeout, gap, interval, crtshSearchLimit), watches: newWatchSchedule(interval)}, nil
 }
 
 // Name is the source label.
@@ -72,18 +73,28 @@ type crtshRow struct {
 	ResultCount    *int    `json:"result_count"`
 }
 
-// Poll searches every watch.
-func (c *Crtsh) Poll(ctx context.Context, env *Env) error {
+// Poll searches every watch (see WatchSource).
+func (c *Crtsh) Poll(ctx context.Context, env *Env) error { return c.pass(ctx, env, false) }
+
+// RetryWatches searches the failing watches that are due (see WatchSource).
+func (c *Crtsh) RetryWatches(ctx context.Context, env *Env) error { return c.pass(ctx, env, true) }
+
+// NextRetry is when a failing watch is due again (see WatchSource).
+func (c *Crtsh) NextRetry() time.Time { return c.watches.NextRetry() }
+
+func (c *Crtsh) pass(ctx context.Context, env *Env, retries bool) error {
 	ctx = withErrorCounter(ctx, env.CountError)
-	return eachWatch(ctx, env, "crtsh "+c.name, func(w *watch.Watch) error { return c.pollWatch(ctx, env, w) })
+	return c.watches.pass(ctx, env, "crtsh "+c.name, retries, func(w *watch.Watch) bool {
+		if strings.Contains(w.Domain, "/") {
+			// crt.sh searches identities as text; it cannot search a prefix.
+			env.Logger.Debug("crt.sh cannot search an IP prefix; use a ctlog source for it", "watch", w.Domain)
+			return false
+		}
+		return true
+	}, func(w *watch.Watch) error { return c.pollWatch(ctx, env, w) })
 }
 
 func (c *Crtsh) pollWatch(ctx context.Context, env *Env, w *watch.Watch) error {
-	if strings.Contains(w.Domain, "/") {
-		// crt.sh searches identities as text; it cannot search a prefix.
-		env.Logger.Debug("crt.sh cannot search an IP prefix; use a ctlog source for it", "watch", w.Domain)
-		return nil
-	}
 	rows, err := c.search(ctx, env, w.Domain)
 	if err != nil {
 		return err

@@ -26,13 +26,36 @@ type harness struct {
 	src    *Crtsh
 	env    *Env
 	ca     *testpki.CA
+	clock  *clock // the watches' schedule's: backoffs pass when a test says
 	mu     sync.Mutex
 	errors map[string]int
+	// searched is the last successful search of each watch, as
+	// Env.WatchSearched reports it.
+	searched map[string]time.Time
+}
+
+// clock is a time that moves only when told to.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
 
 func newHarness(t *testing.T, domains ...string) *harness {
 	t.Helper()
-	h := &harness{t: t, fake: crtshfake.New(), errors: map[string]int{}, ca: newCA(t)}
+	h := &harness{t: t, fake: crtshfake.New(), errors: map[string]int{}, ca: newCA(t),
+		clock: &clock{t: time.Now()}, searched: map[string]time.Time{}}
 	t.Cleanup(h.fake.Close)
 	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
 	if err != nil {
@@ -46,6 +69,7 @@ func newHarness(t *testing.T, domains ...string) *harness {
 		t.Fatal(err)
 	}
 	h.src.http.backoffBase = 10 * time.Millisecond
+	h.src.watches.now = h.clock.now
 	h.env = &Env{
 		Recorder: &Recorder{Store: store, Policy: func() *watch.Set { return h.set }},
 		CountError: func(reason string) {
@@ -54,8 +78,20 @@ func newHarness(t *testing.T, domains ...string) *harness {
 			h.mu.Unlock()
 		},
 		Logger: promslog.NewNopLogger(),
+		WatchSearched: func(w string, at time.Time) {
+			h.mu.Lock()
+			h.searched[w] = at
+			h.mu.Unlock()
+		},
 	}
 	return h
+}
+
+func (h *harness) lastSearched(w string) (time.Time, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at, ok := h.searched[w]
+	return at, ok
 }
 
 func (h *harness) setWatches(domains ...string) {
@@ -87,6 +123,23 @@ func (h *harness) issue(sans ...string) *testpki.Issued {
 	h.fake.Add(iss.Precert)
 	h.fake.Add(iss.Final)
 	return iss
+}
+
+// recorded is the issuance of iss in the state, nil when it is not there.
+func (h *harness) recorded(iss *testpki.Issued) *state.Issuance {
+	h.t.Helper()
+	c, err := ParseCertificate(iss.Final)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var is *state.Issuance
+	if err := h.store.View(func(tx *state.Tx) error {
+		is, err = tx.Issuance(c.TBSSHA256)
+		return err
+	}); err != nil {
+		h.t.Fatal(err)
+	}
+	return is
 }
 
 func (h *harness) poll() error {
@@ -244,11 +297,13 @@ func TestCrtshFaults(t *testing.T) {
 				t.Errorf("no %s error counted: %v", tc.reason, h.errors)
 			}
 			if tc.fails {
-				// A failure is never "no certificates": the next poll finds it.
+				// A failure is never "no certificates": the next poll, once
+				// the watch's retry is due, finds it.
 				h.fake.Fault(crtshfake.KindAny, 0, 0)
 				if h.store.Snapshot().Certificates > 1 {
 					t.Fatal("invented issuances")
 				}
+				h.clock.advance(time.Minute)
 				if err := h.poll(); err != nil {
 					t.Fatalf("poll after recovery: %v", err)
 				}

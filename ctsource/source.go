@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/ct-exporter/ct_exporter/state"
-	"github.com/ct-exporter/ct_exporter/watch"
 )
 
 // Reasons label ct_source_errors_total. The set is fixed (pinned): it must
@@ -58,8 +57,12 @@ type Source interface {
 	Name() string
 	// Poll records what is new since the last poll. It returns nil only
 	// when the source answered completely; a partial answer is an error,
-	// never "no certificates". Failed attempts are counted through
-	// Env.CountError as they happen, so the caller counts nothing.
+	// never "no certificates". A search source (WatchSource) returns nil
+	// only when none of its watches is failing, those it did not search
+	// because their retry is not due included; a *PausedError in the error
+	// asks the caller to pause the whole source. Failed attempts are
+	// counted through Env.CountError as they happen, so the caller counts
+	// nothing.
 	Poll(ctx context.Context, env *Env) error
 	// Close releases what the source holds (idle connections) once it is
 	// stopped.
@@ -79,6 +82,10 @@ type Env struct {
 	// some watches, after its transaction committed (ct_exporter check
 	// prints them). It must not block.
 	NewIssuance func(is *state.Issuance, fresh []state.Match)
+	// WatchSearched, when set, is told of every successful search of a
+	// watch by a search source, and when it ended
+	// (ct_source_watch_last_success_timestamp_seconds).
+	WatchSearched func(watch string, at time.Time)
 }
 
 // announce logs an issuance new for the fresh watches, and passes it on.
@@ -118,29 +125,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// eachWatch polls every watch of a search source in turn. A failure that
-// says the service is struggling (timeouts, 429, 5xx) ends the poll at once
-// rather than adding load; other failures are reported after the remaining
-// watches are done.
-func eachWatch(ctx context.Context, env *Env, source string, poll func(*watch.Watch) error) error {
-	var errs []error
-	for _, w := range env.Recorder.Policy().Watches() {
-		err := poll(&w)
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		err = fmt.Errorf("%s: watch %s: %w", source, w.Domain, err)
-		if retryable(ReasonOf(err)) {
-			return err
-		}
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
 }
 
 // decodeJSONArray decodes an answer that must be one complete JSON array:

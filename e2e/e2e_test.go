@@ -160,11 +160,14 @@ func TestAlertsEndToEnd(t *testing.T) {
 
 	checkDashboards(t, w)
 
-	// crt.sh goes away: CTSourceDown arrives once it has failed long enough.
+	// crt.sh goes away: CTSourceDown arrives once it has failed long enough,
+	// and CTSourceWatchStale names the watch it no longer searches (3
+	// intervals of 1s).
 	w.crtsh.Close()
-	tools.Eventually(t, 90*time.Second, "CTSourceDown", func() bool {
-		_, _, ok := hook.find(map[string]string{"alertname": "CTSourceDown", "source": "crtsh", "severity": "warning"})
-		return ok
+	tools.Eventually(t, 90*time.Second, "CTSourceDown and CTSourceWatchStale", func() bool {
+		_, _, down := hook.find(map[string]string{"alertname": "CTSourceDown", "source": "crtsh", "severity": "warning"})
+		_, _, stale := hook.find(map[string]string{"alertname": "CTSourceWatchStale", "source": "crtsh", "watch": "example.com", "severity": "warning"})
+		return down && stale
 	})
 }
 

@@ -486,6 +486,19 @@ func TestTemplatesRenderOtherAlerts(t *testing.T) {
 		t.Errorf("ct.link of a log alert = %q, want its runbook", link)
 	}
 
+	// A watch a search source cannot search: which source, which watch; it
+	// is no certificate alert.
+	d = group("ct-slack", []string{"alertname", "instance", "source", "log"},
+		newAlert(t, "CTSourceWatchStale", "firing", map[string]string{"source": "crtsh", "watch": "big.example.com"}, "3h 3m 20s"))
+	if title, want := r.render(d, "text", `{{ template "ct.title" . }}`), "[FIRING:1] CTSourceWatchStale source crtsh watch big.example.com"; title != want {
+		t.Errorf("ct.title = %q, want %q", title, want)
+	}
+	text = r.render(d, "text", `{{ template "ct.text" . }}`)
+	mustContain(t, "ct.text (CTSourceWatchStale)", text, "Source:       crtsh", "Watch:        big.example.com",
+		"has not searched watch big.example.com successfully for 3h 3m 20s", runbookURL+"#ctsourcewatchstale")
+	mustNotContain(t, "ct.text (CTSourceWatchStale)", text, "crt.sh/?sha256", "authorized_certificates")
+	mustContain(t, "ct.slack.text (CTSourceWatchStale)", r.render(d, "text", `{{ template "ct.slack.text" . }}`), "*Watch:* big.example.com")
+
 	// A resolved certificate group.
 	d = group("ct-slack", []string{"alertname", "watch", "tbs_sha256"}, newAlert(t, "CTUnreviewedCertificate", "resolved", allowed, "0"))
 	mustContain(t, "ct.title (resolved)", r.render(d, "text", `{{ template "ct.title" . }}`), "[RESOLVED] CTUnreviewedCertificate example.com")
@@ -769,16 +782,18 @@ func TestAlertmanagerGroupsPerIssuanceAndInhibits(t *testing.T) {
 		// every replica. Those about one exporter process carry it.
 		other("CTLogVerificationFailed", "log", "argon", "check", "consistency"),
 		other("CTExporterStateWriteFailing", "instance", "ct:9812"),
-		other("CTSourceDown", "source", "crtsh"),                     // inhibited: a state file of the job cannot be written
-		other("CTLogFallingBehind", "log", "argon"),                  // inhibited twice over
-		other("CTLogSTHStale", "log", "argon"),                       // inhibited: verification failed
-		other("CTLogSTHStale", "log", "xenon"),                       // not: another log
-		other("CTExporterConfigReloadFailed", "instance", "ct:9812"), // never inhibited
+		other("CTSourceDown", "source", "crtsh"),                               // inhibited: a state file of the job cannot be written
+		other("CTSourceWatchStale", "source", "crtsh", "watch", "example.com"), // the same
+		other("CTLogFallingBehind", "log", "argon"),                            // inhibited twice over
+		other("CTLogSTHStale", "log", "argon"),                                 // inhibited: verification failed
+		other("CTLogSTHStale", "log", "xenon"),                                 // not: another log
+		other("CTExporterConfigReloadFailed", "instance", "ct:9812"),           // never inhibited
 	}
 	inhibited := map[string]bool{
-		"CTSourceDown source=crtsh":    true,
-		"CTLogFallingBehind log=argon": true,
-		"CTLogSTHStale log=argon":      true,
+		"CTSourceDown source=crtsh":       true,
+		"CTSourceWatchStale source=crtsh": true,
+		"CTLogFallingBehind log=argon":    true,
+		"CTLogSTHStale log=argon":         true,
 	}
 	// Which receivers each alert that is not inhibited must reach, alone in
 	// its notification, with which group labels.

@@ -19,7 +19,14 @@ type SourceHealth struct {
 	Polled      bool   // false until the first poll ends
 	Up          bool
 	LastSuccess time.Time
-	Errors      map[string]uint64 // by reason; every reason present
+	// Interval is the source's configured interval; 0 while it is not
+	// running.
+	Interval time.Duration
+	// WatchLastSuccess is, for a search source, when each watch was last
+	// searched successfully; a watch never searched successfully, or no
+	// longer configured, is absent.
+	WatchLastSuccess map[string]time.Time
+	Errors           map[string]uint64 // by reason; every reason present
 	// Poll durations: cumulative counts per bucket upper bound.
 	DurationCount   uint64
 	DurationSum     float64
@@ -31,6 +38,7 @@ type health struct {
 	polled      bool
 	up          bool
 	lastSuccess time.Time
+	watches     map[string]time.Time
 	errors      map[string]uint64
 	count       uint64
 	sum         float64
@@ -38,7 +46,7 @@ type health struct {
 }
 
 func newHealth() *health {
-	h := &health{errors: map[string]uint64{}, buckets: make([]uint64, len(PollDurationBuckets))}
+	h := &health{errors: map[string]uint64{}, watches: map[string]time.Time{}, buckets: make([]uint64, len(PollDurationBuckets))}
 	for _, r := range ctsource.Reasons {
 		h.errors[r] = 0
 	}
@@ -48,6 +56,20 @@ func newHealth() *health {
 func (h *health) countError(reason string) {
 	h.mu.Lock()
 	h.errors[reason]++
+	h.mu.Unlock()
+}
+
+func (h *health) watchSearched(w string, at time.Time) {
+	h.mu.Lock()
+	h.watches[w] = at
+	h.mu.Unlock()
+}
+
+// keepWatches forgets the watches keep does not keep: a watch removed on
+// reload, or all of them when the source is no longer a search source.
+func (h *health) keepWatches(keep func(string) bool) {
+	h.mu.Lock()
+	maps.DeleteFunc(h.watches, func(w string, _ time.Time) bool { return !keep(w) })
 	h.mu.Unlock()
 }
 
@@ -69,21 +91,28 @@ func (h *health) observe(ok bool, start time.Time, d time.Duration) {
 	}
 }
 
-func (h *health) snapshot(name string) SourceHealth {
+// snapshot copies the health; watches keeps the watches reported.
+func (h *health) snapshot(name string, watches func(string) bool) SourceHealth {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := SourceHealth{
-		Name:            name,
-		Polled:          h.polled,
-		Up:              h.up,
-		LastSuccess:     h.lastSuccess,
-		Errors:          maps.Clone(h.errors),
-		DurationCount:   h.count,
-		DurationSum:     h.sum,
-		DurationBuckets: make(map[float64]uint64, len(PollDurationBuckets)),
+		Name:             name,
+		Polled:           h.polled,
+		Up:               h.up,
+		LastSuccess:      h.lastSuccess,
+		Errors:           maps.Clone(h.errors),
+		WatchLastSuccess: make(map[string]time.Time, len(h.watches)),
+		DurationCount:    h.count,
+		DurationSum:      h.sum,
+		DurationBuckets:  make(map[float64]uint64, len(PollDurationBuckets)),
 	}
 	for i, b := range PollDurationBuckets {
 		s.DurationBuckets[b] = h.buckets[i]
+	}
+	for w, at := range h.watches {
+		if watches(w) {
+			s.WatchLastSuccess[w] = at
+		}
 	}
 	return s
 }

@@ -110,9 +110,24 @@ func (m *Monitor) Apply(cfg *config.Config) error {
 	}
 	old := m.policy.Swap(set)
 	m.cfg = cfg
+	for _, h := range m.health {
+		h.keepWatches(watched(set))
+	}
 	m.run(plan, !sameDomains(old, set))
 	return nil
 }
+
+// watched reports the domains set watches.
+func watched(set *watch.Set) func(string) bool {
+	return func(domain string) bool {
+		_, ok := set.Get(domain)
+		return ok
+	}
+}
+
+// searchType reports the types of source that search by watch, and report
+// each watch's last successful search.
+func searchType(t string) bool { return t == config.TypeCrtsh || t == config.TypeCertspotter }
 
 // sourcePlan is the sources a configuration and the log lists call for, with
 // those that need a new runner already made.
@@ -187,6 +202,10 @@ func (m *Monitor) run(p *sourcePlan, kick bool) {
 		if !ok {
 			h = newHealth()
 			m.health[s.Name] = h
+		}
+		if !searchType(s.Type) {
+			// A search source's name reused for another type.
+			h.keepWatches(func(string) bool { return false })
 		}
 		r := &runner{
 			cfg:    s,
@@ -336,7 +355,7 @@ func newSource(s config.Source) (ctsource.Source, error) {
 }
 
 func (m *Monitor) env(h *health) *ctsource.Env {
-	return &ctsource.Env{Recorder: m.rec, CountError: h.countError, Logger: m.logger, Discover: m.discover}
+	return &ctsource.Env{Recorder: m.rec, CountError: h.countError, Logger: m.logger, Discover: m.discover, WatchSearched: h.watchSearched}
 }
 
 // Start prunes the state file now and every PruneInterval, and follows
@@ -389,15 +408,20 @@ func (m *Monitor) Stop() {
 func (m *Monitor) Health() []SourceHealth {
 	m.mu.Lock()
 	hs := maps.Clone(m.health)
-	types := make(map[string]string, len(m.runners))
+	cfgs := make(map[string]config.Source, len(m.runners))
 	for name, r := range m.runners {
-		types[name] = r.cfg.Type
+		cfgs[name] = r.cfg
 	}
 	m.mu.Unlock()
+	// A search that ended after its watch was removed on reload must not
+	// bring the watch back.
+	current := watched(m.policy.Load())
 	out := make([]SourceHealth, 0, len(hs))
 	for name, h := range hs {
-		s := h.snapshot(name)
-		s.Type = types[name]
+		cfg := cfgs[name]
+		s := h.snapshot(name, func(w string) bool { return searchType(cfg.Type) && current(w) })
+		s.Type = cfg.Type
+		s.Interval = time.Duration(cfg.Interval)
 		out = append(out, s)
 	}
 	return out
@@ -455,37 +479,92 @@ func (r *runner) stop() {
 // run polls every interval. After a failure the next poll comes sooner,
 // backing off from 5s up to the interval: a source that recovers is polled
 // again within one interval.
+//
+// A search source (ctsource.WatchSource) fails by watch: a watch that fails
+// is retried on its own backoff between the polls (RetryWatches), while the
+// other watches keep their interval, and the source itself backs off only
+// when its API limits it (a *ctsource.PausedError, a 429: the limit is
+// shared by every watch). Nothing is sent during such a pause, retries and
+// kicks included, and the pause lasts at least the Retry-After given.
 func (r *runner) run(ctx context.Context, env *ctsource.Env, interval time.Duration, logger *slog.Logger) {
 	defer close(r.done)
 	env.Logger = logger
-	failures := 0
+	ws, _ := r.source.(ctsource.WatchSource)
+	failures := 0 // polls in a row that failed as a whole, or were paused
+	next := time.Now()
+	var resume time.Time // nothing is sent before, after a pause
 	for {
+		retry, ok := r.wait(ctx, ws, next, resume)
+		if !ok {
+			return
+		}
 		start := time.Now()
-		err := r.source.Poll(ctx, env)
+		var err error
+		if retry {
+			err = ws.RetryWatches(ctx, env)
+		} else {
+			err = r.source.Poll(ctx, env)
+		}
 		if ctx.Err() != nil {
 			return
 		}
 		r.health.observe(err == nil, start, time.Since(start))
-		wait := interval
-		if err != nil {
+		retryAfter, paused := ctsource.Paused(err)
+		switch {
+		case err != nil && (ws == nil || paused):
 			failures++
-			wait = ctsource.Backoff(failures, min(5*time.Second, interval), interval)
+			wait := max(ctsource.Backoff(failures, min(5*time.Second, interval), interval), retryAfter)
+			resume = time.Now().Add(wait)
+			if !retry || resume.After(next) {
+				next = resume
+			}
 			logger.Warn("poll failed", "err", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
-		} else {
+		default:
 			if failures > 0 {
 				logger.Info("source recovered", "after_failures", failures)
 			}
 			failures = 0
-			logger.Debug("poll done", "duration", time.Since(start))
+			if !retry {
+				next = time.Now().Add(interval)
+			}
+			if err != nil {
+				// Some watches fail; each is retried on its own.
+				logger.Warn("poll failed for some watches", "err", err, "next_retry", time.Until(ws.NextRetry()).Round(time.Millisecond))
+			} else {
+				logger.Debug("poll done", "duration", time.Since(start), "retry", retry)
+			}
 		}
-		t := time.NewTimer(wait)
+	}
+}
+
+// wait waits for the next poll at next, or for a search source's next
+// retry of a failing watch when that comes first, or for a kick (the
+// watches changed), which polls at once; never before resume. It reports
+// whether what comes is a retry, and false when ctx ends.
+func (r *runner) wait(ctx context.Context, ws ctsource.WatchSource, next, resume time.Time) (retry, ok bool) {
+	for {
+		at := next
+		retry = false
+		if ws != nil {
+			if t := ws.NextRetry(); !t.IsZero() && t.Before(next) {
+				at, retry = t, true
+			}
+		}
+		if at.Before(resume) {
+			at = resume
+			retry = retry && resume.Before(next)
+		}
+		t := time.NewTimer(time.Until(at))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return false, false
 		case <-t.C:
+			return retry, true
 		case <-r.kicks:
 			t.Stop()
+			// Polled at once, unless the source is paused.
+			next = time.Now()
 		}
 	}
 }

@@ -234,3 +234,150 @@ func TestMonitorSkipsAListedLogItCannotFollow(t *testing.T) {
 		}
 	}
 }
+
+// A crt.sh that fails on one watch of three (a 502, or a search that hangs
+// past the timeout) does not blind the monitor to the others: their new
+// issuances are recorded poll after poll, each with its last successful
+// search; the failing watch is retried on its own and, once crt.sh answers
+// it again, its issuances are recorded and the source is up. A watch
+// removed on reload leaves no last success behind.
+func TestMonitorIsolatesAFailingWatch(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		reason string
+		fail   func(*crtshfake.Server)
+		heal   func(*crtshfake.Server)
+	}{
+		{"502", "http_5xx",
+			func(f *crtshfake.Server) { f.FaultFor(crtshfake.KindSearch, "example.com", 1<<30, crtshfake.Fault502) },
+			func(f *crtshfake.Server) { f.FaultFor(crtshfake.KindSearch, "example.com", 0, crtshfake.FaultNone) }},
+		{"hang", "timeout",
+			func(f *crtshfake.Server) { f.SetDelayFor("example.com", time.Hour) },
+			func(f *crtshfake.Server) { f.SetDelayFor("example.com", 0) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := crtshfake.New()
+			defer fake.Close()
+			tc.fail(fake)
+			ca, err := testpki.NewRoot("Test CA", "Test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			issue := func(name string) [32]byte {
+				iss, err := ca.Issue(testpki.Leaf{DNSNames: []string{name}, SCTs: 2})
+				if err != nil {
+					t.Fatal(err)
+				}
+				fake.Add(iss.Precert)
+				fake.Add(iss.Final)
+				c, err := ctsource.ParseCertificate(iss.Final)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c.TBSSHA256
+			}
+			store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			recorded := func(tbs [32]byte) bool {
+				var is *state.Issuance
+				if err := store.View(func(tx *state.Tx) error {
+					is, err = tx.Issuance(tbs)
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+				return is != nil
+			}
+			m := New(store, promslog.NewNopLogger(), Shard{})
+			m.Start()
+			defer m.Stop()
+			cfg := func(watches string) *config.Config {
+				return parse(t, fmt.Sprintf("watches: [%s]\nsources: [{name: crtsh, type: crtsh, url: %q, interval: 300ms, timeout: 500ms, request_interval: 0s}]\n", watches, fake.URL))
+			}
+			if err := m.Apply(cfg("{domain: example.com}, {domain: example.org}, {domain: example.net}")); err != nil {
+				t.Fatal(err)
+			}
+			var failing [][32]byte
+			last := map[string]time.Time{}
+			for round := 1; round <= 3; round++ {
+				failing = append(failing, issue(fmt.Sprintf("r%d.example.com", round)))
+				org, net := issue(fmt.Sprintf("r%d.example.org", round)), issue(fmt.Sprintf("r%d.example.net", round))
+				// The last success is reported once the search that
+				// recorded the issuance has returned.
+				eventually(t, fmt.Sprintf("round %d: the healthy watches' new issuances recorded", round), func() bool {
+					h, _ := healthOf(m, "crtsh")
+					return recorded(org) && recorded(net) &&
+						h.WatchLastSuccess["example.org"].After(last["example.org"]) && h.WatchLastSuccess["example.net"].After(last["example.net"])
+				})
+				h, _ := healthOf(m, "crtsh")
+				if h.Up || h.Errors[tc.reason] == 0 {
+					t.Fatalf("round %d: up %v, %s errors %d; want down while a watch fails, and why counted", round, h.Up, tc.reason, h.Errors[tc.reason])
+				}
+				if _, ok := h.WatchLastSuccess["example.com"]; ok {
+					t.Fatalf("round %d: a last success for the failing watch", round)
+				}
+				last = h.WatchLastSuccess
+				for _, tbs := range failing {
+					if recorded(tbs) {
+						t.Fatal("an issuance of the failing watch recorded while crt.sh fails on it")
+					}
+				}
+			}
+			// Retried: more failed attempts than one search makes (4). Counted
+			// as the source counts them: the fake's record can miss an
+			// attempt that timed out before it arrived.
+			if h, _ := healthOf(m, "crtsh"); h.Errors[tc.reason] <= 4 {
+				t.Fatalf("example.com failed %d times: not retried", h.Errors[tc.reason])
+			}
+
+			tc.heal(fake)
+			eventually(t, "the failing watch's issuances recorded once crt.sh answers it", func() bool {
+				for _, tbs := range failing {
+					if !recorded(tbs) {
+						return false
+					}
+				}
+				h, _ := healthOf(m, "crtsh")
+				return h.Up && !h.WatchLastSuccess["example.com"].IsZero()
+			})
+
+			if err := m.Apply(cfg("{domain: example.com}, {domain: example.org}")); err != nil {
+				t.Fatal(err)
+			}
+			if h, _ := healthOf(m, "crtsh"); len(h.WatchLastSuccess) != 2 || !h.WatchLastSuccess["example.net"].IsZero() || h.Interval != 300*time.Millisecond {
+				t.Fatalf("after example.net was removed: last successes %v, interval %v", h.WatchLastSuccess, h.Interval)
+			}
+		})
+	}
+}
+
+// A 429 pauses the whole source, and no watch is held responsible: once
+// crt.sh lets it through again, every watch is searched and the source is up.
+func TestMonitorPausesASourceOn429(t *testing.T) {
+	fake := crtshfake.New()
+	defer fake.Close()
+	fake.Fault(crtshfake.KindSearch, 1<<30, crtshfake.Fault429)
+	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := New(store, promslog.NewNopLogger(), Shard{})
+	m.Start()
+	defer m.Stop()
+	if err := m.Apply(parse(t, fmt.Sprintf("watches: [{domain: example.com}, {domain: example.org}]\nsources: [{name: crtsh, type: crtsh, url: %q, interval: 300ms, request_interval: 0s}]\n", fake.URL))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the source down for a 429", func() bool {
+		h, _ := healthOf(m, "crtsh")
+		return h.Polled && !h.Up && h.Errors["http_429"] > 0
+	})
+	fake.Fault(crtshfake.KindAny, 0, crtshfake.FaultNone)
+	eventually(t, "every watch searched after the pause", func() bool {
+		h, _ := healthOf(m, "crtsh")
+		return h.Up && len(h.WatchLastSuccess) == 2
+	})
+}

@@ -21,7 +21,9 @@
 //     a JSON error;
 //   - the free tier's limit: at most Limit include_subdomains queries per
 //     Window, then 429 with Retry-After and a JSON error;
-//   - a domain that is not a registrable-looking name gets 400.
+//   - a domain that is not a registrable-looking name gets 400;
+//   - it fails as told, for every request or for one domain only (Fail,
+//     FailFor, SetDelayFor).
 package certspotterfake
 
 import (
@@ -53,7 +55,7 @@ type Request struct {
 	IncludeSubdomains bool
 	After             string
 	Authorization     string
-	Status            int
+	Status            int // 0 when the client went away during a delay
 }
 
 // Server is the fake API. Its fields may be set before the first request.
@@ -71,6 +73,7 @@ type Server struct {
 	requests  []Request
 	limited   []time.Time // include_subdomains queries within the window
 	faults    []fault
+	delays    map[string]time.Duration // by domain
 }
 
 type issuance struct {
@@ -87,6 +90,7 @@ type issuance struct {
 }
 
 type fault struct {
+	domain     string // "" for any
 	status     int
 	retryAfter string
 	body       string
@@ -125,11 +129,38 @@ func (s *Server) SetRateLimit(n int, window time.Duration) {
 // Fail makes the next n requests fail with this status, Retry-After header
 // (when not empty), content type and body.
 func (s *Server) Fail(n, status int, retryAfter, contentType, body string) {
+	s.FailFor("", n, status, retryAfter, contentType, body)
+}
+
+// FailFor is Fail for the next n queries of one domain only (the API
+// failing or timing out on one large domain while it answers the others);
+// "" is any request. Faults queue: a request takes the oldest one aimed at
+// it. n <= 0 drops the faults aimed at domain.
+func (s *Server) FailFor(domain string, n, status int, retryAfter, contentType, body string) {
 	s.mu.Lock()
-	for range n {
-		s.faults = append(s.faults, fault{status: status, retryAfter: retryAfter, body: body, ctype: contentType})
+	defer s.mu.Unlock()
+	if n <= 0 {
+		s.faults = slices.DeleteFunc(s.faults, func(f fault) bool { return f.domain == domain })
+		return
 	}
-	s.mu.Unlock()
+	for range n {
+		s.faults = append(s.faults, fault{domain: domain, status: status, retryAfter: retryAfter, body: body, ctype: contentType})
+	}
+}
+
+// SetDelayFor makes the answers to queries of domain wait d first (0:
+// none); a client that goes away meanwhile gets nothing.
+func (s *Server) SetDelayFor(domain string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.delays == nil {
+		s.delays = map[string]time.Duration{}
+	}
+	if d <= 0 {
+		delete(s.delays, domain)
+		return
+	}
+	s.delays[domain] = d
 }
 
 // Add records a certificate or precertificate (DER) as Cert Spotter would
@@ -240,6 +271,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		After:             q.Get("after"),
 		Authorization:     r.Header.Get("Authorization"),
 	}
+	s.mu.Lock()
+	delay := s.delays[req.Domain]
+	s.mu.Unlock()
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			s.mu.Lock()
+			s.requests = append(s.requests, req) // Status 0: nothing was sent
+			s.mu.Unlock()
+			return
+		}
+	}
 	status, header, body := s.answer(r, q, req)
 	req.Status = status
 	s.mu.Lock()
@@ -260,9 +306,9 @@ func jsonError(status int, code, msg string) (int, map[string]string, []byte) {
 func (s *Server) answer(r *http.Request, q url.Values, req Request) (int, map[string]string, []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.faults) > 0 {
-		f := s.faults[0]
-		s.faults = s.faults[1:]
+	if i := slices.IndexFunc(s.faults, func(f fault) bool { return f.domain == "" || f.domain == req.Domain }); i >= 0 {
+		f := s.faults[i]
+		s.faults = slices.Delete(s.faults, i, i+1)
 		h := map[string]string{"Content-Type": f.ctype}
 		if f.retryAfter != "" {
 			h["Retry-After"] = f.retryAfter

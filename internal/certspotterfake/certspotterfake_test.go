@@ -24,6 +24,7 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/internal/certspotterfake"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
+	"github.com/ct-exporter/ct_exporter/internal/tools"
 )
 
 // issuance is what a client decodes, with every field expanded.
@@ -476,4 +477,68 @@ func TestMalformedCertificatesAccepted(t *testing.T) {
 	if _, err := s.Add([]byte("not a certificate")); err == nil {
 		t.Error("garbage accepted")
 	}
+}
+
+// status asks for domain's issuances and returns the status.
+func status(t *testing.T, s *certspotterfake.Server, domain string) int {
+	t.Helper()
+	res, err := http.Get(s.URL + "/v1/issuances?" + url.Values{"domain": {domain}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// A failure aimed at one domain leaves the others alone; Fail's, at any.
+func TestFailForOneDomain(t *testing.T) {
+	s := newServer(t)
+	s.FailFor("big.example", 100, http.StatusBadGateway, "", "text/html", "<html>502</html>")
+	for range 3 {
+		if got := status(t, s, "big.example"); got != http.StatusBadGateway {
+			t.Errorf("big.example: %d, want 502", got)
+		}
+		if got := status(t, s, "small.example"); got != http.StatusOK {
+			t.Errorf("small.example took big.example's failure: %d", got)
+		}
+	}
+	s.Fail(1, http.StatusTooManyRequests, "1", "application/json", `{"code":"rate_limited"}`)
+	if got := status(t, s, "small.example"); got != http.StatusTooManyRequests {
+		t.Errorf("Fail is for any domain: %d, want 429", got)
+	}
+	s.FailFor("big.example", 0, 0, "", "", "")
+	if got := status(t, s, "big.example"); got != http.StatusOK {
+		t.Errorf("after dropping the failure: %d", got)
+	}
+}
+
+// A delay aimed at one domain: its queries hang, the others do not, and an
+// abandoned query is recorded without a status.
+func TestDelayForOneDomain(t *testing.T) {
+	s := newServer(t)
+	s.SetDelayFor("slow.example", time.Hour)
+	client := &http.Client{Timeout: 50 * time.Millisecond}
+	if res, err := client.Get(s.URL + "/v1/issuances?domain=slow.example"); err == nil {
+		res.Body.Close()
+		t.Fatalf("slow.example answered %s within 50ms", res.Status)
+	}
+	client.Timeout = 10 * time.Second
+	res, err := client.Get(s.URL + "/v1/issuances?domain=fast.example")
+	if err != nil {
+		t.Fatalf("fast.example was delayed too: %v", err)
+	}
+	res.Body.Close()
+	s.SetDelayFor("slow.example", 0)
+	if got := status(t, s, "slow.example"); got != http.StatusOK {
+		t.Errorf("after removing the delay: %d", got)
+	}
+	// The handler records it once it sees the client gone.
+	tools.Eventually(t, 10*time.Second, "the abandoned query recorded without a status", func() bool {
+		for _, r := range s.Requests() {
+			if r.Domain == "slow.example" && r.Status == 0 {
+				return true
+			}
+		}
+		return false
+	})
 }

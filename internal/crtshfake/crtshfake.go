@@ -19,7 +19,8 @@
 //     Subject Key Identifier, with JSON rows whose name_value is the SKI;
 //   - it fails as crt.sh does: 429 without Retry-After, gateway 502, 503
 //     statement timeouts, HTML with status 200, truncated JSON, garbage and
-//     slowness (see Fault and SetDelay).
+//     slowness, for every request or for one identity only (see Fault,
+//     FaultFor, SetDelay and SetDelayFor).
 package crtshfake
 
 import (
@@ -178,6 +179,7 @@ type Server struct {
 	rng      *rand.Rand
 	faults   []pendingFault
 	delay    time.Duration
+	delays   map[string]time.Duration // by Query: one slow identity
 	requests []Request
 }
 
@@ -200,6 +202,8 @@ type cert struct {
 
 type pendingFault struct {
 	kind  RequestKind
+	query string // "" for any
+	skip  int    // requests it lets through before failing
 	left  int
 	fault Fault
 }
@@ -294,13 +298,33 @@ func (s *Server) Len() int {
 // fail with f. Faults queue: each request takes the oldest one aimed at it.
 // n <= 0 drops every queued fault, so a test can let the server recover.
 func (s *Server) Fault(kind RequestKind, n int, f Fault) {
+	s.FaultAfter(kind, 0, n, f)
+}
+
+// FaultAfter is Fault that first lets skip requests of the kind through,
+// unharmed: a poll cut short at its second search, say. A request that a
+// queued fault lets through takes no later fault.
+func (s *Server) FaultAfter(kind RequestKind, skip, n int, f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n <= 0 {
 		s.faults = nil
 		return
 	}
-	s.faults = append(s.faults, pendingFault{kind: kind, left: n, fault: f})
+	s.faults = append(s.faults, pendingFault{kind: kind, skip: skip, left: n, fault: f})
+}
+
+// FaultFor is Fault aimed at the requests of the kind whose Query is query
+// only: crt.sh answers 502 or a statement timeout for one big identity while
+// it answers the others. n <= 0 drops the faults aimed at query.
+func (s *Server) FaultFor(kind RequestKind, query string, n int, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n <= 0 {
+		s.faults = slices.DeleteFunc(s.faults, func(pf pendingFault) bool { return pf.query == query })
+		return
+	}
+	s.faults = append(s.faults, pendingFault{kind: kind, query: query, left: n, fault: f})
 }
 
 // SetDelay makes every response, faults included, wait d first (0: none).
@@ -310,6 +334,22 @@ func (s *Server) SetDelay(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.delay = d
+}
+
+// SetDelayFor is SetDelay for the requests whose Query is query only (a
+// search that hangs for one identity); it replaces SetDelay's for them. 0
+// removes it.
+func (s *Server) SetDelayFor(query string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.delays == nil {
+		s.delays = map[string]time.Duration{}
+	}
+	if d <= 0 {
+		delete(s.delays, query)
+		return
+	}
+	s.delays[query] = d
 }
 
 // Requests returns a copy of every request served, in the order the
@@ -328,11 +368,15 @@ func (s *Server) ResetRequests() {
 }
 
 // takeFault must be called with s.mu held.
-func (s *Server) takeFault(kind RequestKind) Fault {
+func (s *Server) takeFault(kind RequestKind, query string) Fault {
 	for i := range s.faults {
 		pf := &s.faults[i]
-		if pf.kind != KindAny && pf.kind != kind {
+		if pf.kind != KindAny && pf.kind != kind || pf.query != "" && pf.query != query {
 			continue
+		}
+		if pf.skip > 0 {
+			pf.skip--
+			return FaultNone
 		}
 		f := pf.fault
 		if pf.left--; pf.left == 0 {
@@ -369,7 +413,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	delay := s.delay
+	delay, ok := s.delays[req.Query]
+	if !ok || req.Kind == KindOther {
+		delay = s.delay
+	}
 	s.mu.Unlock()
 	if delay > 0 {
 		t := time.NewTimer(delay)
@@ -383,7 +430,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	req.Fault = s.takeFault(req.Kind)
+	req.Fault = s.takeFault(req.Kind, req.Query)
 	s.mu.Unlock()
 
 	var resp response

@@ -768,3 +768,74 @@ func TestRequests(t *testing.T) {
 		t.Errorf("%d requests after ResetRequests", n)
 	}
 }
+
+// A fault aimed at one identity leaves the others' searches alone, and
+// dropping it lets that identity recover.
+func TestFaultForOneIdentity(t *testing.T) {
+	s := newServer(t)
+	s.FaultFor(KindSearch, "big.example", 100, Fault502)
+	for range 3 {
+		if res, _ := do(t, s, "Identity=big.example&output=json", nil); res.StatusCode != http.StatusBadGateway {
+			t.Errorf("big.example: %s, want 502", res.Status)
+		}
+		if res, _ := do(t, s, "Identity=small.example&output=json", nil); res.StatusCode != http.StatusOK {
+			t.Errorf("small.example took big.example's fault: %s", res.Status)
+		}
+	}
+	if res, _ := do(t, s, "d=big.example", nil); res.StatusCode == http.StatusBadGateway {
+		t.Error("a download took a search fault")
+	}
+	s.FaultFor(KindSearch, "big.example", 0, FaultNone)
+	if res, _ := do(t, s, "Identity=big.example&output=json", nil); res.StatusCode != http.StatusOK {
+		t.Errorf("after dropping the fault: %s", res.Status)
+	}
+}
+
+// FaultAfter lets the first requests through: a poll cut at its second search.
+func TestFaultAfter(t *testing.T) {
+	s := newServer(t)
+	s.FaultAfter(KindSearch, 1, 2, Fault429)
+	var got []int
+	for _, q := range []string{"a.example", "b.example", "c.example", "d.example"} {
+		res, _ := do(t, s, "Identity="+q+"&output=json", nil)
+		got = append(got, res.StatusCode)
+	}
+	if want := []int{200, 429, 429, 200}; !slices.Equal(got, want) {
+		t.Fatalf("statuses %v, want %v", got, want)
+	}
+}
+
+// A delay aimed at one identity makes only its searches slow.
+func TestDelayForOneIdentity(t *testing.T) {
+	s := newServer(t)
+	s.SetDelayFor("slow.example", time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/?Identity=slow.example&output=json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Client().Do(req); !errors.Is(err, context.DeadlineExceeded) {
+		if err == nil {
+			res.Body.Close()
+		}
+		t.Fatalf("slow.example: %v, want the deadline", err)
+	}
+	// Without a timeout: a delay would hang the test, not fail it quickly,
+	// so the other identity is asked with one.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	req, err = http.NewRequestWithContext(ctx2, http.MethodGet, s.URL+"/?Identity=fast.example&output=json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Client().Do(req)
+	if err != nil {
+		t.Fatalf("fast.example was delayed too: %v", err)
+	}
+	res.Body.Close()
+	s.SetDelayFor("slow.example", 0)
+	if res, _ := do(t, s, "Identity=slow.example&output=json", nil); res.StatusCode != http.StatusOK {
+		t.Errorf("after removing the delay: %s", res.Status)
+	}
+}

@@ -1,0 +1,395 @@
+package ctsource
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
+	"github.com/ct-exporter/ct_exporter/internal/testpki"
+)
+
+// sent records the searches a source sends, by the identity (crt.sh) or
+// domain (Cert Spotter) they ask for, in order, on the client's side: the
+// fakes' records can miss an attempt that timed out before it arrived, or
+// record it a moment after the client has its answer.
+type sent struct {
+	base  http.RoundTripper
+	mu    sync.Mutex
+	order []string
+}
+
+func recordSearches(t *transport) *sent {
+	s := &sent{base: t.base}
+	t.base = s
+	return s
+}
+
+func (s *sent) RoundTrip(r *http.Request) (*http.Response, error) {
+	q := r.URL.Query()
+	if key := q.Get("Identity") + q.Get("domain"); key != "" {
+		s.mu.Lock()
+		s.order = append(s.order, key)
+		s.mu.Unlock()
+	}
+	return s.base.RoundTrip(r)
+}
+
+// mark is where the searches sent from now on start.
+func (s *sent) mark() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.order)
+}
+
+// since returns the searches sent since mark, in order.
+func (s *sent) since(mark int) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.order[mark:])
+}
+
+// counts counts the searches sent since mark, by identity or domain.
+func (s *sent) counts(mark int) map[string]int {
+	n := map[string]int{}
+	for _, k := range s.since(mark) {
+		n[k]++
+	}
+	return n
+}
+
+// backoffWindow is where Backoff puts the delay after the nth failure: half
+// fixed, half random, from base doubling up to the interval.
+func backoffWindow(n int, base, ceiling time.Duration) (lo, hi time.Duration) {
+	d := base
+	for i := 1; i < n && d < ceiling; i++ {
+		d *= 2
+	}
+	d = min(d, ceiling)
+	return d / 2, d
+}
+
+// One watch that crt.sh fails on (a 502, or a search that hangs past the
+// timeout: crt.sh does both for a big domain) does not keep the two others
+// from being searched at every poll and their new issuances recorded. The
+// failing watch is retried on its own, with a backoff that grows up to the
+// interval, and once crt.sh answers it again its issuances are recorded
+// too.
+func TestCrtshWatchIsolation(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		reason string
+		fail   func(h *harness)
+		heal   func(h *harness)
+	}{
+		{"502", ReasonHTTP5xx,
+			func(h *harness) { h.fake.FaultFor(crtshfake.KindSearch, "example.com", 1<<30, crtshfake.Fault502) },
+			func(h *harness) { h.fake.FaultFor(crtshfake.KindSearch, "example.com", 0, crtshfake.FaultNone) }},
+		{"hang", ReasonTimeout,
+			func(h *harness) {
+				// Long enough for the other searches on a loaded machine.
+				h.src.http.timeout = 300 * time.Millisecond
+				h.src.http.attempts = 2
+				h.fake.SetDelayFor("example.com", time.Hour)
+			},
+			func(h *harness) { h.fake.SetDelayFor("example.com", 0) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "example.com", "example.org", "example.net")
+			tc.fail(h)
+			requests := recordSearches(h.src.http)
+			var failing []*testpki.Issued
+			base, interval := h.src.watches.base, h.src.watches.interval
+			failures := 0
+			var delays []time.Duration
+			for poll := 1; poll <= 5; poll++ {
+				failing = append(failing, h.issue(fmt.Sprintf("p%d.example.com", poll)))
+				org := h.issue(fmt.Sprintf("p%d.example.org", poll))
+				net := h.issue(fmt.Sprintf("p%d.example.net", poll))
+				mark := requests.mark()
+				err := h.poll()
+				if err == nil || !strings.Contains(err.Error(), "watch example.com") || ReasonOf(err) != tc.reason {
+					t.Fatalf("poll %d = %v, want the %s failure of example.com", poll, err, tc.reason)
+				}
+				if strings.Contains(err.Error(), "watch example.org") || strings.Contains(err.Error(), "watch example.net") {
+					t.Fatalf("poll %d: the healthy watches reported failing: %v", poll, err)
+				}
+				searched := requests.counts(mark)
+				if searched["example.org"] != 1 || searched["example.net"] != 1 {
+					t.Fatalf("poll %d: searches %v; want example.org and example.net searched once each", poll, searched)
+				}
+				for _, iss := range []*testpki.Issued{org, net} {
+					if h.recorded(iss) == nil {
+						t.Fatalf("poll %d: a new issuance of a healthy watch was not recorded", poll)
+					}
+				}
+				for _, w := range []string{"example.org", "example.net"} {
+					if at, ok := h.lastSearched(w); !ok || !at.Equal(h.clock.now()) {
+						t.Fatalf("poll %d: last search of %s = %v (%v), want now", poll, w, at, ok)
+					}
+				}
+				// Searched at the first poll only: afterwards its retries
+				// come when due, between the polls.
+				want := map[bool]int{true: h.src.http.attempts, false: 0}[poll == 1]
+				if searched["example.com"] != want {
+					t.Fatalf("poll %d: example.com asked for %d times, want %d", poll, searched["example.com"], want)
+				}
+				if poll == 1 {
+					failures++
+				}
+
+				// Its retry: when due, and nothing else is searched.
+				next := h.src.NextRetry()
+				d := next.Sub(h.clock.now())
+				if lo, hi := backoffWindow(failures, base, interval); d < lo || d > hi {
+					t.Fatalf("after %d failures, retried in %v; want within [%v, %v]", failures, d, lo, hi)
+				}
+				delays = append(delays, d)
+				h.clock.advance(d - time.Millisecond)
+				mark = requests.mark()
+				if err := h.src.RetryWatches(context.Background(), h.env); err == nil {
+					t.Fatal("a retry pass before the retry is due succeeded")
+				}
+				if got := requests.since(mark); len(got) != 0 {
+					t.Fatalf("a retry pass before the retry is due searched %v", got)
+				}
+				h.clock.advance(time.Millisecond)
+				if err := h.src.RetryWatches(context.Background(), h.env); ReasonOf(err) != tc.reason {
+					t.Fatalf("retry pass = %v, want the %s failure", err, tc.reason)
+				}
+				failures++
+				if got := requests.counts(mark); got["example.com"] != h.src.http.attempts || len(got) != 1 {
+					t.Fatalf("the retry pass searched %v; want example.com alone, %d times", got, h.src.http.attempts)
+				}
+				for _, iss := range failing {
+					if h.recorded(iss) != nil {
+						t.Fatal("an issuance of the failing watch recorded while crt.sh fails on it")
+					}
+				}
+				if _, ok := h.lastSearched("example.com"); ok {
+					t.Fatal("a last successful search of the failing watch")
+				}
+			}
+			if delays[len(delays)-1] <= delays[0] {
+				t.Fatalf("the backoff does not grow: %v", delays)
+			}
+			// Every failed attempt is counted, under its reason (a slow
+			// search of another watch may add a timeout).
+			if got, want := h.errorCount(tc.reason), requests.counts(0)["example.com"]; got < want || tc.reason == ReasonHTTP5xx && got != want {
+				t.Fatalf("%d %s errors counted, want one per attempt: %d", got, tc.reason, want)
+			}
+
+			// crt.sh answers again: the watch's next retry finds everything
+			// issued meanwhile, and the source is whole again.
+			tc.heal(h)
+			h.clock.advance(h.src.NextRetry().Sub(h.clock.now()))
+			if err := h.poll(); err != nil {
+				t.Fatalf("poll after recovery: %v", err)
+			}
+			for _, iss := range failing {
+				if is := h.recorded(iss); is == nil || is.Watches[0].Watch != "example.com" {
+					t.Fatalf("after recovery, an issuance of example.com is not recorded: %+v", is)
+				}
+			}
+			if at, ok := h.lastSearched("example.com"); !ok || !at.Equal(h.clock.now()) {
+				t.Fatalf("last search of example.com = %v (%v), want now", at, ok)
+			}
+			if next := h.src.NextRetry(); !next.IsZero() {
+				t.Fatalf("a retry is still scheduled at %v", next)
+			}
+		})
+	}
+}
+
+// A watch removed while it fails is forgotten: its retry is not kept, and
+// the source is whole without it.
+func TestCrtshFailingWatchRemoved(t *testing.T) {
+	h := newHarness(t, "example.com", "example.org")
+	h.fake.FaultFor(crtshfake.KindSearch, "example.com", 1<<30, crtshfake.Fault502)
+	if err := h.poll(); err == nil {
+		t.Fatal("poll succeeded")
+	}
+	h.setWatches("example.org")
+	if err := h.poll(); err != nil {
+		t.Fatalf("poll without the failing watch: %v", err)
+	}
+	if next := h.src.NextRetry(); !next.IsZero() {
+		t.Fatalf("the removed watch's retry is kept (%v)", next)
+	}
+}
+
+// A 429 is the API's limit, shared by every watch: the poll ends, the
+// caller is told to pause the whole source (for the Retry-After given), and
+// no watch is held responsible for it.
+func TestCrtsh429PausesTheSource(t *testing.T) {
+	h := newHarness(t, "example.com", "example.org", "example.net")
+	h.src.http.attempts = 1
+	requests := recordSearches(h.src.http)
+	h.fake.Fault(crtshfake.KindSearch, 1, crtshfake.Fault429RetryAfter)
+	err := h.poll()
+	after, paused := Paused(err)
+	if !paused || after != time.Second || ReasonOf(err) != ReasonHTTP429 {
+		t.Fatalf("poll = %v: paused %v for %v; want a pause of 1s (Retry-After)", err, paused, after)
+	}
+	if got := requests.since(0); len(got) != 1 {
+		t.Fatalf("searched %v; want nothing after the 429", got)
+	}
+	if next := h.src.NextRetry(); !next.IsZero() {
+		t.Fatalf("a watch is retried on its own (%v) after a 429", next)
+	}
+	if h.errorCount(ReasonHTTP429) != 1 {
+		t.Fatalf("%d 429s counted, want 1", h.errorCount(ReasonHTTP429))
+	}
+	mark := requests.mark()
+	if err := h.poll(); err != nil {
+		t.Fatalf("the next poll: %v", err)
+	}
+	if got := requests.counts(mark); len(got) != 3 {
+		t.Fatalf("after the pause, searched %v; want every watch", got)
+	}
+}
+
+// Every poll cut short by a 429 at its second search still searches one
+// watch, and the order rotates: no watch is starved, each is searched in
+// turn, and every watch's issuance is recorded.
+func TestCrtshRotationUnder429(t *testing.T) {
+	domains := []string{"example.com", "example.org", "example.net", "example.edu"}
+	h := newHarness(t, domains...)
+	h.src.http.attempts = 1
+	requests := recordSearches(h.src.http)
+	var issued []*testpki.Issued
+	for _, d := range domains {
+		issued = append(issued, h.issue("www."+d))
+	}
+	var firsts []string
+	for poll := 1; poll <= 3*len(domains); poll++ {
+		h.fake.Fault(crtshfake.KindAny, 0, crtshfake.FaultNone)
+		h.fake.FaultAfter(crtshfake.KindSearch, 1, 1, crtshfake.Fault429)
+		mark := requests.mark()
+		if _, paused := Paused(h.poll()); !paused {
+			t.Fatalf("poll %d was not cut short by the 429", poll)
+		}
+		searched := requests.since(mark)
+		if len(searched) != 2 {
+			t.Fatalf("poll %d searched %v; want one search, then the 429", poll, searched)
+		}
+		firsts = append(firsts, searched[0])
+	}
+	for i, d := range domains {
+		if n := strings.Count(strings.Join(firsts, " ")+" ", d+" "); n != 3 {
+			t.Errorf("%s searched first (and only) in %d of %d polls, want 3: %v", d, n, len(firsts), firsts)
+		}
+		if h.recorded(issued[i]) == nil {
+			t.Errorf("the issuance of %s was never recorded", d)
+		}
+	}
+	// In turn: each window of len(domains) polls searches every watch.
+	for i := 0; i+len(domains) <= len(firsts); i++ {
+		w := slices.Clone(firsts[i : i+len(domains)])
+		slices.Sort(w)
+		if len(slices.Compact(w)) != len(domains) {
+			t.Fatalf("polls %d to %d searched %v: not every watch in turn", i+1, i+len(domains), firsts[i:i+len(domains)])
+		}
+	}
+}
+
+// The same isolation for Cert Spotter: a domain the API fails on (a 502,
+// or a query that hangs past the timeout) is retried alone; the others are
+// queried at every poll and their issuances recorded; after it recovers its
+// issuances are recorded too. A 429 pauses the whole source.
+func TestCertspotterWatchIsolation(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		reason string
+		fail   func(h *csHarness)
+		heal   func(h *csHarness)
+	}{
+		{"502", ReasonHTTP5xx,
+			func(h *csHarness) {
+				h.api.FailFor("example.com", 1000, http.StatusBadGateway, "", "text/html", "<html>502 Bad Gateway</html>")
+			},
+			func(h *csHarness) { h.api.FailFor("example.com", 0, 0, "", "", "") }},
+		{"hang", ReasonTimeout,
+			func(h *csHarness) {
+				h.cs.http.timeout = 300 * time.Millisecond
+				h.cs.http.attempts = 2
+				h.api.SetDelayFor("example.com", time.Hour)
+			},
+			func(h *csHarness) { h.api.SetDelayFor("example.com", 0) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newCSHarness(t, "", "example.com", "example.org", "example.net")
+			tc.fail(h)
+			requests := recordSearches(h.cs.http)
+			var failing []*testpki.Issued
+			for poll := 1; poll <= 3; poll++ {
+				failing = append(failing, h.issueAPI(fmt.Sprintf("p%d.example.com", poll)))
+				org := h.issueAPI(fmt.Sprintf("p%d.example.org", poll))
+				net := h.issueAPI(fmt.Sprintf("p%d.example.net", poll))
+				mark := requests.mark()
+				err := h.pollCS()
+				if ReasonOf(err) != tc.reason || !strings.Contains(err.Error(), "watch example.com") {
+					t.Fatalf("poll %d = %v, want the %s failure of example.com", poll, err, tc.reason)
+				}
+				// One page with the new issuance, one empty page.
+				q := requests.counts(mark)
+				if q["example.org"] != 2 || q["example.net"] != 2 {
+					t.Fatalf("poll %d queried %v; want example.org and example.net", poll, q)
+				}
+				if h.recorded(org) == nil || h.recorded(net) == nil {
+					t.Fatalf("poll %d: a new issuance of a healthy domain was not recorded", poll)
+				}
+				want := map[bool]int{true: h.cs.http.attempts, false: 0}[poll == 1]
+				if q["example.com"] != want {
+					t.Fatalf("poll %d: example.com asked for %d times, want %d", poll, q["example.com"], want)
+				}
+				// Its retry, alone.
+				h.clock.advance(h.cs.NextRetry().Sub(h.clock.now()))
+				mark = requests.mark()
+				if err := h.cs.RetryWatches(context.Background(), h.env); ReasonOf(err) != tc.reason {
+					t.Fatalf("retry pass = %v", err)
+				}
+				if q := requests.counts(mark); q["example.com"] != h.cs.http.attempts || len(q) != 1 {
+					t.Fatalf("the retry pass queried %v; want example.com alone, %d times", q, h.cs.http.attempts)
+				}
+			}
+			if _, ok := h.lastSearched("example.com"); ok {
+				t.Fatal("a last successful search of the failing domain")
+			}
+			tc.heal(h)
+			h.clock.advance(h.cs.NextRetry().Sub(h.clock.now()))
+			if err := h.pollCS(); err != nil {
+				t.Fatalf("poll after recovery: %v", err)
+			}
+			for _, iss := range failing {
+				if h.recorded(iss) == nil {
+					t.Fatal("after recovery, an issuance of example.com is not recorded")
+				}
+			}
+			if at, ok := h.lastSearched("example.com"); !ok || !at.Equal(h.clock.now()) {
+				t.Fatalf("last search of example.com = %v (%v), want now", at, ok)
+			}
+		})
+	}
+
+	t.Run("429", func(t *testing.T) {
+		h := newCSHarness(t, "", "example.com", "example.org", "example.net")
+		h.cs.http.attempts = 1
+		h.api.Fail(1, http.StatusTooManyRequests, "7", "application/json", `{"code":"rate_limited"}`)
+		err := h.pollCS()
+		if after, paused := Paused(err); !paused || after != 7*time.Second {
+			t.Fatalf("poll = %v; want a pause of 7s (Retry-After)", err)
+		}
+		if n := len(h.api.Requests()); n != 1 {
+			t.Fatalf("%d queries; want none after the 429", n)
+		}
+		if !h.cs.NextRetry().IsZero() {
+			t.Fatal("a watch is retried on its own after a 429")
+		}
+	})
+}
