@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/promslog"
 
 	"github.com/ct-exporter/ct_exporter/config"
+	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
@@ -91,7 +92,7 @@ func TestMonitorAppliesConfigurations(t *testing.T) {
 	if got := m.Watches(); len(got) != 1 || got[0] != "example.com" {
 		t.Fatalf("watches = %v", got)
 	}
-	if h, _ := healthOf(m, "crtsh"); h.DurationCount != 1 || h.LastSuccess.IsZero() || len(h.Errors) != 7 || h.Type != "crtsh" {
+	if h, _ := healthOf(m, "crtsh"); h.DurationCount != 1 || h.LastSuccess.IsZero() || len(h.Errors) != len(ctsource.Reasons) || h.Type != "crtsh" {
 		t.Fatalf("health after one poll = %+v", h)
 	}
 	if ws := m.WatchSet().Watches(); len(ws) != 1 || ws[0].Domain != "example.com" || !ws[0].IncludeSubdomains {
