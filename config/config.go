@@ -84,6 +84,9 @@ type Source struct {
 	// requests_per_second apply to the logs it names.
 	States      []string `yaml:"states"`       // default qualified, usable, readonly
 	LogInterval Duration `yaml:"log_interval"` // interval of the logs it names
+	// MaxLogs bounds how many logs the list may name to follow: a larger
+	// list is refused, as one that does not parse is.
+	MaxLogs int `yaml:"max_logs"`
 
 	// PublicKeyDER is PublicKey decoded.
 	PublicKeyDER []byte `yaml:"-"`
@@ -102,7 +105,7 @@ var keysOf = map[string][]string{
 	TypeCrtsh:       {"url", "interval", "timeout", "request_interval"},
 	TypeCertspotter: {"url", "interval", "timeout", "request_interval", "token_file"},
 	TypeCTLog:       {"url", "interval", "timeout", "protocol", "public_key", "start", "mmd", "workers", "batch_size", "requests_per_second"},
-	TypeLogList:     {"url", "interval", "timeout", "states", "log_interval", "start", "workers", "batch_size", "requests_per_second"},
+	TypeLogList:     {"url", "interval", "timeout", "states", "log_interval", "max_logs", "start", "workers", "batch_size", "requests_per_second"},
 }
 
 // DefaultLogListStates are the log states a log list source follows.
@@ -146,6 +149,9 @@ const (
 	DefaultLogListURL            = "https://www.gstatic.com/ct/log_list/v3/log_list.json"
 	DefaultLogListInterval       = 6 * time.Hour
 	DefaultLogListTimeout        = 60 * time.Second
+	// DefaultLogListMaxLogs is several times what Google's or Apple's list
+	// names in the default states (a few dozen logs).
+	DefaultLogListMaxLogs = 200
 )
 
 // Duration is a duration in Prometheus syntax (30s, 5m, 1h, 1d).
@@ -444,6 +450,11 @@ func validateLogList(p *problems, s *Source, at func(string) int, set func(strin
 		s.LogInterval = Duration(DefaultLogInterval)
 	} else if s.LogInterval <= 0 {
 		p.add(at("log_interval"), "source %s: log_interval must be positive", s.Name)
+	}
+	if !set("max_logs") {
+		s.MaxLogs = DefaultLogListMaxLogs
+	} else if s.MaxLogs < 1 {
+		p.add(at("max_logs"), "source %s: max_logs must be positive: it is how many logs the list may name to follow (default %d)", s.Name, DefaultLogListMaxLogs)
 	}
 	validateLogOptions(p, s, at, set)
 }

@@ -214,6 +214,25 @@ sources: [{name: c, type: crtsh}]
 			`f.yml:6: watch example.com: authorized certificate "abcd" is not a tbs_sha256 in hex`,
 			`f.yml:7: watch example.com: authorized_key_files "does-not-exist/*.pem" matches no file`,
 		}},
+		"max_logs": {`
+watches: [{domain: example.com}]
+sources:
+  - name: zero
+    type: loglist
+    max_logs: 0
+  - name: negative
+    type: loglist
+    max_logs: -5
+  - name: crtsh
+    type: crtsh
+    max_logs: 10
+`, []string{
+			`f.yml:6: source zero: max_logs must be positive`,
+			`f.yml:9: source negative: max_logs must be positive`,
+			`f.yml:12: source crtsh: max_logs does not apply to type crtsh`,
+		}},
+		"max_logs not a number": {"watches: [{domain: example.com}]\nsources:\n  - name: l\n    type: loglist\n    max_logs: many\n",
+			[]string{"f.yml:5: cannot unmarshal"}},
 		"empty":         {"", []string{"f.yml:1: the configuration is empty"}},
 		"nothing to do": {"recent_window: 1h\n", []string{"no watches", "no sources"}},
 		"wrong type": {"watches: [{domain: example.com}]\nsources: [{name: c, type: crtsh}]\nrecent_series_limit: many\n",
@@ -252,6 +271,29 @@ sources:
 	}
 	if s.Protocol != ProtocolStatic || s.Start != "1000" || s.BatchSize != DefaultStaticBatch || s.RequestsPerSecond != 5 {
 		t.Errorf("static: %+v", s)
+	}
+}
+
+func TestLogListMaxLogs(t *testing.T) {
+	cfg, err := Parse([]byte(`
+watches: [{domain: example.com}]
+sources:
+  - {name: google, type: loglist}
+  - {name: one, type: loglist, max_logs: 1}
+`), "f.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Sources[0].MaxLogs; got != 200 {
+		t.Errorf("max_logs defaults to %d, want 200", got)
+	}
+	if got := cfg.Sources[1].MaxLogs; got != 1 {
+		t.Errorf("max_logs: 1 reads as %d", got)
+	}
+	var out strings.Builder
+	cfg.Describe(&out)
+	if !strings.Contains(out.String(), "more than 200 (max_logs) is refused") {
+		t.Errorf("Describe does not give the limit:\n%s", out.String())
 	}
 }
 

@@ -47,6 +47,10 @@ func (c *Config) Describe(w io.Writer) {
 	for _, s := range c.Sources {
 		fmt.Fprintf(w, "source %s: %s %s every %s (timeout %s, %s between requests)\n",
 			s.Name, s.Type, s.URL, s.Interval, s.Timeout, s.RequestInterval)
+		if s.Type == TypeLogList {
+			fmt.Fprintf(w, "  follows the logs in states %s, each every %s; a list naming more than %d (max_logs) is refused\n",
+				strings.Join(s.States, ", "), s.LogInterval, s.MaxLogs)
+		}
 		if s.Type == TypeCertspotter {
 			if s.TokenFile != "" {
 				fmt.Fprintf(w, "  API key read from %s (%d characters)\n", s.TokenFile, len(s.Token.Reveal()))

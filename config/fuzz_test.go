@@ -87,6 +87,7 @@ sources:
   - {name: r, type: ctlog, url: "https://log.example/", public_key: "` + key + `"}
   - {name: s, type: ctlog, protocol: static, url: "https://tiles.example/", public_key: "` + key + `", start: "1000", requests_per_second: 5, workers: 4, batch_size: 512, mmd: 1d}
   - {name: google, type: loglist, states: [usable, readonly], log_interval: 30s, start: beginning}
+  - {name: apple, type: loglist, url: "https://valid.apple.com/ct/log_list/current_log_list.json", max_logs: 50}
 `,
 		// One watch of each kind, as users write them: a fully qualified
 		// name, an internationalized name, IP addresses and prefixes.

@@ -3,8 +3,11 @@ package ctsource
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -37,14 +40,19 @@ type FinalTreeHead struct {
 
 // LogList reads a v3 log list (Google's or Apple's format), from a URL or a
 // file, and tells the monitor which logs to follow. A list that cannot be
-// read or parsed keeps the previous one in effect.
+// read or parsed, or that names more than maxLogs logs to follow, keeps the
+// previous one in effect: every log followed costs goroutines, connections
+// and memory, so whoever controls the list must not decide how many.
 type LogList struct {
 	name     string
 	location string
 	states   []loglist3.LogStatus
+	maxLogs  int
 	http     *transport
-	etag     string
-	last     []byte
+	// etag and last are those of the list in effect: a refused list is
+	// fetched (and refused) again at the next poll, not answered 304.
+	etag string
+	last []byte
 }
 
 // LogStates names the states a log list may give a log.
@@ -57,9 +65,13 @@ var LogStates = map[string]loglist3.LogStatus{
 	"rejected":  loglist3.RejectedLogStatus,
 }
 
-// NewLogList returns a log list source; states are LogStates keys.
-func NewLogList(name, location string, states []string, interval, timeout time.Duration) (*LogList, error) {
-	l := &LogList{name: name, location: location, http: newTransport(timeout, 0, interval, maxLogResponse)}
+// NewLogList returns a log list source; states are LogStates keys, maxLogs
+// the most logs it may name to follow.
+func NewLogList(name, location string, states []string, maxLogs int, interval, timeout time.Duration) (*LogList, error) {
+	if maxLogs < 1 {
+		return nil, fmt.Errorf("loglist %s: max_logs must be positive, not %d", name, maxLogs)
+	}
+	l := &LogList{name: name, location: location, maxLogs: maxLogs, http: newTransport(timeout, 0, interval, maxLogResponse)}
 	for _, s := range states {
 		st, ok := LogStates[s]
 		if !ok {
@@ -77,10 +89,13 @@ func (l *LogList) Name() string { return l.name }
 func (l *LogList) Close() { l.http.close() }
 
 // Poll fetches the list and, when it changed, passes its logs to
-// env.Discover.
+// env.Discover. The logs counted against maxLogs are those it would follow:
+// in the states followed, not long-ended shards, with a URL it may use. They
+// are counted before --shard splits them, so that every replica accepts or
+// refuses the same list.
 func (l *LogList) Poll(ctx context.Context, env *Env) error {
 	ctx = withErrorCounter(ctx, env.CountError)
-	data, err := l.fetch(ctx)
+	data, etag, err := l.fetch(ctx)
 	if err != nil {
 		return err
 	}
@@ -92,7 +107,16 @@ func (l *LogList) Poll(ctx context.Context, env *Env) error {
 		env.CountError(ReasonBadResponse)
 		return &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("loglist %s: %w; keeping the previous list", l.name, err)}
 	}
-	logs := l.pick(list, time.Now())
+	logs, skipped := l.pick(list, time.Now())
+	if len(logs) > l.maxLogs {
+		env.CountError(ReasonListTooLarge)
+		return &Error{Reason: ReasonListTooLarge, Err: fmt.Errorf(
+			"loglist %s: the list names %d logs to follow, more than max_logs (%d); keeping the previous list: raise max_logs on this source if the list is right",
+			l.name, len(logs), l.maxLogs)}
+	}
+	if len(skipped) > 0 {
+		l.reportSkipped(env, skipped)
+	}
 	if len(logs) == 0 {
 		env.CountError(ReasonBadResponse)
 		return &Error{Reason: ReasonBadResponse, Err: fmt.Errorf("loglist %s: no log in the states followed; keeping the previous list", l.name)}
@@ -101,25 +125,49 @@ func (l *LogList) Poll(ctx context.Context, env *Env) error {
 		return fmt.Errorf("loglist %s: nothing to give the logs to", l.name)
 	}
 	env.Discover(l.name, logs)
-	l.last = data
+	l.last, l.etag = data, etag
 	return nil
 }
 
-// fetch returns the list, or nil when it did not change.
-func (l *LogList) fetch(ctx context.Context) ([]byte, error) {
+// skippedLog is a log of the list that is not followed, and why.
+type skippedLog struct {
+	name, url string
+	why       error
+}
+
+// reportSkipped counts each log left out for its URL under bad_response (the
+// list is not what a log list should be) and logs one line for them all: a
+// hostile list of thousands must not flood the log.
+func (l *LogList) reportSkipped(env *Env, skipped []skippedLog) {
+	examples := make([]string, 0, 3)
+	for i, s := range skipped {
+		env.CountError(ReasonBadResponse)
+		if i < cap(examples) {
+			// Cut: a hostile list's descriptions and URLs can be megabytes.
+			examples = append(examples, fmt.Sprintf("%.100s %.200q: %.200v", s.name, s.url, s.why))
+		}
+	}
+	if env.Logger != nil {
+		env.Logger.Warn("the log list names logs whose URL is not https (plain http is allowed only to a loopback address); they are not followed",
+			"list", l.name, "skipped", len(skipped), "examples", examples)
+	}
+}
+
+// fetch returns the list and its ETag, or a nil list when it did not change.
+func (l *LogList) fetch(ctx context.Context) ([]byte, string, error) {
 	if !strings.HasPrefix(l.location, "http://") && !strings.HasPrefix(l.location, "https://") {
 		data, err := os.ReadFile(l.location)
 		if err != nil {
-			return nil, fmt.Errorf("loglist %s: %w", l.name, err)
+			return nil, "", fmt.Errorf("loglist %s: %w", l.name, err)
 		}
 		if bytes.Equal(data, l.last) {
-			return nil, nil
+			return nil, "", nil
 		}
-		return data, nil
+		return data, "", nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.location, nil)
 	if err != nil {
-		return nil, err
+		return nil, "", fmt.Errorf("loglist %s: %w", l.name, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	if l.etag != "" && l.last != nil {
@@ -127,21 +175,21 @@ func (l *LogList) fetch(ctx context.Context) ([]byte, error) {
 	}
 	res, err := l.http.RoundTrip(req)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer res.Body.Close()
 	if res.StatusCode == http.StatusNotModified {
-		return nil, nil
+		return nil, "", nil
 	}
 	var body bytes.Buffer
 	if _, err := body.ReadFrom(res.Body); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	l.etag = res.Header.Get("ETag")
 	if bytes.Equal(body.Bytes(), l.last) {
-		return nil, nil
+		l.etag = res.Header.Get("ETag") // the list in effect, under a new tag
+		return nil, "", nil
 	}
-	return body.Bytes(), nil
+	return body.Bytes(), res.Header.Get("ETag"), nil
 }
 
 func (l *LogList) follows(st *loglist3.LogStates, ti *loglist3.TemporalInterval, now time.Time) bool {
@@ -151,10 +199,15 @@ func (l *LogList) follows(st *loglist3.LogStates, ti *loglist3.TemporalInterval,
 	return ti == nil || ti.EndExclusive.IsZero() || ti.EndExclusive.After(now.Add(-EndedShardGrace))
 }
 
-func (l *LogList) pick(list *loglist3.LogList, now time.Time) []DiscoveredLog {
+func (l *LogList) pick(list *loglist3.LogList, now time.Time) ([]DiscoveredLog, []skippedLog) {
 	var out []DiscoveredLog
+	var skipped []skippedLog
 	seen := map[string]bool{}
 	add := func(d DiscoveredLog, st *loglist3.LogStates) {
+		if err := checkLogURL(d.URL); err != nil {
+			skipped = append(skipped, skippedLog{name: d.Name, url: d.URL, why: err})
+			return
+		}
 		if ro := st.ReadOnly; ro != nil && len(ro.FinalTreeHead.SHA256RootHash) == 32 {
 			d.Final = &FinalTreeHead{Size: ro.FinalTreeHead.TreeSize, Root: [32]byte(ro.FinalTreeHead.SHA256RootHash)}
 		}
@@ -180,7 +233,42 @@ func (l *LogList) pick(list *loglist3.LogList, now time.Time) []DiscoveredLog {
 			}
 		}
 	}
-	return out
+	return out, skipped
+}
+
+// checkLogURL refuses a log URL that a list may not make the exporter use:
+// anything but https, except plain http to this host (test logs, local
+// mirrors). Over plain http anyone on the path could stall or hold back what
+// a log serves: signatures prove what a log said, not that nothing was
+// withheld.
+func checkLogURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if u.Host == "" {
+		return errors.New("no host")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return errors.New("plain http to a host that is not loopback")
+	}
+	return fmt.Errorf("scheme %q is not https", u.Scheme)
+}
+
+// isLoopback reports whether host names this machine without a lookup:
+// localhost, 127.0.0.0/8 or ::1.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // LogLabel makes a log's description into a label value and source name:

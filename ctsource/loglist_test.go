@@ -92,7 +92,7 @@ func TestLogListPicksLogs(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewLogList("google", path, []string{"qualified", "usable", "readonly"}, time.Hour, time.Second)
+	l, err := NewLogList("google", path, []string{"qualified", "usable", "readonly"}, 200, time.Hour, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestLogListOverHTTP(t *testing.T) {
 		w.Write(body)
 	}))
 	defer srv.Close()
-	l, err := NewLogList("list", srv.URL+"/log_list.json", []string{"usable"}, time.Hour, time.Second)
+	l, err := NewLogList("list", srv.URL+"/log_list.json", []string{"usable"}, 200, time.Hour, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,5 +188,215 @@ func TestLogLabel(t *testing.T) {
 		if got := LogLabel(in); got != want || strings.ContainsAny(got, " '<") {
 			t.Errorf("LogLabel(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// manyLogs is n usable logs, the i-th at url(i).
+func manyLogs(n int, key []byte, url func(i int) string) []map[string]any {
+	logs := make([]map[string]any, n)
+	for i := range logs {
+		logs[i] = listLog(fmt.Sprintf("Test 'Log%d' log", i), url(i), key, logState("usable"), nil)
+	}
+	return logs
+}
+
+// listServer serves a log list with an ETag, answering 304 to a request
+// that names the current one, as gstatic does.
+type listServer struct {
+	*httptest.Server
+	mu          sync.Mutex
+	body        []byte
+	version     int
+	notModified int
+}
+
+func newListServer(t *testing.T) *listServer {
+	s := &listServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		etag := fmt.Sprintf(`"v%d"`, s.version)
+		if r.Header.Get("If-None-Match") == etag {
+			s.notModified++
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("ETag", etag)
+		w.Write(s.body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *listServer) set(body []byte) {
+	s.mu.Lock()
+	s.body = body
+	s.version++
+	s.mu.Unlock()
+}
+
+// A list naming more logs than max_logs is refused whole, like a list that
+// does not parse: counted under list_too_large, nothing of it followed, the
+// previous list kept; and refused again at every poll while it is served
+// (its ETag is not taken, so the next poll is not answered 304 and read as
+// "unchanged"). A list at the limit is accepted.
+func TestLogListRefusesTooManyLogs(t *testing.T) {
+	key := newLogHarness(t).fake.PublicKeyDER()
+	srv := newListServer(t)
+	url := func(i int) string { return fmt.Sprintf("https://log%d.example/", i) }
+	srv.set(logListJSON(t, manyLogs(3, key, url)...))
+	l, err := NewLogList("list", srv.URL+"/log_list.json", []string{"usable"}, 200, time.Hour, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d discoveries
+	errs := map[string]int{}
+	env := d.env()
+	env.CountError = func(r string) { errs[r]++ }
+	if err := l.Poll(context.Background(), env); err != nil || d.calls != 1 || len(d.logs) != 3 {
+		t.Fatalf("first list: %v, %d calls, %d logs", err, d.calls, len(d.logs))
+	}
+
+	srv.set(logListJSON(t, manyLogs(5000, key, url)...))
+	for poll := 1; poll <= 2; poll++ {
+		err := l.Poll(context.Background(), env)
+		if ReasonOf(err) != ReasonListTooLarge || errs[ReasonListTooLarge] != poll {
+			t.Fatalf("poll %d of the list of 5000: %v, errors %v; want list_too_large counted %d times", poll, err, errs, poll)
+		}
+		for _, want := range []string{"5000", "max_logs (200)", "keeping the previous list"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("the error %q does not say %q", err, want)
+			}
+		}
+		if d.calls != 1 || len(d.logs) != 3 {
+			t.Fatalf("the refused list replaced the previous one: %d calls, %d logs", d.calls, len(d.logs))
+		}
+	}
+	if srv.notModified != 0 {
+		t.Fatalf("the refused list was answered 304 %d times: its ETag was taken", srv.notModified)
+	}
+	if errs[ReasonBadResponse] != 0 {
+		t.Fatalf("a refused list also counted bad_response: %v", errs)
+	}
+
+	// Exactly max_logs: accepted.
+	srv.set(logListJSON(t, manyLogs(200, key, url)...))
+	if err := l.Poll(context.Background(), env); err != nil || d.calls != 2 || len(d.logs) != 200 {
+		t.Fatalf("a list of max_logs logs: %v, %d calls, %d logs", err, d.calls, len(d.logs))
+	}
+	if err := l.Poll(context.Background(), env); err != nil || d.calls != 2 || srv.notModified != 1 {
+		t.Fatalf("the accepted list polled again: %v, %d calls, %d answered 304", err, d.calls, srv.notModified)
+	}
+
+	if _, err := NewLogList("list", srv.URL, []string{"usable"}, 0, time.Hour, time.Second); err == nil {
+		t.Fatal("max_logs 0 accepted")
+	}
+}
+
+// Only logs not followed count against max_logs: skipped states and long-
+// ended shards do not make a list too large.
+func TestLogListMaxLogsCountsOnlyLogsFollowed(t *testing.T) {
+	key := newLogHarness(t).fake.PublicKeyDER()
+	ended := map[string]any{"start_inclusive": "2020-01-01T00:00:00Z", "end_exclusive": "2021-01-01T00:00:00Z"}
+	logs := manyLogs(2, key, func(i int) string { return fmt.Sprintf("https://log%d.example/", i) })
+	for i := 0; i < 5; i++ {
+		logs = append(logs,
+			listLog(fmt.Sprintf("Retired %d", i), "https://retired.example/", key, logState("retired"), nil),
+			listLog(fmt.Sprintf("Ended %d", i), "https://ended.example/", key, logState("usable"), ended),
+			listLog(fmt.Sprintf("Plain %d", i), "http://plain.example/", key, logState("usable"), nil))
+	}
+	path := filepath.Join(t.TempDir(), "list.json")
+	if err := os.WriteFile(path, logListJSON(t, logs...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLogList("list", path, []string{"usable"}, 2, time.Hour, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d discoveries
+	if err := l.Poll(context.Background(), d.env()); err != nil || len(d.logs) != 2 {
+		t.Fatalf("a list of 2 logs to follow among 17 with max_logs 2: %v, %d logs", err, len(d.logs))
+	}
+}
+
+// A log whose URL is not https is not followed (plain http only to a
+// loopback address), and each one left out is counted; the others are.
+func TestLogListSkipsLogsNotOnHTTPS(t *testing.T) {
+	key := newLogHarness(t).fake.PublicKeyDER()
+	tiled := func(desc, url string) map[string]any {
+		l := listLog(desc, "", key, logState("usable"), nil)
+		l["monitoring_url"] = url
+		return l
+	}
+	follow := map[string]string{
+		"https":          "https://ct.example/2026h2/",
+		"https_ip":       "https://192.0.2.1/",
+		"loopback_v4":    "http://127.0.0.1:8080/",
+		"loopback_other": "http://127.1.2.3/log/",
+		"loopback_v6":    "http://[::1]:8080/",
+		"localhost":      "http://LocalHost:8080/",
+		"tiled_https":    "https://tiled.example/",
+	}
+	skip := map[string]string{
+		"plain":          "http://ct.example/2026h2/",
+		"plain_private":  "http://10.0.0.1/",
+		"plain_metadata": "http://169.254.169.254/latest/",
+		"looks_local":    "http://127.0.0.1.evil.example/",
+		"localhost_sub":  "http://localhost.evil.example/",
+		"ftp":            "ftp://ct.example/",
+		"no_host":        "https:///path",
+		"relative":       "/ct/v1/",
+		"tiled_plain":    "http://tiled.example/",
+	}
+	var logs []map[string]any
+	for _, set := range []map[string]string{follow, skip} {
+		for name, url := range set {
+			if strings.HasPrefix(name, "tiled") {
+				logs = append(logs, tiled(name, url))
+			} else {
+				logs = append(logs, listLog(name, url, key, logState("usable"), nil))
+			}
+		}
+	}
+	path := filepath.Join(t.TempDir(), "list.json")
+	if err := os.WriteFile(path, logListJSON(t, logs...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLogList("list", path, []string{"usable"}, 200, time.Hour, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d discoveries
+	errs := map[string]int{}
+	env := d.env()
+	env.CountError = func(r string) { errs[r]++ }
+	if err := l.Poll(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, lg := range d.logs {
+		got[lg.Name] = lg.URL
+	}
+	for name, url := range follow {
+		if got[name] != url {
+			t.Errorf("%s (%s) not followed", name, url)
+		}
+	}
+	for name, url := range skip {
+		if _, ok := got[name]; ok {
+			t.Errorf("%s (%s) followed", name, url)
+		}
+	}
+	if errs[ReasonBadResponse] != len(skip) {
+		t.Errorf("counted %d bad_response for %d logs left out", errs[ReasonBadResponse], len(skip))
+	}
+
+	// A list whose logs are all left out keeps the previous list.
+	plain := logListJSON(t, listLog("Plain", "http://ct.example/", key, logState("usable"), nil))
+	if err := os.WriteFile(path, plain, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Poll(context.Background(), env); ReasonOf(err) != ReasonBadResponse || d.calls != 1 {
+		t.Fatalf("a list of plain-http logs only: %v, %d calls", err, d.calls)
 	}
 }

@@ -28,10 +28,13 @@ const (
 	// record or keys exceed what the state file stores): skipped, so that
 	// one certificate never stops a source.
 	ReasonRecord = "record"
+	// ReasonListTooLarge is a log list naming more logs than its max_logs:
+	// it is refused whole, as a list that does not parse is.
+	ReasonListTooLarge = "list_too_large"
 )
 
 // Reasons lists every reason, so that each source's counters exist from the start.
-var Reasons = []string{ReasonTimeout, ReasonHTTP429, ReasonHTTP5xx, ReasonHTTP4xx, ReasonBadResponse, ReasonTruncated, ReasonNetwork, ReasonRecord}
+var Reasons = []string{ReasonTimeout, ReasonHTTP429, ReasonHTTP5xx, ReasonHTTP4xx, ReasonBadResponse, ReasonTruncated, ReasonNetwork, ReasonRecord, ReasonListTooLarge}
 
 // Error is a source failure with the reason it is counted under.
 type Error struct {

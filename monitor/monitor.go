@@ -24,6 +24,11 @@ import (
 // PruneInterval is how often expired issuances are removed from the state.
 const PruneInterval = time.Hour
 
+// MaxFirstPollSpread bounds how long a log a log list names waits for its
+// first poll: the first polls of the logs a list adds at once are spread over
+// their interval, but never over more than this.
+const MaxFirstPollSpread = time.Minute
+
 // Monitor owns the running sources.
 type Monitor struct {
 	store  *state.Store
@@ -134,6 +139,7 @@ func searchType(t string) bool { return t == config.TypeCrtsh || t == config.Typ
 type sourcePlan struct {
 	sources []config.Source
 	made    map[string]ctsource.Source
+	listed  map[string]bool // the sources that are logs a log list names
 }
 
 func (p *sourcePlan) discard() {
@@ -154,8 +160,11 @@ func (m *Monitor) plan(cfg *config.Config) (*sourcePlan, error) {
 	for _, s := range cfg.Sources {
 		configured[s.Name] = true
 	}
-	p := &sourcePlan{made: map[string]ctsource.Source{}}
+	p := &sourcePlan{made: map[string]ctsource.Source{}, listed: map[string]bool{}}
 	for _, s := range sourceSet(cfg, discovered, m.shard) {
+		if !configured[s.Name] {
+			p.listed[s.Name] = true
+		}
 		if r, ok := m.runners[s.Name]; ok && reflect.DeepEqual(s, r.cfg) {
 			p.sources = append(p.sources, s)
 			continue
@@ -176,7 +185,9 @@ func (m *Monitor) plan(cfg *config.Config) (*sourcePlan, error) {
 }
 
 // run makes the running sources those of the plan; m.mu is held. Sources
-// polled by watch are kicked when the watches changed.
+// polled by watch are kicked when the watches changed. The first polls of
+// the listed logs started together are spread (firstPollDelay): a list of
+// 200 new logs must not open 200 connections at once.
 func (m *Monitor) run(p *sourcePlan, kick bool) {
 	want := make(map[string]bool, len(p.sources))
 	for _, s := range p.sources {
@@ -191,6 +202,13 @@ func (m *Monitor) run(p *sourcePlan, kick bool) {
 			}
 		}
 	}
+	fresh := 0
+	for _, s := range p.sources {
+		if _, running := m.runners[s.Name]; !running && p.listed[s.Name] {
+			fresh++
+		}
+	}
+	started := 0
 	for _, s := range p.sources {
 		if r, ok := m.runners[s.Name]; ok {
 			if kick && s.Type != config.TypeCTLog {
@@ -213,6 +231,10 @@ func (m *Monitor) run(p *sourcePlan, kick bool) {
 			health: h,
 			kicks:  make(chan struct{}, 1),
 			done:   make(chan struct{}),
+		}
+		if p.listed[s.Name] {
+			r.delay = firstPollDelay(started, fresh, time.Duration(s.Interval))
+			started++
 		}
 		ctx, cancel := context.WithCancel(m.ctx)
 		r.cancel = cancel
@@ -312,6 +334,17 @@ func (m *Monitor) reconciler() {
 	}
 }
 
+// firstPollDelay is how long the i-th of n logs started together waits for
+// its first poll: i/n of their interval, capped at MaxFirstPollSpread. The
+// delays are distinct and in [0, interval), so the polls stay apart after.
+func firstPollDelay(i, n int, interval time.Duration) time.Duration {
+	spread := min(interval, MaxFirstPollSpread)
+	if n <= 1 || spread <= 0 || i <= 0 {
+		return 0
+	}
+	return time.Duration(int64(spread) * int64(i) / int64(n))
+}
+
 func sameDomains(a, b *watch.Set) bool {
 	if a.Len() != b.Len() {
 		return false
@@ -349,7 +382,7 @@ func newSource(s config.Source) (ctsource.Source, error) {
 		}
 		return ctsource.NewRFC6962Log(s.Name, s.URL, s.PublicKeyDER, opts)
 	case config.TypeLogList:
-		return ctsource.NewLogList(s.Name, s.URL, s.States, time.Duration(s.Interval), time.Duration(s.Timeout))
+		return ctsource.NewLogList(s.Name, s.URL, s.States, s.MaxLogs, time.Duration(s.Interval), time.Duration(s.Timeout))
 	}
 	return nil, fmt.Errorf("monitor: source %s: type %q is not supported", s.Name, s.Type)
 }
@@ -458,6 +491,7 @@ type runner struct {
 	cfg    config.Source
 	source ctsource.Source
 	health *health
+	delay  time.Duration // before the first poll
 	cancel context.CancelFunc
 	kicks  chan struct{}
 	done   chan struct{}
@@ -489,6 +523,15 @@ func (r *runner) stop() {
 func (r *runner) run(ctx context.Context, env *ctsource.Env, interval time.Duration, logger *slog.Logger) {
 	defer close(r.done)
 	env.Logger = logger
+	if r.delay > 0 {
+		t := time.NewTimer(r.delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 	ws, _ := r.source.(ctsource.WatchSource)
 	failures := 0 // polls in a row that failed as a whole, or were paused
 	next := time.Now()
