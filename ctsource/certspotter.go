@@ -138,7 +138,7 @@ func (c *Certspotter) page(ctx context.Context, env *Env, w *watch.Watch, after 
 	if after != "" {
 		q.Set("after", after)
 	}
-	res, err := c.http.get(ctx, c.base+"?"+q.Encode(), "application/json")
+	res, err := c.http.get(oneAttempt(ctx), c.base+"?"+q.Encode(), "application/json")
 	if err != nil {
 		var e *Error
 		if errors.As(err, &e) && (e.Reason == ReasonHTTP4xx) {

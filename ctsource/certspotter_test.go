@@ -177,7 +177,8 @@ func TestCertspotterFaults(t *testing.T) {
 		fails       bool
 	}{
 		{"429 with Retry-After retried", 1, 429, "1", "application/json", `{"code":"rate_limited","message":"slow down"}`, ReasonHTTP429, false},
-		{"503 retried", 1, 503, "", "text/plain", "unavailable", ReasonHTTP5xx, false},
+		// Not retried inside the poll: the watch is, on its own schedule.
+		{"503", 1, 503, "", "text/plain", "unavailable", ReasonHTTP5xx, true},
 		{"429 persistent", 100, 429, "", "application/json", `{"code":"rate_limited"}`, ReasonHTTP429, true},
 		{"HTML with 200", 1, 200, "", "text/html", "<html>maintenance</html>", ReasonBadResponse, true},
 		{"truncated JSON", 1, 200, "", "application/json", `[{"id":"1","tbs_sha256":"ab`, ReasonBadResponse, true},

@@ -149,7 +149,7 @@ func rowConcerns(r *crtshRow, w *watch.Watch) bool {
 
 func (c *Crtsh) search(ctx context.Context, env *Env, identity string) ([]crtshRow, error) {
 	u := c.base + "?Identity=" + url.QueryEscape(identity) + "&exclude=expired&output=json"
-	resp, err := c.http.get(ctx, u, "application/json")
+	resp, err := c.http.get(oneAttempt(ctx), u, "application/json")
 	if err != nil {
 		return nil, err
 	}

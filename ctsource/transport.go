@@ -87,6 +87,18 @@ func withErrorCounter(ctx context.Context, count func(reason string)) context.Co
 	return context.WithValue(ctx, errorCounterKey{}, count)
 }
 
+type oneAttemptKey struct{}
+
+// oneAttempt marks the requests made with ctx as not to be retried, but
+// for a rate limit (429, which pauses the whole source anyway): a
+// search source retries a failed watch on the watch's own schedule, with
+// its own backoff, and retrying inside the request would hold every other
+// watch of the source behind the failing one (a hanging search, four
+// times its timeout).
+func oneAttempt(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oneAttemptKey{}, true)
+}
+
 func countError(ctx context.Context, reason string) {
 	if count, ok := ctx.Value(errorCounterKey{}).(func(string)); ok {
 		count(reason)
@@ -169,6 +181,7 @@ func (t *transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Respons
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		attempts = 1
 	}
+	oneTry := ctx.Value(oneAttemptKey{}) != nil
 	deadline := time.Now().Add(t.budget)
 	var last error
 	for attempt := 1; attempt <= attempts; attempt++ {
@@ -185,7 +198,8 @@ func (t *transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Respons
 		}
 		countError(ctx, e.Reason)
 		last = err
-		if !retryable(e.Reason) || attempt == attempts || errors.Is(err, errPastBudget) {
+		if !retryable(e.Reason) || attempt == attempts || errors.Is(err, errPastBudget) ||
+			oneTry && e.Reason != ReasonHTTP429 { // a rate limit holds the whole source anyway
 			break
 		}
 		wait := Backoff(attempt, t.backoffBase, t.backoffCap)

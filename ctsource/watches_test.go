@@ -94,7 +94,6 @@ func TestCrtshWatchIsolation(t *testing.T) {
 			func(h *harness) {
 				// Long enough for the other searches on a loaded machine.
 				h.src.http.timeout = 300 * time.Millisecond
-				h.src.http.attempts = 2
 				h.fake.SetDelayFor("example.com", time.Hour)
 			},
 			func(h *harness) { h.fake.SetDelayFor("example.com", 0) }},
@@ -135,7 +134,7 @@ func TestCrtshWatchIsolation(t *testing.T) {
 				}
 				// Searched at the first poll only: afterwards its retries
 				// come when due, between the polls.
-				want := map[bool]int{true: h.src.http.attempts, false: 0}[poll == 1]
+				want := map[bool]int{true: 1, false: 0}[poll == 1] // one attempt: no retry inside the request
 				if searched["example.com"] != want {
 					t.Fatalf("poll %d: example.com asked for %d times, want %d", poll, searched["example.com"], want)
 				}
@@ -163,8 +162,8 @@ func TestCrtshWatchIsolation(t *testing.T) {
 					t.Fatalf("retry pass = %v, want the %s failure", err, tc.reason)
 				}
 				failures++
-				if got := requests.counts(mark); got["example.com"] != h.src.http.attempts || len(got) != 1 {
-					t.Fatalf("the retry pass searched %v; want example.com alone, %d times", got, h.src.http.attempts)
+				if got := requests.counts(mark); got["example.com"] != 1 || len(got) != 1 {
+					t.Fatalf("the retry pass searched %v; want example.com alone, once", got)
 				}
 				for _, iss := range failing {
 					if h.recorded(iss) != nil {
@@ -317,7 +316,6 @@ func TestCertspotterWatchIsolation(t *testing.T) {
 		{"hang", ReasonTimeout,
 			func(h *csHarness) {
 				h.cs.http.timeout = 300 * time.Millisecond
-				h.cs.http.attempts = 2
 				h.api.SetDelayFor("example.com", time.Hour)
 			},
 			func(h *csHarness) { h.api.SetDelayFor("example.com", 0) }},
@@ -344,7 +342,7 @@ func TestCertspotterWatchIsolation(t *testing.T) {
 				if h.recorded(org) == nil || h.recorded(net) == nil {
 					t.Fatalf("poll %d: a new issuance of a healthy domain was not recorded", poll)
 				}
-				want := map[bool]int{true: h.cs.http.attempts, false: 0}[poll == 1]
+				want := map[bool]int{true: 1, false: 0}[poll == 1]
 				if q["example.com"] != want {
 					t.Fatalf("poll %d: example.com asked for %d times, want %d", poll, q["example.com"], want)
 				}
@@ -354,8 +352,8 @@ func TestCertspotterWatchIsolation(t *testing.T) {
 				if err := h.cs.RetryWatches(context.Background(), h.env); ReasonOf(err) != tc.reason {
 					t.Fatalf("retry pass = %v", err)
 				}
-				if q := requests.counts(mark); q["example.com"] != h.cs.http.attempts || len(q) != 1 {
-					t.Fatalf("the retry pass queried %v; want example.com alone, %d times", q, h.cs.http.attempts)
+				if q := requests.counts(mark); q["example.com"] != 1 || len(q) != 1 {
+					t.Fatalf("the retry pass queried %v; want example.com alone, once", q)
 				}
 			}
 			if _, ok := h.lastSearched("example.com"); ok {
