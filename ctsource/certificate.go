@@ -255,7 +255,7 @@ func readCertificate(der []byte, tbs bool, strict *ctx509.Certificate, certDER [
 // end of an explicitly tagged field, which no DER walk does).
 func fromStrict(p *ctx509.Certificate, certDER []byte) *Certificate {
 	tbs := p.RawTBSCertificate
-	stripped, _, err := StripTBS(tbs)
+	stripped, serial, err := StripTBS(tbs)
 	if err != nil {
 		stripped = tbs
 		if t, err := ctx509.RemoveCTPoison(tbs); err == nil {
@@ -274,7 +274,10 @@ func fromStrict(p *ctx509.Certificate, certDER []byte) *Certificate {
 		Precert:      p.IsPrecertificate(),
 		EmbeddedSCTs: len(p.SCTList.SCTList),
 	}
-	if p.SerialNumber != nil {
+	switch {
+	case serial != nil: // the serial a DER reading of the same bytes gives
+		c.Serial = hex.EncodeToString(serial)
+	case p.SerialNumber != nil:
 		c.Serial = hex.EncodeToString(p.SerialNumber.Bytes())
 	}
 	if certDER != nil {

@@ -46,13 +46,17 @@ func readTBS(der []byte, tbs bool) (body []byte, f tbsFields, err error) {
 	if e, ok := readElement(&rest); ok && e.is(classContext, 0) {
 		in = rest // the version
 		inner := e.content
-		if _, ok := readElement(&inner); ok && len(inner) > 0 {
-			// More than the version inside its explicit tag. Go's
-			// encoding/asn1 (and so certificate-transparency-go) reads
-			// the next fields from right after the version, inside the
-			// tag, which DER readers do not: a different certificate,
-			// whose names must be read too.
-			f.goReading = t.content[len(t.content)-len(rest)-len(inner):]
+		if _, ok := readElement(&inner); !ok || len(inner) > 0 {
+			// The version's explicit tag holds more, or less, than the
+			// version. Go's encoding/asn1 (and so certificate-transparency-
+			// go) reads the version from right after the tag's header and
+			// the next fields from right after the version, whatever the
+			// tag's length says, which DER readers do not: a different
+			// certificate, whose names must be read too.
+			_, header, _, _ := readHeader(t.content)
+			if v, ok := readExplicitQuirk(t.content); ok {
+				f.goReading = t.content[header+len(v.full):]
+			}
 		}
 	}
 	if !readFields(in, &f) {
@@ -83,6 +87,7 @@ func readFields(in []byte, f *tbsFields) bool {
 		}
 	}
 	for len(in) > 0 {
+		at := in
 		if e, ok = readElement(&in); !ok {
 			// A damaged tail; but Go's asn1 reads the extensions of an [3]
 			// whose length overruns from right after its header.
@@ -96,6 +101,9 @@ func readFields(in []byte, f *tbsFields) bool {
 		if e.is(classContext, 3) {
 			seq := e.content
 			if s, ok := readUniversal(&seq, tagSequence); ok {
+				f.extensions = s.content
+			} else if s, ok := readExplicitQuirk(at); ok && s.universal(tagSequence) {
+				// Its SEQUENCE overruns the tag: Go's asn1 reads it so.
 				f.extensions = s.content
 			}
 		}
