@@ -196,9 +196,9 @@ func readCertificate(der []byte, tbs bool, strict *ctx509.Certificate, certDER [
 	}
 	c.NotBefore, c.NotAfter = validity(f.validity)
 	var id Identifiers
-	eachAttribute(f.subject, func(oid []byte, v element) {
+	eachAttribute(f.subject, func(oid []byte, tag byte, v []byte) {
 		if bytes.Equal(oid, oidCommonName) {
-			id.Names = appendString(id.Names, v)
+			id.Names = appendString(id.Names, tag, v)
 		}
 	})
 	cns := cloneStrings(id.Names)
@@ -374,6 +374,9 @@ func countSCTs(value []byte) int {
 
 // validity reads notBefore and notAfter; a time that cannot be read is zero.
 func validity(v []byte) (notBefore, notAfter time.Time) {
+	if _, content, ok := next(&v); ok {
+		v = content
+	}
 	if e, ok := readElement(&v); ok {
 		notBefore = asn1Time(e)
 	}

@@ -46,8 +46,83 @@ func (e *element) is(class uint8, tag uint32) bool { return e.class == class && 
 // universal reports a universal element with this tag number.
 func (e *element) universal(tag uint32) bool { return e.is(classUniversal, tag) }
 
+// Identifier octets (low tag numbers) the hot walk compares with idIs.
+const (
+	idBoolean     = 0x01
+	idInteger     = 0x02
+	idOctetString = 0x04
+	idOID         = 0x06
+	idSequence    = 0x30
+	idSet         = 0x31
+	idContext0    = 0xa0 // [0], the version's explicit tag
+	idContext3    = 0xa3 // [3], the extensions' explicit tag
+)
+
+// idIs compares identifier octets, whatever the constructed bit says:
+// which parsers hold to it differs, and the walk must not be stricter.
+func idIs(id, want byte) bool { return id|0x20 == want|0x20 }
+
+// next reads the next element of *in and advances past it: its identifier
+// octet (the first octet, which for a high tag number equals no low tag's)
+// and its content. It is readElement without the copy of a struct: the
+// walk of every log entry calls it a few dozen times.
+func next(in *[]byte) (id byte, content []byte, ok bool) {
+	b := *in
+	if len(b) >= 2 && b[0]&0x1f != 0x1f {
+		i, n := 2, int(b[1])
+		switch {
+		case n < 0x80:
+		case n == 0x81 && len(b) >= 3:
+			i, n = 3, int(b[2])
+		case n == 0x82 && len(b) >= 4:
+			i, n = 4, int(b[2])<<8|int(b[3])
+		default:
+			return nextSlow(in)
+		}
+		if n > len(b)-i {
+			return 0, nil, false
+		}
+		*in = b[i+n:]
+		return b[0], b[i : i+n : i+n], true
+	}
+	return nextSlow(in)
+}
+
+func nextSlow(in *[]byte) (byte, []byte, bool) {
+	e, ok := readElementSlow(in)
+	if !ok {
+		return 0, nil, false
+	}
+	return e.full[0], e.content, true
+}
+
 // readElement reads the next element of *in and advances past it.
 func readElement(in *[]byte) (element, bool) {
+	b := *in
+	// The common shapes inline (a low tag number, a length below 64 KiB):
+	// the walk of every log entry spends its time here.
+	if len(b) >= 2 && b[0]&0x1f != 0x1f {
+		i, n := 2, int(b[1])
+		switch {
+		case n < 0x80:
+		case n == 0x81 && len(b) >= 3:
+			i, n = 3, int(b[2])
+		case n == 0x82 && len(b) >= 4:
+			i, n = 4, int(b[2])<<8|int(b[3])
+		default:
+			return readElementSlow(in)
+		}
+		if n > len(b)-i {
+			return element{}, false
+		}
+		*in = b[i+n:]
+		return element{class: b[0] >> 6, constructed: b[0]&0x20 != 0, tag: uint32(b[0] & 0x1f),
+			content: b[i : i+n : i+n], full: b[: i+n : i+n]}, true
+	}
+	return readElementSlow(in)
+}
+
+func readElementSlow(in *[]byte) (element, bool) {
 	e, i, n, ok := readHeader(*in)
 	if !ok || n > len(*in)-i {
 		return element{}, false

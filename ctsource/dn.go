@@ -32,13 +32,13 @@ var oidOrganization = []byte{0x55, 0x04, 0x0a} // 2.5.4.10
 func issuerOf(name []byte) watch.Issuer {
 	var i watch.Issuer
 	var vals []string
-	eachAttribute(name, func(oid []byte, v element) {
+	eachAttribute(name, func(oid []byte, id byte, v []byte) {
 		switch {
 		case bytes.Equal(oid, oidCommonName):
-			vals = appendString(vals[:0], v)
+			vals = appendString(vals[:0], id, v)
 			i.CN = strings.Clone(vals[len(vals)-1])
 		case bytes.Equal(oid, oidOrganization) && i.O == "":
-			vals = appendString(vals[:0], v)
+			vals = appendString(vals[:0], id, v)
 			i.O = strings.Clone(vals[len(vals)-1])
 		}
 	})
@@ -98,7 +98,7 @@ func dnValue(v element) string {
 		if v.class == classUniversal {
 			// The Latin-1 reading of a string with non-ASCII bytes, where
 			// there are two: what the CA meant.
-			s := appendString(nil, v)
+			s := appendString(nil, v.full[0], v.content)
 			return escapeDNValue(s[len(s)-1])
 		}
 	}

@@ -53,78 +53,77 @@ func ExtractIdentifiers(der []byte, tbs bool, id *Identifiers) error {
 }
 
 func appendIdentifiers(f *tbsFields, id *Identifiers) {
-	eachAttribute(f.subject, func(oid []byte, v element) {
+	eachAttribute(f.subject, func(oid []byte, tag byte, v []byte) {
 		if bytes.Equal(oid, oidCommonName) {
-			id.Names = appendString(id.Names, v)
+			id.Names = appendString(id.Names, tag, v)
 		}
 	})
 	exts := f.extensions
 	for {
-		x, ok := nextExtension(&exts)
+		oid, rest, _, ok := nextExtensionOID(&exts)
 		if !ok {
 			return
 		}
 		// Every SAN extension, not the first: a parser that keeps the last
 		// of duplicates would otherwise see names this walk never matched.
-		if bytes.Equal(x.oid, oidSAN) {
-			subjectAltNames(x.value, id)
+		if bytes.Equal(oid, oidSAN) {
+			if _, value, ok := extensionValue(rest); ok {
+				subjectAltNames(value, id)
+			}
 		}
 	}
 }
 
 // eachAttribute calls f with each attribute of a Name element (RDNs in
 // order, multi-valued ones attribute by attribute), as far as the Name can
-// be read.
-func eachAttribute(name []byte, f func(oid []byte, value element)) {
+// be read: its OID, and its value's identifier octet and content.
+func eachAttribute(name []byte, f func(oid []byte, id byte, value []byte)) {
 	in := name
-	seq, ok := readUniversal(&in, tagSequence)
-	if !ok {
+	sid, rdns, ok := next(&in)
+	if !ok || !idIs(sid, idSequence) {
 		return
 	}
-	rdns := seq.content
 	for len(rdns) > 0 {
-		rdn, ok := readElement(&rdns)
+		_, atvs, ok := next(&rdns)
 		if !ok {
 			return
 		}
-		atvs := rdn.content
 		for len(atvs) > 0 {
-			atv, ok := readElement(&atvs)
+			_, atv, ok := next(&atvs)
 			if !ok {
 				break
 			}
-			c := atv.content
-			oid, ok := readUniversal(&c, tagOID)
-			if !ok {
+			oid, o, ok := next(&atv)
+			if !ok || !idIs(oid, idOID) {
 				continue
 			}
-			if v, ok := readElement(&c); ok {
-				f(oid.content, v)
+			if id, v, ok := next(&atv); ok {
+				f(o, id, v)
 			}
 		}
 	}
 }
 
-// appendString appends the text of a directory string attribute value:
-// UTF8String as its bytes, BMPString and UniversalString decoded, and the
-// other types (ASCII-like ones, TeletexString, unknown ones) as their
-// bytes and, when they hold non-ASCII bytes, also as Latin-1: that is what
-// CAs meant by TeletexString, and how lenient parsers read a
-// PrintableString that breaks its rules.
-func appendString(dst []string, v element) []string {
+// appendString appends the text of a directory string attribute value (id
+// its identifier octet): UTF8String as its bytes, BMPString and
+// UniversalString decoded, and the other types (ASCII-like ones,
+// TeletexString, unknown ones) as their bytes and, when they hold non-ASCII
+// bytes, also as Latin-1: that is what CAs meant by TeletexString, and how
+// lenient parsers read a PrintableString that breaks its rules.
+func appendString(dst []string, id byte, v []byte) []string {
 	switch {
-	case v.universal(tagUTF8String):
-		return append(dst, alias(v.content))
-	case v.universal(tagBMPString):
-		u := make([]uint16, len(v.content)/2)
+	case idIs(id, tagUTF8String):
+		return append(dst, alias(v))
+	case idIs(id, tagBMPString):
+		u := make([]uint16, len(v)/2)
 		for i := range u {
-			u[i] = uint16(v.content[2*i])<<8 | uint16(v.content[2*i+1])
+			u[i] = uint16(v[2*i])<<8 | uint16(v[2*i+1])
 		}
 		return append(dst, string(utf16.Decode(u)))
-	case v.universal(tagUniversalString):
-		r := make([]rune, len(v.content)/4)
+	case idIs(id, tagUniversalString):
+		r := make([]rune, len(v)/4)
 		for i := range r {
-			c := v.content[4*i:]
+			c := v[4*i:]
 			r[i] = rune(uint32(c[0])<<24 | uint32(c[1])<<16 | uint32(c[2])<<8 | uint32(c[3]))
 			if !utf8.ValidRune(r[i]) {
 				r[i] = utf8.RuneError
@@ -132,10 +131,10 @@ func appendString(dst []string, v element) []string {
 		}
 		return append(dst, string(r))
 	}
-	dst = append(dst, alias(v.content))
-	if !isASCII(v.content) {
-		r := make([]rune, len(v.content))
-		for i, c := range v.content {
+	dst = append(dst, alias(v))
+	if !isASCII(v) {
+		r := make([]rune, len(v))
+		for i, c := range v {
 			r[i] = rune(c)
 		}
 		dst = append(dst, string(r))
@@ -154,24 +153,23 @@ func isASCII(b []byte) bool {
 
 func subjectAltNames(value []byte, id *Identifiers) {
 	in := value
-	seq, ok := readElement(&in)
+	_, names, ok := next(&in)
 	if !ok {
 		return
 	}
-	names := seq.content
 	for len(names) > 0 {
-		name, ok := readElement(&names)
+		tag, name, ok := next(&names)
 		if !ok {
 			return
 		}
 		// By tag number only, whatever the class: Go's x509 parsers (and so
 		// the full parse, and other monitors) read a GeneralName that way, so
 		// a certificate with a mis-tagged SAN must not slip past the match.
-		switch name.tag {
+		switch tag & 0x1f {
 		case 2: // dNSName
-			id.Names = append(id.Names, alias(name.content))
+			id.Names = append(id.Names, alias(name))
 		case 7: // iPAddress
-			if a, ok := netip.AddrFromSlice(name.content); ok {
+			if a, ok := netip.AddrFromSlice(name); ok {
 				id.IPs = append(id.IPs, a.Unmap())
 			}
 		}

@@ -13,7 +13,7 @@ type tbsFields struct {
 	serial     []byte // the INTEGER's content
 	sigAlg     []byte // full element
 	issuer     []byte // full Name element
-	validity   []byte // content of the Validity SEQUENCE
+	validity   []byte // full Validity element
 	subject    []byte // full Name element
 	spki       []byte // full SubjectPublicKeyInfo element
 	extensions []byte // content of the Extensions SEQUENCE; nil when absent
@@ -31,77 +31,73 @@ var errTBS = errors.New("tbs: not a TBSCertificate")
 func readTBS(der []byte, tbs bool) (body []byte, f tbsFields, err error) {
 	in := der
 	if !tbs {
-		cert, ok := readUniversal(&in, tagSequence)
-		if !ok {
+		id, cert, ok := next(&in)
+		if !ok || !idIs(id, idSequence) {
 			return nil, f, errTBS
 		}
-		in = cert.content
+		in = cert
 	}
-	t, ok := readUniversal(&in, tagSequence)
-	if !ok {
+	start := in
+	id, t, ok := next(&in)
+	if !ok || !idIs(id, idSequence) {
 		return nil, f, errTBS
 	}
-	in = t.content
+	body = start[:len(start)-len(in)]
+	in = t
 	rest := in
-	if e, ok := readElement(&rest); ok && e.is(classContext, 0) {
+	if id, v, ok := next(&rest); ok && idIs(id, idContext0) {
 		in = rest // the version
-		inner := e.content
-		if _, ok := readElement(&inner); !ok || len(inner) > 0 {
+		if _, _, ok := next(&v); !ok || len(v) > 0 {
 			// The version's explicit tag holds more, or less, than the
 			// version. Go's encoding/asn1 (and so certificate-transparency-
 			// go) reads the version from right after the tag's header and
 			// the next fields from right after the version, whatever the
 			// tag's length says, which DER readers do not: a different
 			// certificate, whose names must be read too.
-			_, header, _, _ := readHeader(t.content)
-			if v, ok := readExplicitQuirk(t.content); ok {
-				f.goReading = t.content[header+len(v.full):]
+			_, header, _, _ := readHeader(t)
+			if v, ok := readExplicitQuirk(t); ok {
+				f.goReading = t[header+len(v.full):]
 			}
 		}
 	}
 	if !readFields(in, &f) {
 		return nil, f, errTBS
 	}
-	return t.full, f, nil
+	return body, f, nil
 }
 
 // readFields reads the fields of a TBSCertificate after its version.
 func readFields(in []byte, f *tbsFields) bool {
-	e, ok := readElement(&in)
-	if !ok || !e.universal(tagInteger) {
+	id, serial, ok := next(&in)
+	if !ok || !idIs(id, idInteger) {
 		return false
 	}
-	f.serial = e.content
+	f.serial = serial
 	// The rest by position: a strict parser would have refused anything
 	// else, and a lenient one reads them in this order too.
 	for _, dst := range []*[]byte{&f.sigAlg, &f.issuer, &f.validity, &f.subject, &f.spki} {
-		if e, ok = readElement(&in); !ok {
+		at := in
+		if _, _, ok = next(&in); !ok {
 			return false
 		}
-		*dst = e.full
-	}
-	if v := f.validity; len(v) > 0 {
-		vin := v
-		if e, ok := readElement(&vin); ok {
-			f.validity = e.content
-		}
+		*dst = at[:len(at)-len(in)]
 	}
 	for len(in) > 0 {
 		at := in
-		if e, ok = readElement(&in); !ok {
+		id, content, ok := next(&in)
+		if !ok {
 			// A damaged tail; but Go's asn1 reads the extensions of an [3]
 			// whose length overruns from right after its header.
-			if h, _, _, ok := readHeader(in); ok && h.is(classContext, 3) && f.extensions == nil {
-				if s, ok := readExplicitQuirk(in); ok && s.universal(tagSequence) {
+			if h, _, _, ok := readHeader(at); ok && h.is(classContext, 3) && f.extensions == nil {
+				if s, ok := readExplicitQuirk(at); ok && s.universal(tagSequence) {
 					f.extensions = s.content
 				}
 			}
 			break
 		}
-		if e.is(classContext, 3) {
-			seq := e.content
-			if s, ok := readUniversal(&seq, tagSequence); ok {
-				f.extensions = s.content
+		if idIs(id, idContext3) {
+			if sid, seq, ok := next(&content); ok && idIs(sid, idSequence) {
+				f.extensions = seq
 			} else if s, ok := readExplicitQuirk(at); ok && s.universal(tagSequence) {
 				// Its SEQUENCE overruns the tag: Go's asn1 reads it so.
 				f.extensions = s.content
@@ -122,30 +118,47 @@ type extension struct {
 // nextExtension reads the next well-formed extension of *exts, skipping
 // malformed ones: one bad extension must not hide the others.
 func nextExtension(exts *[]byte) (extension, bool) {
-	for len(*exts) > 0 {
-		e, ok := readElement(exts)
+	for {
+		oid, rest, full, ok := nextExtensionOID(exts)
 		if !ok {
-			*exts = nil
 			return extension{}, false
 		}
-		in := e.content
-		oid, ok := readUniversal(&in, tagOID)
-		if !ok {
-			continue
+		if critical, value, ok := extensionValue(rest); ok {
+			return extension{oid: oid, critical: critical, value: value, full: full}, true
 		}
-		x := extension{oid: oid.content, full: e.full}
-		v, ok := readElement(&in)
-		if ok && v.universal(tagBoolean) {
-			x.critical = len(v.content) == 1 && v.content[0] != 0
-			v, ok = readElement(&in)
-		}
-		if !ok || !v.universal(tagOctetString) {
-			continue
-		}
-		x.value = v.content
-		return x, true
 	}
-	return extension{}, false
+}
+
+// nextExtensionOID reads the next extension of *exts whose OID can be read,
+// and returns what follows the OID: the walk of every log entry looks at
+// the value of SAN extensions only.
+func nextExtensionOID(exts *[]byte) (oid, rest, full []byte, ok bool) {
+	for len(*exts) > 0 {
+		at := *exts
+		_, e, ok := next(exts)
+		if !ok {
+			*exts = nil
+			return nil, nil, nil, false
+		}
+		if id, o, ok := next(&e); ok && idIs(id, idOID) {
+			return o, e, at[:len(at)-len(*exts)], true
+		}
+	}
+	return nil, nil, nil, false
+}
+
+// extensionValue reads what follows an extension's OID: its criticality and
+// the content of its extnValue OCTET STRING.
+func extensionValue(in []byte) (critical bool, value []byte, ok bool) {
+	id, v, ok := next(&in)
+	if ok && idIs(id, idBoolean) {
+		critical = len(v) == 1 && v[0] != 0
+		id, v, ok = next(&in)
+	}
+	if !ok || !idIs(id, idOctetString) {
+		return false, nil, false
+	}
+	return critical, v, true
 }
 
 var (
