@@ -99,27 +99,16 @@ func nextSlow(in *[]byte) (byte, []byte, bool) {
 // readElement reads the next element of *in and advances past it.
 func readElement(in *[]byte) (element, bool) {
 	b := *in
-	// The common shapes inline (a low tag number, a length below 64 KiB):
-	// the walk of every log entry spends its time here.
-	if len(b) >= 2 && b[0]&0x1f != 0x1f {
-		i, n := 2, int(b[1])
-		switch {
-		case n < 0x80:
-		case n == 0x81 && len(b) >= 3:
-			i, n = 3, int(b[2])
-		case n == 0x82 && len(b) >= 4:
-			i, n = 4, int(b[2])<<8|int(b[3])
-		default:
-			return readElementSlow(in)
-		}
-		if n > len(b)-i {
-			return element{}, false
-		}
-		*in = b[i+n:]
-		return element{class: b[0] >> 6, constructed: b[0]&0x20 != 0, tag: uint32(b[0] & 0x1f),
-			content: b[i : i+n : i+n], full: b[: i+n : i+n]}, true
+	id, content, ok := next(in)
+	switch {
+	case !ok:
+		return element{}, false
+	case id&0x1f == 0x1f: // a high tag number: read its digits
+		*in = b
+		return readElementSlow(in)
 	}
-	return readElementSlow(in)
+	return element{class: id >> 6, constructed: id&0x20 != 0, tag: uint32(id & 0x1f),
+		content: content, full: b[: len(b)-len(*in) : len(b)-len(*in)]}, true
 }
 
 func readElementSlow(in *[]byte) (element, bool) {

@@ -117,7 +117,7 @@ func decodeString(e rawcert.Element) (string, bool) {
 	case rawcert.TagUTF8String:
 		return string(b), utf8.Valid(b)
 	case rawcert.TagPrintableString, rawcert.TagIA5String, rawcert.TagT61String, rawcert.TagVisibleString:
-		return latin1(b), true
+		return rawcert.Latin1(b), true
 	case rawcert.TagBMPString:
 		units := make([]uint16, len(b)/2)
 		for i := range units {
@@ -132,14 +132,6 @@ func decodeString(e rawcert.Element) (string, bool) {
 		return sb.String(), true
 	}
 	return "", false
-}
-
-func latin1(b []byte) string {
-	var sb strings.Builder
-	for _, c := range b {
-		sb.WriteRune(rune(c))
-	}
-	return sb.String()
 }
 
 // dnsNames lists the DNS names of c as the API does: the dNSNames of every
@@ -190,7 +182,7 @@ func dnsNames(c *rawcert.Certificate) []string {
 					if utf8.ValidString(v) {
 						add(sanitize(v, true))
 					}
-					add(sanitize(latin1([]byte(v)), true))
+					add(sanitize(rawcert.Latin1([]byte(v)), true))
 				}
 			})
 		}

@@ -143,7 +143,7 @@ func opensslUTF8(e rawcert.Element) (string, bool) {
 		return string(b), true
 	case rawcert.TagNumericString, rawcert.TagPrintableString, rawcert.TagT61String, rawcert.TagIA5String,
 		rawcert.TagUTCTime, rawcert.TagGeneralizedTime, rawcert.TagVisibleString:
-		return latin1(b), true
+		return rawcert.Latin1(b), true
 	case rawcert.TagBMPString:
 		if len(b)%2 != 0 {
 			return "", false
@@ -174,14 +174,6 @@ func opensslUTF8(e rawcert.Element) (string, bool) {
 	return "", false
 }
 
-func latin1(b []byte) string {
-	var sb strings.Builder
-	for _, c := range b {
-		sb.WriteRune(rune(c))
-	}
-	return sb.String()
-}
-
 // altName is one row of x509_altNames_raw: the IA5String types as Latin-1,
 // an iPAddress in libx509pq's own format (IPv6 with a leading colon, upper
 // case, nothing shortened), an otherName whose value is a string; the other
@@ -195,7 +187,7 @@ func altName(gn rawcert.Element) (string, bool) {
 		if gn.Constructed {
 			return "", false
 		}
-		return latin1(gn.Content), true
+		return rawcert.Latin1(gn.Content), true
 	case 7:
 		if gn.Constructed {
 			return "", false

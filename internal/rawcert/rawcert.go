@@ -490,3 +490,13 @@ func GeneralNames(value []byte) []Element {
 	names, _ := Elements(seq.Content)
 	return names
 }
+
+// Latin1 reads bytes as ISO 8859-1, one character each: what the services
+// make of one-byte string types (TeletexString, and broken others).
+func Latin1(b []byte) string {
+	var sb strings.Builder
+	for _, c := range b {
+		sb.WriteRune(rune(c))
+	}
+	return sb.String()
+}
