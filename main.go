@@ -29,6 +29,7 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/collector"
 	"github.com/ct-exporter/ct_exporter/config"
+	"github.com/ct-exporter/ct_exporter/internal/connlimit"
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/statuspage"
@@ -45,6 +46,8 @@ func run(args []string) int {
 		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 		shardFlag   = app.Flag("shard", "i/n: this replica follows only the ctlog sources whose log id hashes to i mod n (search sources are not sharded).").Default("0/1").String()
 		webConfig   = kingpinflag.AddFlags(app, ":9812")
+		maxConns    = app.Flag("web.max-connections", "At most this many simultaneous HTTP connections; at the limit, the longest idle one is closed to make room.").Default("512").Int()
+		idleTimeout = app.Flag("web.idle-timeout", "For tests: how long an idle keep-alive connection stays open.").Hidden().Default("2m").Duration()
 		logConfig   = &promslog.Config{}
 	)
 	promslogflag.AddFlags(app, logConfig)
@@ -88,6 +91,10 @@ func run(args []string) int {
 	shardIndex, shardCount, err := parseShard(*shardFlag)
 	if err != nil {
 		logger.Error("invalid --shard", "err", err)
+		return 1
+	}
+	if *maxConns < 1 {
+		logger.Error("invalid --web.max-connections: it must be at least 1", "value", *maxConns)
 		return 1
 	}
 
@@ -141,6 +148,16 @@ func run(args []string) int {
 		}
 		fmt.Fprintln(w, "Ready.")
 	})
+	// A web page the operator visits must not be able to make their browser
+	// reload the exporter (a POST needs no CORS preflight): a request that
+	// says it comes from another origin (Sec-Fetch-Site, else Origin against
+	// Host; "Origin: null" included) is refused. curl sends neither header.
+	crossOrigin := http.NewCrossOriginProtection()
+	crossOrigin.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		logger.Warn("refused a cross-origin request", "method", r.Method, "path", r.URL.Path,
+			"origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"), "remote", r.RemoteAddr)
+		http.Error(w, "Cross-origin request refused: send it without an Origin header of another host (e.g. curl -X POST).", http.StatusForbidden)
+	}))
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost && r.Method != http.MethodPut {
 			w.Header().Set("Allow", "POST, PUT")
@@ -157,9 +174,38 @@ func run(args []string) int {
 		mux.Handle("/", statuspage.New(store, mon, statuspage.Options{Version: version.Info(), MetricsPath: *metricsPath, Logger: logger}))
 	}
 
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	limit := connlimit.Fit(*maxConns)
+	if limit < *maxConns {
+		logger.Warn("--web.max-connections lowered to half the files this process may open (raise its limit, e.g. LimitNOFILE=, to allow more)",
+			"max_connections", limit, "flag", *maxConns)
+	}
+	limiter := connlimit.New(limit, logger)
+	srv := &http.Server{
+		Handler: crossOrigin.Handler(mux),
+		// A connection that has not sent its request header in time, or
+		// its body, is closed; at the connection limit an idle one is
+		// closed at once (see connlimit).
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Far above what /metrics and the status page take with 10,000
+		// recent series (well under a second), so that only a client
+		// that stops reading is cut off.
+		WriteTimeout: 2 * time.Minute,
+		// Above any scrape interval, so that keep-alive still serves
+		// Prometheus.
+		IdleTimeout: *idleTimeout,
+		ConnState:   limiter.ConnState,
+	}
+	listeners, err := listen(webConfig, logger)
+	if err != nil {
+		logger.Error("cannot listen", "err", err)
+		return 1
+	}
+	for i, l := range listeners {
+		listeners[i] = limiter.Listen(l)
+	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(srv, webConfig, logger) }()
+	go func() { serveErr <- web.ServeMultiple(listeners, srv, webConfig, logger) }()
 	ready.Store(true)
 
 	for {
