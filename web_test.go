@@ -9,13 +9,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // rawConn is a client connection the test drives byte by byte.
@@ -340,4 +344,103 @@ func TestReloadRefusesCrossOrigin(t *testing.T) {
 	if !watchesOrg() {
 		t.Fatal("the reload did not apply the new configuration")
 	}
+}
+
+// The report's case: a process allowed 128 files, 118 unauthenticated
+// keep-alive connections. The connection limit fits under the file limit, so
+// the idle connections make room for the scrape and leave the crt.sh poll its
+// descriptors.
+func TestIdleConnectionsUnderALowFileLimit(t *testing.T) {
+	crtsh := crtshfake.New()
+	defer crtsh.Close()
+	dir := t.TempDir()
+	hash, err := bcryptHash("s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "web.yml"), "basic_auth_users:\n  prometheus: "+hash+"\n")
+	cfg := filepath.Join(dir, "ct.yml")
+	writeFile(t, cfg, fmt.Sprintf("watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh, url: %q, interval: 200ms, request_interval: 0s}]\n", crtsh.URL+"/"))
+	e := startExporterWith(t, binary, func(cmd *exec.Cmd) {
+		cmd.Args = append([]string{"sh", "-c", `ulimit -n 128 && exec "$0" "$@"`}, cmd.Args...)
+		cmd.Path = "/bin/sh"
+	}, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "s.state"), "--web.config.file="+filepath.Join(dir, "web.yml"))
+	e.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	var worst time.Duration
+	lastSuccess := func() float64 {
+		t.Helper()
+		req, _ := http.NewRequest("GET", e.url("/metrics"), nil)
+		req.SetBasicAuth("prometheus", "s3cret")
+		start := time.Now()
+		res, err := e.client.Do(req)
+		if err != nil {
+			t.Fatalf("authorized scrape: %v", err)
+		}
+		body, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		worst = max(worst, time.Since(start))
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("authorized scrape: %s, %v", res.Status, err)
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return value(families, "ct_source_last_success_timestamp_seconds", "source", "crtsh")
+	}
+	e.eventually("the first crt.sh poll", func() bool {
+		c, err := net.Dial("tcp", e.addr)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return lastSuccess() > 0
+	})
+
+	for i := range 118 {
+		c := dialRaw(t, e.addr)
+		c.send("GET /metrics HTTP/1.1\r\nHost: " + e.addr + "\r\n\r\n")
+		if res := c.mustAnswer(http.StatusUnauthorized); res.Close {
+			t.Fatalf("connection %d: the 401 closed the connection: nothing is held open", i)
+		}
+	}
+	flooded := float64(time.Now().UnixNano()) / 1e9
+	worst = 0
+	e.eventually("a crt.sh poll after the idle connections", func() bool { return lastSuccess() > flooded })
+	t.Logf("slowest authorized scrape with 118 idle connections under a 128-file limit: %v", worst)
+	if worst > 5*time.Second {
+		t.Errorf("an authorized scrape took %v", worst)
+	}
+}
+
+// Socket activation still works, and its sockets are limited too.
+func TestMaxConnectionsWithSystemdSocket(t *testing.T) {
+	activate := tools.Require(t, "systemd-socket-activate", "systemd")
+	dir := t.TempDir()
+	e := startExporterWith(t, binary, func(cmd *exec.Cmd) {
+		addr, _ := strings.CutPrefix(cmd.Args[1], "--web.listen-address=")
+		cmd.Args = append([]string{"systemd-socket-activate", "--listen=" + addr}, cmd.Args...)
+		cmd.Path = activate
+	}, "--web.systemd-socket", "--web.max-connections=1", "--config.file="+minimalConfig(t, dir), "--state.file="+filepath.Join(dir, "s.state"))
+	e.waitReady()
+	silent := dialRaw(t, e.addr)
+	c := dialRaw(t, e.addr)
+	c.send("GET /-/healthy HTTP/1.1\r\nHost: " + e.addr + "\r\n\r\n")
+	c.mustAnswer(200)
+	silent.closedByServer()
+}
+
+// The limit is over all listeners together.
+func TestMaxConnectionsOverSeveralListenAddresses(t *testing.T) {
+	dir := t.TempDir()
+	second := tools.FreeAddr(t)
+	e := startExporter(t, "--web.listen-address="+second, "--web.max-connections=1",
+		"--config.file="+minimalConfig(t, dir), "--state.file="+filepath.Join(dir, "s.state"))
+	e.waitReady()
+	silent := dialRaw(t, e.addr)
+	c := dialRaw(t, second)
+	c.send("GET /-/healthy HTTP/1.1\r\nHost: " + second + "\r\n\r\n")
+	c.mustAnswer(200)
+	silent.closedByServer()
 }
