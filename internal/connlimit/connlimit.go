@@ -27,6 +27,12 @@ import (
 // or trickling bytes to hold its connection.
 const silence = time.Second
 
+// grace is how long a connection is left after it was accepted or answered
+// before it counts as silent: a request can be on its way, or read by the
+// server but not yet marked heard. Short, because a connection flood is
+// accepted at most max per grace while every connection is that young.
+const grace = 100 * time.Millisecond
+
 // Limiter counts the connections of the listeners it wraps together. Set its
 // ConnState as the http.Server's ConnState: that is how it knows which
 // connections have a request in progress.
@@ -155,23 +161,23 @@ func (l *Limiter) admit(c *conn, done <-chan struct{}) bool {
 }
 
 // victimLocked is the connection silent the longest among those with no
-// request in progress, or nil; next is when the first busy-looking one will
-// have been silent for silence (0 if none will).
+// request in progress, or nil; next is when the first that does not qualify
+// yet will have been silent long enough (0 if none will).
 func (l *Limiter) victimLocked(now int64) (victim *conn, next int64) {
 	var quietSince int64
 	for c := range l.conns {
 		if c.state != http.StateNew && c.state != http.StateIdle {
 			continue
 		}
-		q := c.since
+		q, wait := c.since, grace
 		if heard := c.heard.Load(); heard > q {
-			if heard+int64(silence) > now {
-				if at := heard + int64(silence); next == 0 || at < next {
-					next = at
-				}
-				continue
+			q, wait = heard, silence
+		}
+		if at := q + int64(wait); at > now {
+			if next == 0 || at < next {
+				next = at
 			}
-			q = heard
+			continue
 		}
 		if victim == nil || q < quietSince {
 			victim, quietSince = c, q

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,11 +12,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ct-exporter/ct_exporter/internal/tools"
 )
 
 // serve runs an http.Server behind a Limiter of max connections and returns
 // its address.
-func serve(t *testing.T, max int) string {
+func serve(t *testing.T, max int) (string, *Limiter) {
 	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,7 +39,24 @@ func serve(t *testing.T, max int) string {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return inner.Addr().String()
+	return inner.Addr().String(), l
+}
+
+// waitActive waits until n connections have a request in progress: a
+// request sent is not yet one the server has read.
+func waitActive(t *testing.T, l *Limiter, n int) {
+	t.Helper()
+	tools.Eventually(t, 30*time.Second, fmt.Sprintf("%d active connections", n), func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		active := 0
+		for c := range l.conns {
+			if c.state == http.StateActive {
+				active++
+			}
+		}
+		return active == n
+	})
 }
 
 type client struct {
@@ -103,7 +123,7 @@ const get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 const busy = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n"
 
 func TestSilentConnectionsMakeRoom(t *testing.T) {
-	addr := serve(t, 2)
+	addr, _ := serve(t, 2)
 	first, second := dial(t, addr), dial(t, addr)
 	// The second has been answered and waits for another request.
 	second.send(get)
@@ -119,10 +139,11 @@ func TestSilentConnectionsMakeRoom(t *testing.T) {
 }
 
 func TestBusyConnectionsMakeTheNextWait(t *testing.T) {
-	addr := serve(t, 2)
+	addr, l := serve(t, 2)
 	a, b := dial(t, addr), dial(t, addr)
 	a.send(busy)
 	b.send(busy)
+	waitActive(t, l, 2)
 
 	c := dial(t, addr)
 	c.send(get)
@@ -138,6 +159,7 @@ func TestBusyConnectionsMakeTheNextWait(t *testing.T) {
 
 	// Closing a connection frees its slot too.
 	c.send(busy)
+	waitActive(t, l, 2)
 	d := dial(t, addr)
 	d.send(get)
 	if _, err := d.response(500 * time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -148,7 +170,7 @@ func TestBusyConnectionsMakeTheNextWait(t *testing.T) {
 }
 
 func TestTricklingConnectionIsClosedOnceSilent(t *testing.T) {
-	addr := serve(t, 1)
+	addr, _ := serve(t, 1)
 	slow := dial(t, addr)
 	slow.send("GET / HTTP/1.1\r\n")
 	next := dial(t, addr)
@@ -169,6 +191,7 @@ func TestWaitingAcceptEndsWithTheServer(t *testing.T) {
 	addr := inner.Addr().String()
 	a := dial(t, addr)
 	a.send(busy)
+	waitActive(t, l, 1)
 	waiting := dial(t, addr)
 	waiting.send(get)
 	if _, err := waiting.response(300 * time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
