@@ -7,8 +7,9 @@
 // waiting in the kernel's backlog until timeouts close them. Here, at the
 // limit, a new connection takes the place of the one that has been silent the
 // longest without a request in progress (the way nginx reuses keep-alive
-// connections when it runs out). Only when every connection is busy does the
-// new one wait.
+// connections when it runs out). Only when every connection is busy, or was
+// accepted or answered within the last tenth of a second, does the new one
+// wait.
 package connlimit
 
 import (
