@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -20,8 +18,6 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/coreos/go-systemd/v22/activation"
-	"github.com/mdlayher/vsock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -50,8 +46,8 @@ func run(args []string) int {
 		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 		shardFlag   = app.Flag("shard", "i/n: this replica follows only the ctlog sources whose log id hashes to i mod n (search sources are not sharded).").Default("0/1").String()
 		webConfig   = kingpinflag.AddFlags(app, ":9812")
-		maxConns    = app.Flag("web.max-connections", "Maximum number of simultaneous connections; when all are taken, the one idle for longest is closed to make room, and only requests under way make a new connection wait.").Default("512").Int()
-		idleTimeout = app.Flag("web.idle-timeout", "How long a keep-alive connection may stay idle (for tests).").Hidden().Default("2m").Duration()
+		maxConns    = app.Flag("web.max-connections", "At most this many simultaneous HTTP connections; at the limit, the longest idle one is closed to make room.").Default("512").Int()
+		idleTimeout = app.Flag("web.idle-timeout", "For tests: how long an idle keep-alive connection stays open.").Hidden().Default("2m").Duration()
 		logConfig   = &promslog.Config{}
 	)
 	promslogflag.AddFlags(app, logConfig)
@@ -95,6 +91,10 @@ func run(args []string) int {
 	shardIndex, shardCount, err := parseShard(*shardFlag)
 	if err != nil {
 		logger.Error("invalid --shard", "err", err)
+		return 1
+	}
+	if *maxConns < 1 {
+		logger.Error("invalid --web.max-connections: it must be at least 1", "value", *maxConns)
 		return 1
 	}
 
@@ -148,16 +148,20 @@ func run(args []string) int {
 		}
 		fmt.Fprintln(w, "Ready.")
 	})
+	// A web page the operator visits must not be able to make their browser
+	// reload the exporter (a POST needs no CORS preflight): a request that
+	// says it comes from another origin (Sec-Fetch-Site, else Origin against
+	// Host; "Origin: null" included) is refused. curl sends neither header.
+	crossOrigin := http.NewCrossOriginProtection()
+	crossOrigin.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		logger.Warn("refused a cross-origin request", "method", r.Method, "path", r.URL.Path,
+			"origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"), "remote", r.RemoteAddr)
+		http.Error(w, "Cross-origin request refused: send it without an Origin header of another host (e.g. curl -X POST).", http.StatusForbidden)
+	}))
 	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost && r.Method != http.MethodPut {
 			w.Header().Set("Allow", "POST, PUT")
 			http.Error(w, "Use POST to reload the configuration.", http.StatusMethodNotAllowed)
-			return
-		}
-		if crossOrigin(r) {
-			// A web page the operator visits must not reload the
-			// exporter (a form posts cross-origin without any CORS check).
-			http.Error(w, "Cross-origin reload refused.", http.StatusForbidden)
 			return
 		}
 		if err := reloads.reload(); err != nil {
@@ -170,16 +174,27 @@ func run(args []string) int {
 		mux.Handle("/", statuspage.New(store, mon, statuspage.Options{Version: version.Info(), MetricsPath: *metricsPath, Logger: logger}))
 	}
 
-	limiter := connlimit.New(*maxConns)
+	limit := connlimit.Fit(*maxConns)
+	if limit < *maxConns {
+		logger.Warn("--web.max-connections lowered to half the files this process may open (raise its limit, e.g. LimitNOFILE=, to allow more)",
+			"max_connections", limit, "flag", *maxConns)
+	}
+	limiter := connlimit.New(limit, logger)
 	srv := &http.Server{
-		Handler:           mux,
+		Handler: crossOrigin.Handler(mux),
+		// A connection that has not sent its request header in time, or
+		// its body, is closed; at the connection limit an idle one is
+		// closed at once (see connlimit).
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		// Longer than any scrape: Prometheus's scrape timeout is at most
-		// its interval, and a /metrics of 10,000 series takes milliseconds.
+		// Far above what /metrics and the status page take with 10,000
+		// recent series (well under a second), so that only a client
+		// that stops reading is cut off.
 		WriteTimeout: 2 * time.Minute,
-		IdleTimeout:  *idleTimeout,
-		ConnState:    limiter.ConnState,
+		// Above any scrape interval, so that keep-alive still serves
+		// Prometheus.
+		IdleTimeout: *idleTimeout,
+		ConnState:   limiter.ConnState,
 	}
 	listeners, err := listen(webConfig, logger)
 	if err != nil {
@@ -187,7 +202,7 @@ func run(args []string) int {
 		return 1
 	}
 	for i, l := range listeners {
-		listeners[i] = limiter.Listener(l)
+		listeners[i] = limiter.Listen(l)
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ServeMultiple(listeners, srv, webConfig, logger) }()
@@ -259,66 +274,6 @@ func (r *reloader) reload() error {
 	r.timestamp.SetToCurrentTime()
 	r.logger.Info("configuration reloaded", "file", r.file, "watches", len(cfg.Watches), "sources", len(cfg.Sources))
 	return nil
-}
-
-// listen opens the listeners exporter-toolkit's ListenAndServe would
-// (systemd socket activation, vsock://:port, TCP addresses), so that
-// --web.max-connections can bound them.
-func listen(flags *web.FlagConfig, logger *slog.Logger) ([]net.Listener, error) {
-	if flags.WebSystemdSocket != nil && *flags.WebSystemdSocket {
-		logger.Info("Listening on systemd activated listeners instead of port listeners.")
-		listeners, err := activation.Listeners()
-		if err != nil {
-			return nil, err
-		}
-		if len(listeners) < 1 {
-			return nil, errors.New("no socket activation file descriptors found")
-		}
-		return listeners, nil
-	}
-	var listeners []net.Listener
-	for _, address := range *flags.WebListenAddresses {
-		var l net.Listener
-		var err error
-		if strings.HasPrefix(address, "vsock://") {
-			var u *url.URL
-			var port uint64
-			if u, err = url.Parse(address); err == nil {
-				_, p, perr := net.SplitHostPort(u.Host)
-				if port, err = strconv.ParseUint(p, 10, 32); perr != nil {
-					err = perr
-				}
-			}
-			if err == nil {
-				l, err = vsock.Listen(uint32(port), nil)
-			}
-		} else {
-			l, err = net.Listen("tcp", address)
-		}
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return nil, fmt.Errorf("listen on %s: %w", address, err)
-		}
-		listeners = append(listeners, l)
-	}
-	return listeners, nil
-}
-
-// crossOrigin reports a request a web page made on another site's behalf:
-// an Origin header naming another host than the request's own ("null"
-// included), or a browser saying so. curl and Prometheus send neither.
-func crossOrigin(r *http.Request) bool {
-	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
-		return true
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return false
-	}
-	u, err := url.Parse(origin)
-	return err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host)
 }
 
 // parseShard parses --shard i/n.
