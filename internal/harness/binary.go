@@ -16,6 +16,7 @@ import (
 // on or off; each is built once, when a test first needs it.
 var builds struct {
 	sync.Mutex
+	main  bool // Main runs the tests: it removes dir at the end
 	dir   string
 	paths map[bool]string
 	errs  map[bool]error
@@ -26,6 +27,9 @@ var builds struct {
 //
 //	func TestMain(m *testing.M) { harness.Main(m) }
 func Main(m *testing.M) {
+	builds.Lock()
+	builds.main = true
+	builds.Unlock()
 	code := m.Run()
 	builds.Lock()
 	if builds.dir != "" {
@@ -59,6 +63,9 @@ func binary(t testing.TB, race bool) string {
 	}
 	if err, ok := builds.errs[race]; ok {
 		t.Fatal(err)
+	}
+	if !builds.main {
+		t.Fatal("harness: the package's TestMain must call harness.Main, which removes the binaries it built")
 	}
 	path, err := build(race)
 	if err != nil {
