@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 )
 
 // User and Password are the superuser the server is created with.
@@ -47,12 +47,12 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := binDir()
 	if err != nil {
-		tools.Unavailable(t, "%v (apt-get install postgresql)", err)
+		testenv.Unavailable(t, "%v (apt-get install postgresql)", err)
 	}
 	s := &Server{bin: bin}
 	if os.Geteuid() == 0 {
 		if s.cred, err = credential("postgres"); err != nil {
-			tools.Unavailable(t, "running PostgreSQL as root needs the postgres user: %v", err)
+			testenv.Unavailable(t, "running PostgreSQL as root needs the postgres user: %v", err)
 		}
 	}
 	if s.dir, err = os.MkdirTemp("", "ct-pgtest-"); err != nil {
@@ -78,7 +78,7 @@ func Start(t testing.TB) *Server {
 	os.Remove(pwfile)
 	// A port found free may be taken before the server binds it: try a few.
 	for attempt := 0; ; attempt++ {
-		_, port, _ := net.SplitHostPort(tools.FreeAddr(t))
+		_, port, _ := net.SplitHostPort(testenv.FreeAddr(t))
 		s.Port, _ = strconv.Atoi(port)
 		err := s.start()
 		if err == nil {
