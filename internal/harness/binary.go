@@ -96,7 +96,9 @@ func build(race bool) (string, error) {
 	if race {
 		path += "-race"
 	}
-	args := []string{"build", "-o", path}
+	// -buildvcs=auto stamps the VCS revision as a user's plain go build in
+	// a checkout does, whatever GOFLAGS says on the machine.
+	args := []string{"build", "-buildvcs=auto", "-o", path}
 	if race {
 		args = append(args, "-race")
 	}
