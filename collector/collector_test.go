@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/promslog"
 
-	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/ctlog"
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
@@ -20,11 +20,11 @@ import (
 
 type health struct {
 	sources []monitor.SourceHealth
-	logs    []ctsource.LogStatus
+	logs    []ctlog.Status
 }
 
 func (h health) Health() []monitor.SourceHealth { return h.sources }
-func (h health) Logs() []ctsource.LogStatus     { return h.logs }
+func (h health) Logs() []ctlog.Status           { return h.logs }
 func (h health) Watches() []string              { return []string{"example.com", "example.org"} }
 
 var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
@@ -180,18 +180,18 @@ func TestCollectorBeforeFirstPoll(t *testing.T) {
 func TestCollectorLogMetrics(t *testing.T) {
 	s := newStore(t)
 	err := s.Update(func(tx *state.Tx) error {
-		if err := tx.AddCounter(ctsource.CounterLogProcessed, []string{"argon"}, 1000); err != nil {
+		if err := tx.AddCounter(ctlog.CounterLogProcessed, []string{"argon"}, 1000); err != nil {
 			return err
 		}
-		if err := tx.AddCounter(ctsource.CounterLogProcessed, []string{"retired"}, 5); err != nil {
+		if err := tx.AddCounter(ctlog.CounterLogProcessed, []string{"retired"}, 5); err != nil {
 			return err
 		}
-		return tx.AddCounter(ctsource.CounterLogMalformed, []string{"argon"}, 2)
+		return tx.AddCounter(ctlog.CounterLogMalformed, []string{"argon"}, 2)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := health{logs: []ctsource.LogStatus{
+	h := health{logs: []ctlog.Status{
 		{Log: "argon", Known: true, TreeSize: 1500, STHTime: now.Add(-30 * time.Second), Position: 1000, MMD: 24 * time.Hour,
 			Failures: map[string]uint64{"consistency": 1, "sth_signature": 0}, OlderTreeHeads: 3},
 		{Log: "pending", MMD: time.Hour, Readonly: true, Failures: map[string]uint64{"consistency": 0}},

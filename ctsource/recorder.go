@@ -3,8 +3,10 @@ package ctsource
 import (
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"strings"
 
+	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -17,7 +19,7 @@ type Recorder struct {
 	Policy func() *watch.Set // the current watches; changes on reload
 	// PSCs are the precertificate signing certificates found so far, for
 	// every source to give PSC-signed precertificates their final identity.
-	PSCs PSCs
+	PSCs cert.PSCs
 }
 
 // Record records a certificate in tx and returns the watches for which its
@@ -25,13 +27,13 @@ type Recorder struct {
 // Env.announce passes on: first seen, and the SCTs of every certificate
 // seen so far). A certificate the state cannot record is an error wrapping
 // state.ErrUnrecordable; nothing of it was written, and tx can go on.
-func (r *Recorder) Record(tx *state.Tx, c *Certificate) (*state.Issuance, []state.Match, error) {
-	is := issuanceOf(c)
-	matches := r.matches(is)
+func (r *Recorder) Record(tx *state.Tx, c *cert.Certificate) (*state.Issuance, []state.Match, error) {
+	is := IssuanceOf(c)
+	matches := r.Matches(is)
 	fresh, err := tx.Observe(is, matches)
 	if err != nil {
 		if errors.Is(err, state.ErrUnrecordable) {
-			return nil, nil, &unrecordedError{matches: matches, err: err}
+			return nil, nil, &UnrecordedError{Matches: matches, Err: err}
 		}
 		return nil, nil, err
 	}
@@ -42,15 +44,16 @@ func (r *Recorder) Record(tx *state.Tx, c *Certificate) (*state.Issuance, []stat
 	return stored, fresh, err
 }
 
-// unrecordedError is Record's error for a certificate the state cannot
+// UnrecordedError is Record's error for a certificate the state cannot
 // record, with the watches it concerns (for the log line).
-type unrecordedError struct {
-	matches []state.Match
-	err     error
+type UnrecordedError struct {
+	Matches []state.Match
+	Err     error
 }
 
-func (e *unrecordedError) Error() string { return e.err.Error() }
-func (e *unrecordedError) Unwrap() error { return e.err }
+func (e *UnrecordedError) Error() string { return e.Err.Error() }
+
+func (e *UnrecordedError) Unwrap() error { return e.Err }
 
 // found is an issuance a transaction recorded as new for some watches, to
 // announce once the transaction committed.
@@ -62,12 +65,12 @@ type found struct {
 // unrecorded is a certificate a transaction could not record, to count
 // and log once the transaction committed.
 type unrecorded struct {
-	cert *Certificate
+	cert *cert.Certificate
 	err  error
 }
 
-// recorded is what a transaction recorded, and what it could not.
-type recorded struct {
+// Recorded is what a transaction recorded, and what it could not.
+type Recorded struct {
 	news    []found
 	skipped []unrecorded
 }
@@ -77,7 +80,7 @@ type recorded struct {
 // fault of the certificate, not of the store) is skipped: the others and
 // the position go on, and Env.report counts it. Any other error fails the
 // transaction.
-func (r *Recorder) RecordAll(tx *state.Tx, certs []*Certificate, out *recorded) error {
+func (r *Recorder) RecordAll(tx *state.Tx, certs []*cert.Certificate, out *Recorded) error {
 	out.news, out.skipped = out.news[:0], out.skipped[:0]
 	for _, c := range certs {
 		is, fresh, err := r.Record(tx, c)
@@ -95,32 +98,32 @@ func (r *Recorder) RecordAll(tx *state.Tx, certs []*Certificate, out *recorded) 
 	return nil
 }
 
-// report announces what a committed transaction recorded, and counts
+// Report announces what a committed transaction recorded, and counts
 // (ct_source_errors_total{reason="record"}) and logs what it could not.
-func (e *Env) report(source string, out *recorded) {
+func (e *Env) Report(source string, out *Recorded) {
 	for _, u := range out.skipped {
-		e.unrecorded(source, u.cert, u.err)
+		e.Unrecorded(source, u.cert, u.err)
 	}
 	for _, n := range out.news {
-		e.announce(n.is, n.fresh)
+		e.Announce(n.is, n.fresh)
 	}
 }
 
-// unrecorded counts and logs a certificate that could not be recorded.
-func (e *Env) unrecorded(source string, c *Certificate, err error) {
-	e.unrecordedIssuance(source, issuanceOf(c), err)
+// Unrecorded counts and logs a certificate that could not be recorded.
+func (e *Env) Unrecorded(source string, c *cert.Certificate, err error) {
+	e.UnrecordedIssuance(source, IssuanceOf(c), err)
 }
 
-// unrecordedIssuance counts and logs an issuance that could not be
+// UnrecordedIssuance counts and logs an issuance that could not be
 // recorded. It may name a watched domain: it is logged at error level with
 // what identifies it, every value bounded (its fields are why it did not
 // fit).
-func (e *Env) unrecordedIssuance(source string, is *state.Issuance, err error) {
+func (e *Env) UnrecordedIssuance(source string, is *state.Issuance, err error) {
 	e.CountError(ReasonRecord)
 	var watches []string
-	var ue *unrecordedError
+	var ue *UnrecordedError
 	if errors.As(err, &ue) {
-		for _, m := range ue.matches {
+		for _, m := range ue.Matches {
 			watches = append(watches, m.Watch)
 		}
 	}
@@ -134,7 +137,7 @@ func (e *Env) unrecordedIssuance(source string, is *state.Issuance, err error) {
 // that it has not been recorded for (watches added since it was seen).
 func (r *Recorder) NewMatches(is *state.Issuance) []state.Match {
 	var fresh []state.Match
-	for _, m := range r.matches(is) {
+	for _, m := range r.Matches(is) {
 		if !hasWatch(is, m.Watch) {
 			fresh = append(fresh, m)
 		}
@@ -142,10 +145,10 @@ func (r *Recorder) NewMatches(is *state.Issuance) []state.Match {
 	return fresh
 }
 
-func (r *Recorder) matches(is *state.Issuance) []state.Match {
+func (r *Recorder) Matches(is *state.Issuance) []state.Match {
 	set := r.Policy()
-	names := appendNormalized(make([]string, 0, len(is.DNSNames)+len(is.OtherCNs)+1), is.DNSNames, is.OtherCNs...)
-	names = appendNormalized(names, nil, is.SubjectCN)
+	names := cert.AppendNormalized(make([]string, 0, len(is.DNSNames)+len(is.OtherCNs)+1), is.DNSNames, is.OtherCNs...)
+	names = cert.AppendNormalized(names, nil, is.SubjectCN)
 	idx := set.Match(nil, names, is.IPs)
 	if len(idx) == 0 {
 		return nil
@@ -168,7 +171,7 @@ func hasWatch(is *state.Issuance, w string) bool {
 	return false
 }
 
-func issuanceOf(c *Certificate) *state.Issuance {
+func IssuanceOf(c *cert.Certificate) *state.Issuance {
 	return &state.Issuance{
 		TBSSHA256:    c.TBSSHA256,
 		CertSHA256:   c.CertSHA256,
@@ -194,4 +197,14 @@ func Verdict(set *watch.Set, watchName string, is *state.Issuance) (watch.Verdic
 		return 0, false
 	}
 	return w.Verdict(is.Candidate()), true
+}
+
+// logNew logs an issuance new for the fresh watches, one line per watch.
+func logNew(logger *slog.Logger, is *state.Issuance, fresh []state.Match) {
+	for _, m := range fresh {
+		logger.Info("new certificate", "watch", m.Watch, "verdict", m.Verdict.String(),
+			"names", watch.Escape(strings.Join(is.DNSNames, ",")), "issuer", watch.Escape(is.Issuer.DN),
+			"serial", is.Serial, "tbs_sha256", hex.EncodeToString(is.TBSSHA256[:]),
+			"link", "https://crt.sh/?sha256="+hex.EncodeToString(is.CertSHA256[:]))
+	}
 }

@@ -1,3 +1,13 @@
+// Package ctsource is what every source of certificates shares: the Source
+// interface and the Env a source polls with, the Recorder that turns the
+// certificates a source finds into issuances in the state, the reasons a
+// failure is counted under, the HTTP transport every request goes through,
+// and the per-watch schedule of the search sources.
+//
+// The sources are its subpackages, one per kind: ctlog follows CT logs,
+// crtsh and certspotter search crt.sh and the Cert Spotter API, loglist
+// reads the log lists that name the logs to follow. cert reads
+// certificates for all of them.
 package ctsource
 
 import (
@@ -44,6 +54,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Reason, e.Err) }
+
 func (e *Error) Unwrap() error { return e.Err }
 
 // ReasonOf returns the reason of a source error, or "" for other errors.
@@ -78,9 +89,6 @@ type Env struct {
 	// CountError counts one failed attempt under ct_source_errors_total.
 	CountError func(reason string)
 	Logger     *slog.Logger
-	// Discover receives the logs a log list names (replacing those it
-	// named before).
-	Discover func(list string, logs []DiscoveredLog)
 	// NewIssuance, when set, is told of every issuance recorded as new for
 	// some watches, after its transaction committed (ct_exporter check
 	// prints them). It must not block.
@@ -91,8 +99,8 @@ type Env struct {
 	WatchSearched func(watch string, at time.Time)
 }
 
-// announce logs an issuance new for the fresh watches, and passes it on.
-func (e *Env) announce(is *state.Issuance, fresh []state.Match) {
+// Announce logs an issuance new for the fresh watches, and passes it on.
+func (e *Env) Announce(is *state.Issuance, fresh []state.Match) {
 	logNew(e.Logger, is, fresh)
 	if e.NewIssuance != nil && len(fresh) > 0 {
 		e.NewIssuance(is, fresh)
@@ -130,10 +138,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// decodeJSONArray decodes an answer that must be one complete JSON array:
+// DecodeJSONArray decodes an answer that must be one complete JSON array:
 // search services answer errors with objects, and cut connections leave
 // truncated JSON, neither of which may read as "nothing found".
-func decodeJSONArray[T any](body []byte) ([]T, error) {
+func DecodeJSONArray[T any](body []byte) ([]T, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var out []T
 	if err := dec.Decode(&out); err != nil {

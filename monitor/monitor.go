@@ -17,6 +17,10 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/certspotter"
+	"github.com/ct-exporter/ct_exporter/ctsource/crtsh"
+	"github.com/ct-exporter/ct_exporter/ctsource/ctlog"
+	"github.com/ct-exporter/ct_exporter/ctsource/loglist"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -51,7 +55,7 @@ type Monitor struct {
 	// reconciler goroutine, so that a runner never waits on mu (which Apply
 	// holds while it stops runners).
 	discMu     sync.Mutex
-	discovered map[string][]ctsource.DiscoveredLog
+	discovered map[string][]loglist.Log
 	reconcile  chan struct{}
 }
 
@@ -79,7 +83,7 @@ func New(store *state.Store, logger *slog.Logger, shard Shard) *Monitor {
 		cancel:     cancel,
 		runners:    map[string]*runner{},
 		health:     map[string]*health{},
-		discovered: map[string][]ctsource.DiscoveredLog{},
+		discovered: map[string][]loglist.Log{},
 		reconcile:  make(chan struct{}, 1),
 	}
 	m.policy.Store(watch.NewSet(nil))
@@ -169,7 +173,7 @@ func (m *Monitor) plan(cfg *config.Config) (*sourcePlan, error) {
 			p.sources = append(p.sources, s)
 			continue
 		}
-		src, err := newSource(s)
+		src, err := newSource(s, m.discover)
 		if err != nil {
 			if configured[s.Name] {
 				p.discard()
@@ -246,7 +250,7 @@ func (m *Monitor) run(p *sourcePlan, kick bool) {
 // sourceSet is what a replica polls: the configured sources, then the logs
 // the log lists name, each name once and each log (by key) once, and of the
 // logs only this shard's.
-func sourceSet(cfg *config.Config, discovered map[string][]ctsource.DiscoveredLog, shard Shard) []config.Source {
+func sourceSet(cfg *config.Config, discovered map[string][]loglist.Log, shard Shard) []config.Source {
 	var sources []config.Source
 	names, keys := map[string]bool{}, map[string]bool{}
 	add := func(s config.Source) {
@@ -276,7 +280,7 @@ func sourceSet(cfg *config.Config, discovered map[string][]ctsource.DiscoveredLo
 }
 
 // discoveredSource is the ctlog source for a log a log list names.
-func discoveredSource(list config.Source, d ctsource.DiscoveredLog) config.Source {
+func discoveredSource(list config.Source, d loglist.Log) config.Source {
 	s := config.Source{
 		Name:              d.Name,
 		Type:              config.TypeCTLog,
@@ -304,7 +308,7 @@ func discoveredSource(list config.Source, d ctsource.DiscoveredLog) config.Sourc
 }
 
 // discover records the logs a list names; the reconciler applies them.
-func (m *Monitor) discover(list string, logs []ctsource.DiscoveredLog) {
+func (m *Monitor) discover(list string, logs []loglist.Log) {
 	m.discMu.Lock()
 	m.discovered[list] = logs
 	m.discMu.Unlock()
@@ -358,14 +362,16 @@ func sameDomains(a, b *watch.Set) bool {
 	return true
 }
 
-func newSource(s config.Source) (ctsource.Source, error) {
+// newSource makes the source s configures; a log list gives the logs it
+// names to found.
+func newSource(s config.Source, found func(list string, logs []loglist.Log)) (ctsource.Source, error) {
 	switch s.Type {
 	case config.TypeCrtsh:
-		return ctsource.NewCrtsh(s.Name, s.URL, time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval))
+		return crtsh.New(s.Name, s.URL, time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval))
 	case config.TypeCertspotter:
-		return ctsource.NewCertspotter(s.Name, s.URL, s.Token.Reveal(), time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval))
+		return certspotter.New(s.Name, s.URL, s.Token.Reveal(), time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval))
 	case config.TypeCTLog:
-		opts := ctsource.LogOptions{
+		opts := ctlog.Options{
 			Interval:          time.Duration(s.Interval),
 			Timeout:           time.Duration(s.Timeout),
 			Start:             s.Start,
@@ -375,20 +381,20 @@ func newSource(s config.Source) (ctsource.Source, error) {
 			MMD:               time.Duration(s.MMD),
 		}
 		if s.Final != nil {
-			opts.Final = &ctsource.FinalTreeHead{Size: s.Final.Size, Root: s.Final.Root}
+			opts.Final = &ctlog.FinalTreeHead{Size: s.Final.Size, Root: s.Final.Root}
 		}
 		if s.Protocol == config.ProtocolStatic {
-			return ctsource.NewStaticLog(s.Name, s.URL, s.PublicKeyDER, opts)
+			return ctlog.NewStatic(s.Name, s.URL, s.PublicKeyDER, opts)
 		}
-		return ctsource.NewRFC6962Log(s.Name, s.URL, s.PublicKeyDER, opts)
+		return ctlog.NewRFC6962(s.Name, s.URL, s.PublicKeyDER, opts)
 	case config.TypeLogList:
-		return ctsource.NewLogList(s.Name, s.URL, s.States, s.MaxLogs, time.Duration(s.Interval), time.Duration(s.Timeout))
+		return loglist.New(s.Name, s.URL, s.States, s.MaxLogs, time.Duration(s.Interval), time.Duration(s.Timeout), found)
 	}
 	return nil, fmt.Errorf("monitor: source %s: type %q is not supported", s.Name, s.Type)
 }
 
 func (m *Monitor) env(h *health) *ctsource.Env {
-	return &ctsource.Env{Recorder: m.rec, CountError: h.countError, Logger: m.logger, Discover: m.discover, WatchSearched: h.watchSearched}
+	return &ctsource.Env{Recorder: m.rec, CountError: h.countError, Logger: m.logger, WatchSearched: h.watchSearched}
 }
 
 // Start prunes the state file now and every PruneInterval, and follows
@@ -461,12 +467,12 @@ func (m *Monitor) Health() []SourceHealth {
 }
 
 // Logs returns the state of every CT log followed.
-func (m *Monitor) Logs() []ctsource.LogStatus {
+func (m *Monitor) Logs() []ctlog.Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []ctsource.LogStatus
+	var out []ctlog.Status
 	for _, r := range m.runners {
-		if l, ok := r.source.(interface{ Status() ctsource.LogStatus }); ok {
+		if l, ok := r.source.(interface{ Status() ctlog.Status }); ok {
 			out = append(out, l.Status())
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
@@ -270,7 +271,7 @@ func TestMonitorIsolatesAFailingWatch(t *testing.T) {
 				}
 				fake.Add(iss.Precert)
 				fake.Add(iss.Final)
-				c, err := ctsource.ParseCertificate(iss.Final)
+				c, err := cert.Parse(iss.Final)
 				if err != nil {
 					t.Fatal(err)
 				}

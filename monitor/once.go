@@ -9,6 +9,7 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/loglist"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -40,11 +41,15 @@ func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*s
 	m.policy.Store(set)
 	res := &OnceResult{Failed: map[string]error{}}
 	var mu sync.Mutex
-	discovered := map[string][]ctsource.DiscoveredLog{}
+	discovered := map[string][]loglist.Log{}
 	poll := func(sources []config.Source) {
 		var wg sync.WaitGroup
 		for _, s := range sources {
-			src, err := newSource(s)
+			src, err := newSource(s, func(list string, logs []loglist.Log) {
+				mu.Lock()
+				discovered[list] = logs
+				mu.Unlock()
+			})
 			mu.Lock()
 			res.Polled = append(res.Polled, s.Name)
 			if err != nil {
@@ -57,11 +62,6 @@ func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*s
 				Recorder:   m.rec,
 				CountError: func(string) {},
 				Logger:     m.logger.With("source_name", s.Name),
-				Discover: func(list string, logs []ctsource.DiscoveredLog) {
-					mu.Lock()
-					discovered[list] = logs
-					mu.Unlock()
-				},
 				NewIssuance: func(is *state.Issuance, fresh []state.Match) {
 					mu.Lock()
 					defer mu.Unlock()
