@@ -329,7 +329,7 @@ func TestServeFromIndex(t *testing.T) {
 		d, _ := watch.NormalizeDomain("example.com")
 		set := watch.NewSet([]watch.Watch{watch.NewWatch(d, true)})
 		env := &ctsource.Env{Recorder: &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return set }},
-			CountError: func(string) {}, Logger: slog.New(slog.DiscardHandler)}
+			Logger: slog.New(slog.DiscardHandler)}
 		lo := ctlog.Options{Interval: time.Minute, Timeout: time.Minute, Start: "1234", Workers: 2, BatchSize: 512}
 		var l *ctlog.Log
 		if proto == "rfc6962" {

@@ -190,17 +190,17 @@ func measure(ctx context.Context, o *options, srv *serverProc, protocol string, 
 	sourceErrors := map[string]int{}
 	env := &ctsource.Env{
 		Recorder: &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return set }},
-		CountError: func(reason string) {
-			mu.Lock()
-			sourceErrors[reason]++
-			mu.Unlock()
-		},
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	name := "bench-" + protocol
 	lo := ctlog.Options{
 		Interval: time.Minute, Timeout: time.Minute, Start: "beginning",
 		Workers: o.workers, BatchSize: o.batch, MMD: 24 * time.Hour,
+		CountError: func(reason string) {
+			mu.Lock()
+			sourceErrors[reason]++
+			mu.Unlock()
+		},
 	}
 	var l *ctlog.Log
 	base := "http://" + srv.Ready.Addr

@@ -67,12 +67,12 @@ func TestOddCertificatesThroughEverySource(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sl.Close()
-	cr, err := crtsh.New("crtsh", crtshFake.URL, time.Minute, 5*time.Second, 0)
+	cr, err := crtsh.New("crtsh", crtshFake.URL, time.Minute, 5*time.Second, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cr.Close()
-	csrc, err := certspotter.New("certspotter", cs.URL, "", time.Minute, 5*time.Second, 0)
+	csrc, err := certspotter.New("certspotter", cs.URL, "", time.Minute, 5*time.Second, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,10 +99,11 @@ func (r *Recorder) RecordAll(tx *state.Tx, certs []*cert.Certificate, out *Recor
 }
 
 // Report announces what a committed transaction recorded, and counts
-// (ct_source_errors_total{reason="record"}) and logs what it could not.
-func (e *Env) Report(source string, out *Recorded) {
+// (ct_source_errors_total{reason="record"}, with errs) and logs what it
+// could not.
+func (e *Env) Report(source string, errs ErrorCounter, out *Recorded) {
 	for _, u := range out.skipped {
-		e.Unrecorded(source, u.cert, u.err)
+		e.Unrecorded(source, errs, u.cert, u.err)
 	}
 	for _, n := range out.news {
 		e.Announce(n.is, n.fresh)
@@ -110,16 +111,16 @@ func (e *Env) Report(source string, out *Recorded) {
 }
 
 // Unrecorded counts and logs a certificate that could not be recorded.
-func (e *Env) Unrecorded(source string, c *cert.Certificate, err error) {
-	e.UnrecordedIssuance(source, IssuanceOf(c), err)
+func (e *Env) Unrecorded(source string, errs ErrorCounter, c *cert.Certificate, err error) {
+	e.UnrecordedIssuance(source, errs, IssuanceOf(c), err)
 }
 
 // UnrecordedIssuance counts and logs an issuance that could not be
 // recorded. It may name a watched domain: it is logged at error level with
 // what identifies it, every value bounded (its fields are why it did not
 // fit).
-func (e *Env) UnrecordedIssuance(source string, is *state.Issuance, err error) {
-	e.CountError(ReasonRecord)
+func (e *Env) UnrecordedIssuance(source string, errs ErrorCounter, is *state.Issuance, err error) {
+	errs.Count(ReasonRecord)
 	var watches []string
 	var ue *UnrecordedError
 	if errors.As(err, &ue) {

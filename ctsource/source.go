@@ -57,6 +57,19 @@ func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Reason, e.Err) }
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrorCounter counts one failed attempt of a source under
+// ct_source_errors_total, by reason. A source is made with its counter,
+// and gives it to its transport: every failure is counted there, as it
+// happens, and the caller of Poll counts nothing.
+type ErrorCounter func(reason string)
+
+// Count counts one failed attempt; a nil ErrorCounter counts nothing.
+func (c ErrorCounter) Count(reason string) {
+	if c != nil {
+		c(reason)
+	}
+}
+
 // ReasonOf returns the reason of a source error, or "" for other errors.
 func ReasonOf(err error) string {
 	var e *Error
@@ -75,8 +88,8 @@ type Source interface {
 	// only when none of its watches is failing, those it did not search
 	// because their retry is not due included; a *PausedError in the error
 	// asks the caller to pause the whole source. Failed attempts are
-	// counted through Env.CountError as they happen, so the caller counts
-	// nothing.
+	// counted with the ErrorCounter the source was made with, as they
+	// happen, so the caller counts nothing.
 	Poll(ctx context.Context, env *Env) error
 	// Close releases what the source holds (idle connections) once it is
 	// stopped.
@@ -86,9 +99,7 @@ type Source interface {
 // Env is what a source polls with.
 type Env struct {
 	Recorder *Recorder
-	// CountError counts one failed attempt under ct_source_errors_total.
-	CountError func(reason string)
-	Logger     *slog.Logger
+	Logger   *slog.Logger
 	// NewIssuance, when set, is told of every issuance recorded as new for
 	// some watches, after its transaction committed (ct_exporter check
 	// prints them). It must not block.

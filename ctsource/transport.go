@@ -27,29 +27,39 @@ const minBudget = time.Hour
 // Transport is the http.RoundTripper every source's requests go through. It
 // applies the manners a shared service needs — requests spaced, each with a
 // timeout and a size cap, transient failures retried with backoff, and
-// Retry-After honoured — and counts every failed attempt by reason. It reads
-// the body itself, so that a slow or oversized body is caught here too. A
-// response that is not 2xx after the retries is an *Error, never a
-// response, so no caller can take an error page for an answer.
+// Retry-After honoured — and counts every failed attempt by reason, with
+// the ErrorCounter it was made with. It reads the body itself, so that a
+// slow or oversized body is caught here too. A response that is not 2xx
+// after the retries is an *Error, never a response, so no caller can take
+// an error page for an answer.
+//
+// NewTransport sets the exported fields; a source (an API key in Header) or
+// a test (a faster backoff) may change them before the first request.
 type Transport struct {
 	Base        http.RoundTripper
 	Timeout     time.Duration // per attempt, body included
-	gap         time.Duration // between the starts of consecutive requests
-	maxBody     int64
 	Attempts    int
 	BackoffBase time.Duration
-	backoffCap  time.Duration
+	Header      http.Header // sent with every request Get makes (an API key)
+
+	gap        time.Duration // between the starts of consecutive requests
+	maxBody    int64
+	backoffCap time.Duration
 	// budget bounds one request, its attempts, backoffs and Retry-After
 	// waits together: a server answering 429 with Retry-After: 3600 each
 	// time would otherwise hold its source for hours.
 	budget time.Duration
-	Header http.Header // sent with every request get makes (an API key)
+	errs   ErrorCounter
 
 	mu   sync.Mutex
 	last time.Time
 }
 
-func NewTransport(timeout, gap, interval time.Duration, maxBody int64) *Transport {
+// NewTransport returns a transport whose attempts each take at most
+// timeout, whose requests start gap apart, whose backoff grows up to the
+// source's interval, and whose answers are cut at maxBody bytes; errs
+// counts its failed attempts.
+func NewTransport(timeout, gap, interval time.Duration, maxBody int64, errs ErrorCounter) *Transport {
 	return &Transport{
 		Base: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
@@ -62,12 +72,13 @@ func NewTransport(timeout, gap, interval time.Duration, maxBody int64) *Transpor
 			DisableCompression: true,
 		},
 		Timeout:     timeout,
-		gap:         gap,
-		maxBody:     maxBody,
 		Attempts:    4,
 		BackoffBase: max(gap, time.Second),
+		gap:         gap,
+		maxBody:     maxBody,
 		backoffCap:  interval,
 		budget:      max(interval, minBudget),
+		errs:        errs,
 	}
 }
 
@@ -77,14 +88,6 @@ func (t *Transport) Close() {
 	if ht, ok := t.Base.(*http.Transport); ok {
 		ht.CloseIdleConnections()
 	}
-}
-
-type errorCounterKey struct{}
-
-// WithErrorCounter makes the requests made with ctx count their failed
-// attempts with count.
-func WithErrorCounter(ctx context.Context, count func(reason string)) context.Context {
-	return context.WithValue(ctx, errorCounterKey{}, count)
 }
 
 type oneAttemptKey struct{}
@@ -97,12 +100,6 @@ type oneAttemptKey struct{}
 // times its timeout).
 func OneAttempt(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oneAttemptKey{}, true)
-}
-
-func CountError(ctx context.Context, reason string) {
-	if count, ok := ctx.Value(errorCounterKey{}).(func(string)); ok {
-		count(reason)
-	}
 }
 
 // Get fetches url and returns its body; any failure is an *Error.
@@ -196,7 +193,7 @@ func (t *Transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Respons
 		if !errors.As(err, &e) {
 			return nil, nil, err
 		}
-		CountError(ctx, e.Reason)
+		t.errs.Count(e.Reason)
 		last = err
 		if !Retryable(e.Reason) || attempt == attempts || errors.Is(err, errPastBudget) ||
 			oneTry && e.Reason != ReasonHTTP429 { // a rate limit holds the whole source anyway

@@ -40,9 +40,9 @@ func TestTransportBoundsDecompression(t *testing.T) {
 		w.Write(small.Bytes())
 	}))
 	defer srv.Close()
-	tr := NewTransport(5*time.Second, 0, time.Second, 1<<20)
 	counted := map[string]int{}
-	ctx := WithErrorCounter(context.Background(), func(r string) { counted[r]++ })
+	tr := NewTransport(5*time.Second, 0, time.Second, 1<<20, func(r string) { counted[r]++ })
+	ctx := context.Background()
 	if _, err := tr.Get(ctx, srv.URL+"/bomb", "*/*"); ReasonOf(err) != ReasonBadResponse || counted[ReasonBadResponse] != 1 {
 		t.Fatalf("bomb (%d bytes compressed): %v, %v", bomb.Len(), err, counted)
 	}
@@ -75,10 +75,10 @@ func TestTransportSlowAndOversized(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	tr := NewTransport(300*time.Millisecond, 0, time.Second, 1<<20)
-	tr.BackoffBase = time.Millisecond
 	counted := map[string]int{}
-	ctx := WithErrorCounter(context.Background(), func(r string) { counted[r]++ })
+	tr := NewTransport(300*time.Millisecond, 0, time.Second, 1<<20, func(r string) { counted[r]++ })
+	tr.BackoffBase = time.Millisecond
+	ctx := context.Background()
 	start := time.Now()
 	if _, err := tr.Get(ctx, srv.URL+"/trickle", "*/*"); ReasonOf(err) != ReasonTimeout || counted[ReasonTimeout] != tr.Attempts {
 		t.Fatalf("trickling server: %v, %v", err, counted)
@@ -110,7 +110,7 @@ func TestTransportBufferGrowsWithData(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	defer srv.Close()
-	tr := NewTransport(200*time.Millisecond, 0, time.Second, 64<<20)
+	tr := NewTransport(200*time.Millisecond, 0, time.Second, 64<<20, nil)
 	tr.Attempts = 1
 	defer tr.Close()
 	for _, q := range []string{"", "stall=1", "gzip=1", "gzip=1&stall=1"} {
@@ -191,7 +191,8 @@ func TestTransportRetryBudget(t *testing.T) {
 	defer srv.Close()
 	var mu sync.Mutex
 	counted := map[string]int{}
-	ctx := WithErrorCounter(context.Background(), func(r string) { mu.Lock(); counted[r]++; mu.Unlock() })
+	count := func(r string) { mu.Lock(); counted[r]++; mu.Unlock() }
+	ctx := context.Background()
 	try := func(tr *Transport) error {
 		t.Helper()
 		served.Store(0)
@@ -209,10 +210,10 @@ func TestTransportRetryBudget(t *testing.T) {
 
 	// The defaults: an interval under an hour gets an hour, so a
 	// Retry-After of an hour does not fit after the first attempt.
-	tr := NewTransport(5*time.Second, 0, time.Minute, 1<<20)
+	tr := NewTransport(5*time.Second, 0, time.Minute, 1<<20, count)
 	defer tr.Close()
-	if tr.budget != time.Hour || NewTransport(time.Second, 0, 2*time.Hour, 1).budget != 2*time.Hour {
-		t.Fatalf("budgets %v and %v, want 1h and the 2h interval", tr.budget, NewTransport(time.Second, 0, 2*time.Hour, 1).budget)
+	if tr.budget != time.Hour || NewTransport(time.Second, 0, 2*time.Hour, 1, nil).budget != 2*time.Hour {
+		t.Fatalf("budgets %v and %v, want 1h and the 2h interval", tr.budget, NewTransport(time.Second, 0, 2*time.Hour, 1, nil).budget)
 	}
 	err := try(tr)
 	if ReasonOf(err) != ReasonHTTP429 || served.Load() != 1 || counted[ReasonHTTP429] != 1 || !strings.Contains(err.Error(), "budget of 1h0m0s") {
@@ -243,7 +244,7 @@ func TestTransportRetryBudget(t *testing.T) {
 	// An attempt's own timeout is cut to what is left of the budget.
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	defer slow.Close()
-	tr = NewTransport(time.Hour, 0, time.Minute, 1<<20)
+	tr = NewTransport(time.Hour, 0, time.Minute, 1<<20, count)
 	defer tr.Close()
 	tr.budget = 300 * time.Millisecond
 	clear(counted)
@@ -265,11 +266,11 @@ func TestTransportSpacingWithinBudget(t *testing.T) {
 	var served atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
 	defer srv.Close()
-	tr := NewTransport(5*time.Second, time.Hour, time.Minute, 1<<20)
+	counted := map[string]int{}
+	tr := NewTransport(5*time.Second, time.Hour, time.Minute, 1<<20, func(r string) { counted[r]++ })
 	defer tr.Close()
 	tr.budget = time.Minute
-	counted := map[string]int{}
-	ctx := WithErrorCounter(context.Background(), func(r string) { counted[r]++ })
+	ctx := context.Background()
 	if _, err := tr.Get(ctx, srv.URL, "*/*"); err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +300,7 @@ func BenchmarkTransportBody(b *testing.B) {
 		w.Write(body)
 	}))
 	defer srv.Close()
-	tr := NewTransport(time.Minute, 0, time.Minute, 64<<20)
+	tr := NewTransport(time.Minute, 0, time.Minute, 64<<20, nil)
 	defer tr.Close()
 	ctx := context.Background()
 	b.Run("pooled", func(b *testing.B) {

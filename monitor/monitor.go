@@ -143,7 +143,10 @@ func searchType(t string) bool { return t == config.TypeCrtsh || t == config.Typ
 type sourcePlan struct {
 	sources []config.Source
 	made    map[string]ctsource.Source
-	listed  map[string]bool // the sources that are logs a log list names
+	// health is that of each source made, which counts its errors there:
+	// the running source's, kept across its restart, or a new one.
+	health map[string]*health
+	listed map[string]bool // the sources that are logs a log list names
 }
 
 func (p *sourcePlan) discard() {
@@ -164,7 +167,7 @@ func (m *Monitor) plan(cfg *config.Config) (*sourcePlan, error) {
 	for _, s := range cfg.Sources {
 		configured[s.Name] = true
 	}
-	p := &sourcePlan{made: map[string]ctsource.Source{}, listed: map[string]bool{}}
+	p := &sourcePlan{made: map[string]ctsource.Source{}, health: map[string]*health{}, listed: map[string]bool{}}
 	for _, s := range sourceSet(cfg, discovered, m.shard) {
 		if !configured[s.Name] {
 			p.listed[s.Name] = true
@@ -173,7 +176,11 @@ func (m *Monitor) plan(cfg *config.Config) (*sourcePlan, error) {
 			p.sources = append(p.sources, s)
 			continue
 		}
-		src, err := newSource(s, m.discover)
+		h := m.health[s.Name]
+		if h == nil {
+			h = newHealth()
+		}
+		src, err := newSource(s, h.countError, m.discover)
 		if err != nil {
 			if configured[s.Name] {
 				p.discard()
@@ -183,6 +190,7 @@ func (m *Monitor) plan(cfg *config.Config) (*sourcePlan, error) {
 			continue
 		}
 		p.made[s.Name] = src
+		p.health[s.Name] = h
 		p.sources = append(p.sources, s)
 	}
 	return p, nil
@@ -220,11 +228,8 @@ func (m *Monitor) run(p *sourcePlan, kick bool) {
 			}
 			continue
 		}
-		h, ok := m.health[s.Name]
-		if !ok {
-			h = newHealth()
-			m.health[s.Name] = h
-		}
+		h := p.health[s.Name]
+		m.health[s.Name] = h
 		if !searchType(s.Type) {
 			// A search source's name reused for another type.
 			h.keepWatches(func(string) bool { return false })
@@ -362,14 +367,14 @@ func sameDomains(a, b *watch.Set) bool {
 	return true
 }
 
-// newSource makes the source s configures; a log list gives the logs it
-// names to found.
-func newSource(s config.Source, found func(list string, logs []loglist.Log)) (ctsource.Source, error) {
+// newSource makes the source s configures, which counts its failed
+// attempts with errs; a log list gives the logs it names to found.
+func newSource(s config.Source, errs ctsource.ErrorCounter, found func(list string, logs []loglist.Log)) (ctsource.Source, error) {
 	switch s.Type {
 	case config.TypeCrtsh:
-		return crtsh.New(s.Name, s.URL, time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval))
+		return crtsh.New(s.Name, s.URL, time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval), errs)
 	case config.TypeCertspotter:
-		return certspotter.New(s.Name, s.URL, s.Token.Reveal(), time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval))
+		return certspotter.New(s.Name, s.URL, s.Token.Reveal(), time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval), errs)
 	case config.TypeCTLog:
 		opts := ctlog.Options{
 			Interval:          time.Duration(s.Interval),
@@ -379,6 +384,7 @@ func newSource(s config.Source, found func(list string, logs []loglist.Log)) (ct
 			BatchSize:         s.BatchSize,
 			RequestsPerSecond: s.RequestsPerSecond,
 			MMD:               time.Duration(s.MMD),
+			CountError:        errs,
 		}
 		if s.Final != nil {
 			opts.Final = &ctlog.FinalTreeHead{Size: s.Final.Size, Root: s.Final.Root}
@@ -388,13 +394,13 @@ func newSource(s config.Source, found func(list string, logs []loglist.Log)) (ct
 		}
 		return ctlog.NewRFC6962(s.Name, s.URL, s.PublicKeyDER, opts)
 	case config.TypeLogList:
-		return loglist.New(s.Name, s.URL, s.States, s.MaxLogs, time.Duration(s.Interval), time.Duration(s.Timeout), found)
+		return loglist.New(s.Name, s.URL, s.States, s.MaxLogs, time.Duration(s.Interval), time.Duration(s.Timeout), errs, found)
 	}
 	return nil, fmt.Errorf("monitor: source %s: type %q is not supported", s.Name, s.Type)
 }
 
 func (m *Monitor) env(h *health) *ctsource.Env {
-	return &ctsource.Env{Recorder: m.rec, CountError: h.countError, Logger: m.logger, WatchSearched: h.watchSearched}
+	return &ctsource.Env{Recorder: m.rec, Logger: m.logger, WatchSearched: h.watchSearched}
 }
 
 // Start prunes the state file now and every PruneInterval, and follows

@@ -45,7 +45,7 @@ func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*s
 	poll := func(sources []config.Source) {
 		var wg sync.WaitGroup
 		for _, s := range sources {
-			src, err := newSource(s, func(list string, logs []loglist.Log) {
+			src, err := newSource(s, nil, func(list string, logs []loglist.Log) {
 				mu.Lock()
 				discovered[list] = logs
 				mu.Unlock()
@@ -59,9 +59,8 @@ func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*s
 			}
 			mu.Unlock()
 			env := &ctsource.Env{
-				Recorder:   m.rec,
-				CountError: func(string) {},
-				Logger:     m.logger.With("source_name", s.Name),
+				Recorder: m.rec,
+				Logger:   m.logger.With("source_name", s.Name),
 				NewIssuance: func(is *state.Issuance, fresh []state.Match) {
 					mu.Lock()
 					defer mu.Unlock()

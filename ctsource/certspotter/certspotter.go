@@ -33,24 +33,25 @@ type Source struct {
 	name    string
 	base    string
 	http    *ctsource.Transport
+	errs    ctsource.ErrorCounter
 	watches *ctsource.WatchSchedule
 }
 
 // New returns a Cert Spotter API source. token may be empty
 // (anonymous, low volume). gap spaces all its requests, which is how the
 // free tier's limit of about 10 include_subdomains queries an hour is kept.
-func New(name, baseURL, token string, interval, timeout, gap time.Duration) (*Source, error) {
+func New(name, baseURL, token string, interval, timeout, gap time.Duration, errs ctsource.ErrorCounter) (*Source, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("certspotter %s: invalid url %q", name, baseURL)
 	}
 	u.RawQuery, u.Fragment = "", ""
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/v1/issuances"
-	tr := ctsource.NewTransport(timeout, gap, interval, certspotterPageLimit)
+	tr := ctsource.NewTransport(timeout, gap, interval, certspotterPageLimit, errs)
 	if token != "" {
 		tr.Header = http.Header{"Authorization": {"Bearer " + token}}
 	}
-	return &Source{name: name, base: u.String(), http: tr, watches: ctsource.NewWatchSchedule(interval)}, nil
+	return &Source{name: name, base: u.String(), http: tr, errs: errs, watches: ctsource.NewWatchSchedule(interval)}, nil
 }
 
 // Name is the source label.
@@ -82,7 +83,6 @@ func (c *Source) RetryWatches(ctx context.Context, env *ctsource.Env) error {
 func (c *Source) NextRetry() time.Time { return c.watches.NextRetry() }
 
 func (c *Source) pass(ctx context.Context, env *ctsource.Env, retries bool) error {
-	ctx = ctsource.WithErrorCounter(ctx, env.CountError)
 	return c.watches.Pass(ctx, env, "certspotter "+c.name, retries, func(w *watch.Watch) bool {
 		if w.IsIP() {
 			env.Logger.Debug("the Cert Spotter API searches domains only; use a ctlog source for an IP address", "watch", w.Domain)
@@ -121,7 +121,7 @@ func (c *Source) pollWatch(ctx context.Context, env *ctsource.Env, w *watch.Watc
 			id, err := strconv.ParseUint(page[i].ID, 10, 64)
 			if err != nil || id <= prev {
 				// Paging on would loop or skip: the answer is not what the API sends.
-				env.CountError(ctsource.ReasonBadResponse)
+				c.errs.Count(ctsource.ReasonBadResponse)
 				return &ctsource.Error{Reason: ctsource.ReasonBadResponse, Err: fmt.Errorf("issuance id %q does not follow %q", page[i].ID, after)}
 			}
 			prev = id
@@ -153,7 +153,7 @@ func (c *Source) page(ctx context.Context, env *ctsource.Env, w *watch.Watch, af
 	}
 	page, err := decodeIssuances(res.ContentType, res.Body)
 	if err != nil {
-		env.CountError(ctsource.ReasonBadResponse)
+		c.errs.Count(ctsource.ReasonBadResponse)
 		return nil, &ctsource.Error{Reason: ctsource.ReasonBadResponse, Err: fmt.Errorf("issuances of %s: %w", w.Domain, err)}
 	}
 	return page, nil
@@ -195,7 +195,7 @@ func (c *Source) record(env *ctsource.Env, key string, page []csIssuance) error 
 	if err != nil {
 		return err
 	}
-	env.Report(c.name, &out)
+	env.Report(c.name, c.errs, &out)
 	return nil
 }
 
@@ -203,19 +203,19 @@ func (c *Source) record(env *ctsource.Env, key string, page []csIssuance) error 
 // cannot (the cursor passes it all the same: asking again gives the same).
 func (c *Source) certificate(env *ctsource.Env, is *csIssuance) *cert.Certificate {
 	if len(is.CertDER) == 0 {
-		env.CountError(ctsource.ReasonBadResponse)
+		c.errs.Count(ctsource.ReasonBadResponse)
 		env.Logger.Warn("skipping an issuance without cert_der", "source", c.name, "id", is.ID)
 		return nil
 	}
 	crt, err := cert.Read(is.CertDER)
 	if err != nil {
-		env.CountError(ctsource.ReasonBadResponse)
+		c.errs.Count(ctsource.ReasonBadResponse)
 		env.Logger.Warn("skipping an issuance whose certificate cannot be read", "source", c.name, "id", is.ID, "err", err)
 		return nil
 	}
 	if hex.EncodeToString(crt.TBSSHA256[:]) != strings.ToLower(is.TBSSHA256) && !c.signedByPSC(env, is, crt) {
 		// Ours is what every other source computes: it keeps the dedup.
-		env.CountError(ctsource.ReasonBadResponse)
+		c.errs.Count(ctsource.ReasonBadResponse)
 		env.Logger.Warn("the API's tbs_sha256 differs from the certificate's; using the certificate's",
 			"source", c.name, "id", is.ID, "api_tbs_sha256", watch.Escape(is.TBSSHA256),
 			"tbs_sha256", hex.EncodeToString(crt.TBSSHA256[:]))

@@ -39,7 +39,7 @@ func newCSHarness(t *testing.T, token string, domains ...string) *csHarness {
 
 func (h *csHarness) newSource(token string) *Source {
 	h.T.Helper()
-	cs, err := New("certspotter", h.api.URL+"/", token, time.Minute, 5*time.Second, 0)
+	cs, err := New("certspotter", h.api.URL+"/", token, time.Minute, 5*time.Second, 0, h.CountError)
 	if err != nil {
 		h.T.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestCertspotterJoinsDedup(t *testing.T) {
 	h := newCSHarness(t, "", "example.com")
 	crtshFake := crtshfake.New()
 	defer crtshFake.Close()
-	cr, err := crtsh.New("crtsh", crtshFake.URL, time.Minute, 5*time.Second, 0)
+	cr, err := crtsh.New("crtsh", crtshFake.URL, time.Minute, 5*time.Second, 0, h.CountError)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func TestCertspotterTokenRefusedAndNeverLogged(t *testing.T) {
 func TestCertspotterRateLimit(t *testing.T) {
 	h := newCSHarness(t, "", "example.com", "example.org", "example.net")
 	gap := 150 * time.Millisecond
-	cs, err := New("certspotter", h.api.URL, "", time.Minute, 5*time.Second, gap)
+	cs, err := New("certspotter", h.api.URL, "", time.Minute, 5*time.Second, gap, h.CountError)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ func TestOddCertificatesThroughCertspotter(t *testing.T) {
 		}
 	}
 	o := sourcetest.NewOddEnv(t)
-	src, err := New("certspotter", fake.URL, "", time.Minute, 5*time.Second, 0)
+	src, err := New("certspotter", fake.URL, "", time.Minute, 5*time.Second, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,12 +38,13 @@ type Source struct {
 	name    string
 	base    string
 	http    *ctsource.Transport
+	errs    ctsource.ErrorCounter
 	watches *ctsource.WatchSchedule
 }
 
 // New returns a crt.sh source. gap spaces all its requests; retries back
-// off up to interval.
-func New(name, baseURL string, interval, timeout, gap time.Duration) (*Source, error) {
+// off up to interval; errs counts its failed attempts.
+func New(name, baseURL string, interval, timeout, gap time.Duration, errs ctsource.ErrorCounter) (*Source, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("crtsh %s: invalid url %q", name, baseURL)
@@ -52,7 +53,7 @@ func New(name, baseURL string, interval, timeout, gap time.Duration) (*Source, e
 	if u.Path == "" {
 		u.Path = "/"
 	}
-	return &Source{name: name, base: u.String(), http: ctsource.NewTransport(timeout, gap, interval, crtshSearchLimit), watches: ctsource.NewWatchSchedule(interval)}, nil
+	return &Source{name: name, base: u.String(), http: ctsource.NewTransport(timeout, gap, interval, crtshSearchLimit, errs), errs: errs, watches: ctsource.NewWatchSchedule(interval)}, nil
 }
 
 // Name is the source label.
@@ -88,7 +89,6 @@ func (c *Source) RetryWatches(ctx context.Context, env *ctsource.Env) error {
 func (c *Source) NextRetry() time.Time { return c.watches.NextRetry() }
 
 func (c *Source) pass(ctx context.Context, env *ctsource.Env, retries bool) error {
-	ctx = ctsource.WithErrorCounter(ctx, env.CountError)
 	return c.watches.Pass(ctx, env, "crtsh "+c.name, retries, func(w *watch.Watch) bool {
 		if strings.Contains(w.Domain, "/") {
 			// crt.sh searches identities as text; it cannot search a prefix.
@@ -127,7 +127,7 @@ func (c *Source) pollWatch(ctx context.Context, env *ctsource.Env, w *watch.Watc
 		}
 	}
 	if truncated {
-		env.CountError(ctsource.ReasonTruncated)
+		c.errs.Count(ctsource.ReasonTruncated)
 		env.Logger.Warn("crt.sh cut the result at 10,000 certificates: some certificates of this watch are not seen. "+
 			"Narrow the watch (include_subdomains: false, or watch the busy subdomains separately) or add a ctlog source",
 			"watch", w.Domain, "rows", len(rows))
@@ -160,7 +160,7 @@ func (c *Source) search(ctx context.Context, env *ctsource.Env, identity string)
 	}
 	rows, err := decodeCrtshRows(resp)
 	if err != nil {
-		env.CountError(ctsource.ReasonBadResponse)
+		c.errs.Count(ctsource.ReasonBadResponse)
 		return nil, &ctsource.Error{Reason: ctsource.ReasonBadResponse, Err: fmt.Errorf("search %s: %w", identity, err)}
 	}
 	return rows, nil
@@ -225,7 +225,7 @@ func (c *Source) process(ctx context.Context, env *ctsource.Env, r *crtshRow) er
 		})
 		if err == nil && unrecordable != nil {
 			// Nothing was written: it is tried again at the next poll.
-			env.UnrecordedIssuance(c.name, known, unrecordable)
+			env.UnrecordedIssuance(c.name, c.errs, known, unrecordable)
 		} else if err == nil {
 			env.Announce(known, fresh)
 		}
@@ -263,7 +263,7 @@ func (c *Source) process(ctx context.Context, env *ctsource.Env, r *crtshRow) er
 	})
 	switch {
 	case err == nil && unrecordable != nil:
-		env.Unrecorded(c.name, crt, unrecordable)
+		env.Unrecorded(c.name, c.errs, crt, unrecordable)
 	case err == nil && is != nil:
 		env.Announce(is, fresh)
 	}
@@ -283,7 +283,7 @@ func (c *Source) download(ctx context.Context, env *ctsource.Env, id uint64) (*c
 	}
 	crt, err := cert.Read(der)
 	if err != nil {
-		env.CountError(ctsource.ReasonBadResponse)
+		c.errs.Count(ctsource.ReasonBadResponse)
 		return nil, &malformedError{&ctsource.Error{Reason: ctsource.ReasonBadResponse, Err: fmt.Errorf("certificate %d: %w", id, err)}}
 	}
 	if crt.Precert {
@@ -302,12 +302,12 @@ func (c *Source) downloadDER(ctx context.Context, env *ctsource.Env, id uint64) 
 		return nil, err
 	}
 	if len(resp.Body) > crtshPEMLimit {
-		env.CountError(ctsource.ReasonBadResponse)
+		c.errs.Count(ctsource.ReasonBadResponse)
 		return nil, &ctsource.Error{Reason: ctsource.ReasonBadResponse, Err: fmt.Errorf("certificate %d: %d bytes is not a certificate", id, len(resp.Body))}
 	}
 	block, _ := pem.Decode(resp.Body)
 	if block == nil || block.Type != "CERTIFICATE" {
-		env.CountError(ctsource.ReasonBadResponse)
+		c.errs.Count(ctsource.ReasonBadResponse)
 		return nil, &ctsource.Error{Reason: ctsource.ReasonBadResponse, Err: fmt.Errorf("certificate %d: the answer is not a PEM certificate: %.80q", id, resp.Body)}
 	}
 	return block.Bytes, nil
@@ -362,7 +362,7 @@ func (c *Source) findPSC(ctx context.Context, env *ctsource.Env, keyID []byte, p
 	}
 	rows, err := decodeCrtshRows(resp)
 	if err != nil {
-		env.CountError(ctsource.ReasonBadResponse)
+		c.errs.Count(ctsource.ReasonBadResponse)
 		return nil, &ctsource.Error{Reason: ctsource.ReasonBadResponse, Err: fmt.Errorf("issuer with key identifier %x: %w", keyID, err)}
 	}
 	slices.SortFunc(rows, func(a, b crtshRow) int { return cmp.Compare(a.ID, b.ID) })

@@ -27,7 +27,7 @@ func newHarness(t *testing.T, domains ...string) *harness {
 	h := &harness{Harness: sourcetest.NewHarness(t, domains...), fake: crtshfake.New()}
 	t.Cleanup(h.fake.Close)
 	var err error
-	h.src, err = New("crtsh", h.fake.URL, time.Minute, 5*time.Second, 0)
+	h.src, err = New("crtsh", h.fake.URL, time.Minute, 5*time.Second, 0, h.CountError)
 	if err != nil {
 		t.Fatal(err)
 	}

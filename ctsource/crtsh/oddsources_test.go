@@ -18,7 +18,7 @@ func TestOddCertificatesThroughCrtsh(t *testing.T) {
 		}
 	}
 	o := sourcetest.NewOddEnv(t)
-	src, err := New("crtsh", fake.URL, time.Minute, 5*time.Second, 0)
+	src, err := New("crtsh", fake.URL, time.Minute, 5*time.Second, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

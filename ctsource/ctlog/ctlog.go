@@ -124,6 +124,9 @@ type Options struct {
 	CommitEvery time.Duration
 	// Final is set for a readonly log: it must end exactly there.
 	Final *FinalTreeHead
+	// CountError counts the log's failed attempts
+	// (ct_source_errors_total); nil counts nothing.
+	CountError ctsource.ErrorCounter
 	// ProgressEvery is how often a catch-up logs its progress (entries,
 	// rate, ETA) at info level: a catch-up of millions of entries takes
 	// minutes, and a silent one looks hung.
@@ -204,7 +207,6 @@ func (l *Log) update(f func(s *Status)) {
 
 // Poll verifies the newest tree head and processes every entry up to it.
 func (l *Log) Poll(ctx context.Context, env *ctsource.Env) error {
-	ctx = ctsource.WithErrorCounter(ctx, env.CountError)
 	err := l.poll(ctx, env)
 	var ve *verifyError
 	if errors.As(err, &ve) {
@@ -607,7 +609,7 @@ func (l *Log) commit(env *ctsource.Env, pos *logPosition, certs []*cert.Certific
 	if err != nil {
 		return err
 	}
-	env.Report(l.name, &out)
+	env.Report(l.name, l.opts.CountError, &out)
 	l.update(func(s *Status) { s.Position = pos.Size })
 	return nil
 }

@@ -39,6 +39,7 @@ func (h *logHarness) follower(start string) *Log {
 	l, err := NewRFC6962("testlog", h.fake.URL+"/", h.fake.PublicKeyDER(), Options{
 		Interval: time.Minute, Timeout: 2 * time.Second, Start: start, Workers: 3, BatchSize: 7, MMD: time.Hour,
 		CommitEvery: time.Nanosecond, // commit after every batch: the proofs are exercised
+		CountError:  h.CountError,
 	})
 	if err != nil {
 		h.T.Fatal(err)

@@ -34,6 +34,7 @@ type rfc6962Log struct {
 	client   *client.LogClient
 	verifier *ct.SignatureVerifier
 	tr       *ctsource.Transport
+	errs     ctsource.ErrorCounter
 }
 
 // NewRFC6962 returns a source following an RFC 6962 log at url, whose
@@ -47,14 +48,14 @@ func NewRFC6962(name, url string, publicKey []byte, opts Options) (*Log, error) 
 	if err != nil {
 		return nil, fmt.Errorf("ctlog %s: public_key: %w", name, err)
 	}
-	tr := ctsource.NewTransport(opts.Timeout, gapFor(opts.RequestsPerSecond), opts.Interval, maxLogResponse)
+	tr := ctsource.NewTransport(opts.Timeout, gapFor(opts.RequestsPerSecond), opts.Interval, maxLogResponse, opts.CountError)
 	// No PublicKeyDER here: the signature is checked below, so that a bad
 	// signature is told apart from a failed request.
 	c, err := client.New(url, &http.Client{Transport: tr}, jsonclient.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("ctlog %s: %w", name, err)
 	}
-	return newCTLog(name, &rfc6962Log{client: c, verifier: verifier, tr: tr}, opts), nil
+	return newCTLog(name, &rfc6962Log{client: c, verifier: verifier, tr: tr, errs: opts.CountError}, opts), nil
 }
 
 func gapFor(rps float64) time.Duration {
@@ -67,7 +68,7 @@ func gapFor(rps float64) time.Duration {
 func (l *rfc6962Log) head(ctx context.Context) (treeHead, error) {
 	sth, err := l.client.GetSTH(ctx)
 	if err != nil {
-		return treeHead{}, classify(ctx, err)
+		return treeHead{}, classify(ctx, l.errs, err)
 	}
 	if err := l.verifier.VerifySTHSignature(*sth); err != nil {
 		return treeHead{}, verifyFailed(CheckSTHSignature, "STH of size %d: %v", sth.TreeSize, err)
@@ -83,7 +84,7 @@ func (l *rfc6962Log) head(ctx context.Context) (treeHead, error) {
 func (l *rfc6962Log) consistent(ctx context.Context, old, new treeHead) error {
 	p, err := l.client.GetSTHConsistency(ctx, uint64(old.Size), uint64(new.Size))
 	if err != nil {
-		return classify(ctx, err)
+		return classify(ctx, l.errs, err)
 	}
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(old.Size), uint64(new.Size), p, old.Root[:], new.Root[:]); err != nil {
 		return verifyFailed(CheckConsistency, "tree %d (%x) is not a prefix of tree %d (%x): %v", old.Size, old.Root, new.Size, new.Root, err)
@@ -97,7 +98,7 @@ func (l *rfc6962Log) provePrefix(ctx context.Context, k int64, root [32]byte, tr
 	}
 	p, err := l.client.GetSTHConsistency(ctx, uint64(k), uint64(tree.Size))
 	if err != nil {
-		return classify(ctx, err)
+		return classify(ctx, l.errs, err)
 	}
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, uint64(k), uint64(tree.Size), p, root[:], tree.Root[:]); err != nil {
 		return verifyFailed(CheckLeafHash, "the first %d entries hash to %x, which is not a prefix of the verified tree of size %d: %v", k, root, tree.Size, err)
@@ -118,7 +119,7 @@ func (l *rfc6962Log) rangeAt(ctx context.Context, tree treeHead, k int64) ([][32
 	}
 	resp, err := l.client.GetEntryAndProof(ctx, uint64(k-1), uint64(tree.Size))
 	if err != nil {
-		return nil, classify(ctx, err)
+		return nil, classify(ctx, l.errs, err)
 	}
 	leaf := rfc6962.DefaultHasher.HashLeaf(resp.LeafInput)
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, uint64(k-1), uint64(tree.Size), leaf, resp.AuditPath, tree.Root[:]); err != nil {
@@ -191,26 +192,27 @@ func (l *rfc6962Log) fetch(ctx context.Context, tree treeHead, start, end int64)
 	}
 	if err != nil {
 		release()
-		ctsource.CountError(ctx, ctsource.ReasonBadResponse)
+		l.errs.Count(ctsource.ReasonBadResponse)
 		return nil, nil, &ctsource.Error{Reason: ctsource.ReasonBadResponse, Err: fmt.Errorf("get-entries [%d, %d]: %w", start, end-1, err)}
 	}
 	if len(entries) > int(end-start) {
 		release()
-		ctsource.CountError(ctx, ctsource.ReasonBadResponse)
+		l.errs.Count(ctsource.ReasonBadResponse)
 		return nil, nil, &ctsource.Error{Reason: ctsource.ReasonBadResponse, Err: fmt.Errorf("get-entries [%d, %d]: %d entries", start, end-1, len(entries))}
 	}
 	return entries, release, nil
 }
 
 // classify turns a client error into an *Error with a reason, keeping the
-// transport's when there is one.
-func classify(ctx context.Context, err error) error {
+// transport's when there is one (the transport counted it); errs counts
+// the others.
+func classify(ctx context.Context, errs ctsource.ErrorCounter, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	if ctsource.ReasonOf(err) != "" {
 		return err
 	}
-	ctsource.CountError(ctx, ctsource.ReasonBadResponse)
+	errs.Count(ctsource.ReasonBadResponse)
 	return &ctsource.Error{Reason: ctsource.ReasonBadResponse, Err: err}
 }

@@ -40,6 +40,7 @@ type staticLog struct {
 	pub    crypto.PublicKey
 	tr     *ctsource.Transport
 	tiles  *tileReader
+	errs   ctsource.ErrorCounter
 }
 
 // NewStatic returns a source following the static-ct-api log whose
@@ -53,7 +54,8 @@ func NewStatic(name, url string, publicKey []byte, opts Options) (*Log, error) {
 	l := &staticLog{
 		prefix: strings.TrimSuffix(url, "/"),
 		pub:    pub,
-		tr:     ctsource.NewTransport(opts.Timeout, gapFor(opts.RequestsPerSecond), opts.Interval, maxLogResponse),
+		tr:     ctsource.NewTransport(opts.Timeout, gapFor(opts.RequestsPerSecond), opts.Interval, maxLogResponse, opts.CountError),
+		errs:   opts.CountError,
 	}
 	l.tiles = &tileReader{prefix: l.prefix, tr: l.tr}
 	opts.BatchSize = wholeTiles(opts.BatchSize)
@@ -111,11 +113,11 @@ func (r *tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
 func (l *staticLog) head(ctx context.Context) (treeHead, error) {
 	signed, err := l.tiles.ReadEndpoint(ctx, "checkpoint")
 	if err != nil {
-		return treeHead{}, classify(ctx, err)
+		return treeHead{}, classify(ctx, l.errs, err)
 	}
 	head, err := openCheckpoint(signed, l.pub)
 	if ctsource.ReasonOf(err) != "" {
-		ctsource.CountError(ctx, ctsource.ReasonOf(err))
+		l.errs.Count(ctsource.ReasonOf(err))
 	}
 	return head, err
 }
@@ -214,7 +216,7 @@ func (l *staticLog) consistent(ctx context.Context, old, new treeHead) error {
 	p, err := tlog.ProveTree(new.Size, old.Size, l.hashReader(ctx, new))
 	if err != nil {
 		if ctx.Err() != nil || ctsource.ReasonOf(err) != "" {
-			return classify(ctx, err)
+			return classify(ctx, l.errs, err)
 		}
 		return verifyFailed(CheckConsistency, "hash tiles of tree %d: %v", new.Size, err)
 	}
@@ -260,7 +262,7 @@ func (l *staticLog) fetch(ctx context.Context, tree treeHead, start, end int64) 
 	hashes, err := l.hashReader(ctx, tree).ReadHashes(indexes)
 	if err != nil {
 		if ctx.Err() != nil || ctsource.ReasonOf(err) != "" {
-			return nil, nil, classify(ctx, err)
+			return nil, nil, classify(ctx, l.errs, err)
 		}
 		return nil, nil, verifyFailed(CheckLeafHash, "hash tiles for [%d, %d): %v", base, last, err)
 	}
@@ -320,7 +322,7 @@ func (l *staticLog) readDataTiles(ctx context.Context, tiles []tlog.Tile) ([][]b
 	for _, err := range errs {
 		if err != nil {
 			release()
-			return nil, nil, classify(ctx, err)
+			return nil, nil, classify(ctx, l.errs, err)
 		}
 	}
 	return data, release, nil

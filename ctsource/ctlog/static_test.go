@@ -69,6 +69,7 @@ func (h *staticHarness) follower(start string) *Log {
 	h.T.Helper()
 	l, err := NewStatic("testlog", h.log.MonitoringPrefix(), h.log.PublicKey(), Options{
 		Interval: time.Minute, Timeout: 5 * time.Second, Start: start, Workers: 2, BatchSize: StaticTileEntries, MMD: time.Hour,
+		CountError: h.CountError,
 	})
 	if err != nil {
 		h.T.Fatal(err)
@@ -142,7 +143,7 @@ func TestStaticLogRejectsWrongKey(t *testing.T) {
 	h.submit([]string{"x.example.net"}, false)
 	h.wait()
 	other := ctlogKeyOf(t)
-	l, err := NewStatic("testlog", h.log.MonitoringPrefix(), other, Options{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning"})
+	l, err := NewStatic("testlog", h.log.MonitoringPrefix(), other, Options{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning", CountError: h.CountError})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func TestStaticLogDetectsCorruptTiles(t *testing.T) {
 				w.Write(body)
 			}))
 			defer proxy.Close()
-			l, err := NewStatic("testlog", proxy.URL+"/log", h.log.PublicKey(), Options{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning"})
+			l, err := NewStatic("testlog", proxy.URL+"/log", h.log.PublicKey(), Options{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning", CountError: h.CountError})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -239,7 +240,7 @@ func TestStaticLogMissingTile(t *testing.T) {
 		io.Copy(w, res.Body)
 	}))
 	defer proxy.Close()
-	l, err := NewStatic("testlog", proxy.URL+"/log", h.log.PublicKey(), Options{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning"})
+	l, err := NewStatic("testlog", proxy.URL+"/log", h.log.PublicKey(), Options{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning", CountError: h.CountError})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +312,7 @@ func TestStaticLogOlderCheckpoint(t *testing.T) {
 		io.Copy(w, res.Body)
 	}))
 	defer proxy.Close()
-	l, err := NewStatic("testlog", proxy.URL+"/log", h.log.PublicKey(), Options{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning"})
+	l, err := NewStatic("testlog", proxy.URL+"/log", h.log.PublicKey(), Options{Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning", CountError: h.CountError})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +415,7 @@ func TestStaticLogFailingLogFailsOnce(t *testing.T) {
 			}))
 			defer proxy.Close()
 			l, err := NewStatic("testlog", proxy.URL+target.Path, fake.PublicKeyDER(), Options{
-				Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning",
+				Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning", CountError: h.CountError,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -456,7 +457,7 @@ func TestStaticLogTreeSizeBeyondInt64(t *testing.T) {
 	h := newLogHarness(t)
 	fake := staticlogfake.New(t)
 	l, err := NewStatic("testlog", fake.MonitoringPrefix(), fake.PublicKeyDER(), Options{
-		Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning",
+		Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning", CountError: h.CountError,
 	})
 	if err != nil {
 		t.Fatal(err)

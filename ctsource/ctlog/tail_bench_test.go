@@ -171,5 +171,5 @@ func benchEnv(b *testing.B, set *watch.Set) (*state.Store, *ctsource.Env) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return store, &ctsource.Env{Recorder: &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return set }}, CountError: func(string) {}, Logger: promslog.NewNopLogger()}
+	return store, &ctsource.Env{Recorder: &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return set }}, Logger: promslog.NewNopLogger()}
 }

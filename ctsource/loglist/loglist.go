@@ -51,6 +51,7 @@ type List struct {
 	states   []loglist3.LogStatus
 	maxLogs  int
 	http     *ctsource.Transport
+	errs     ctsource.ErrorCounter
 	found    func(list string, logs []Log)
 	// etag and last are those of the list in effect: a refused list is
 	// fetched (and refused) again at the next poll, not answered 304.
@@ -69,13 +70,13 @@ var States = map[string]loglist3.LogStatus{
 }
 
 // New returns a log list source; states are States keys, maxLogs
-// the most logs it may name to follow. found receives the logs the list
-// names (replacing those it named before).
-func New(name, location string, states []string, maxLogs int, interval, timeout time.Duration, found func(list string, logs []Log)) (*List, error) {
+// the most logs it may name to follow. errs counts its failed attempts;
+// found receives the logs the list names (replacing those it named before).
+func New(name, location string, states []string, maxLogs int, interval, timeout time.Duration, errs ctsource.ErrorCounter, found func(list string, logs []Log)) (*List, error) {
 	if maxLogs < 1 {
 		return nil, fmt.Errorf("loglist %s: max_logs must be positive, not %d", name, maxLogs)
 	}
-	l := &List{name: name, location: location, maxLogs: maxLogs, found: found, http: ctsource.NewTransport(timeout, 0, interval, maxListSize)}
+	l := &List{name: name, location: location, maxLogs: maxLogs, found: found, errs: errs, http: ctsource.NewTransport(timeout, 0, interval, maxListSize, errs)}
 	for _, s := range states {
 		st, ok := States[s]
 		if !ok {
@@ -98,7 +99,6 @@ func (l *List) Close() { l.http.Close() }
 // are counted before --shard splits them, so that every replica accepts or
 // refuses the same list.
 func (l *List) Poll(ctx context.Context, env *ctsource.Env) error {
-	ctx = ctsource.WithErrorCounter(ctx, env.CountError)
 	data, etag, err := l.fetch(ctx)
 	if err != nil {
 		return err
@@ -108,12 +108,12 @@ func (l *List) Poll(ctx context.Context, env *ctsource.Env) error {
 	}
 	list, err := loglist3.NewFromJSON(data)
 	if err != nil {
-		env.CountError(ctsource.ReasonBadResponse)
+		l.errs.Count(ctsource.ReasonBadResponse)
 		return &ctsource.Error{Reason: ctsource.ReasonBadResponse, Err: fmt.Errorf("loglist %s: %w; keeping the previous list", l.name, err)}
 	}
 	logs, skipped := l.pick(list, time.Now())
 	if len(logs) > l.maxLogs {
-		env.CountError(ctsource.ReasonListTooLarge)
+		l.errs.Count(ctsource.ReasonListTooLarge)
 		return &ctsource.Error{Reason: ctsource.ReasonListTooLarge, Err: fmt.Errorf(
 			"loglist %s: the list names %d logs to follow, more than max_logs (%d); keeping the previous list: raise max_logs on this source if the list is right",
 			l.name, len(logs), l.maxLogs)}
@@ -122,7 +122,7 @@ func (l *List) Poll(ctx context.Context, env *ctsource.Env) error {
 		l.reportSkipped(env, skipped)
 	}
 	if len(logs) == 0 {
-		env.CountError(ctsource.ReasonBadResponse)
+		l.errs.Count(ctsource.ReasonBadResponse)
 		return &ctsource.Error{Reason: ctsource.ReasonBadResponse, Err: fmt.Errorf("loglist %s: no log in the states followed; keeping the previous list", l.name)}
 	}
 	if l.found == nil {
@@ -145,7 +145,7 @@ type skippedLog struct {
 func (l *List) reportSkipped(env *ctsource.Env, skipped []skippedLog) {
 	examples := make([]string, 0, 3)
 	for i, s := range skipped {
-		env.CountError(ctsource.ReasonBadResponse)
+		l.errs.Count(ctsource.ReasonBadResponse)
 		if i < cap(examples) {
 			// Cut: a hostile list's descriptions and URLs can be megabytes.
 			examples = append(examples, fmt.Sprintf("%.100s %.200q: %.200v", s.name, s.url, s.why))

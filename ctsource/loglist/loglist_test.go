@@ -61,7 +61,7 @@ type discoveries struct {
 }
 
 func (d *discoveries) env() *ctsource.Env {
-	return &ctsource.Env{CountError: func(string) {}, Logger: promslog.NewNopLogger()}
+	return &ctsource.Env{Logger: promslog.NewNopLogger()}
 }
 
 func (d *discoveries) found(_ string, logs []Log) {
@@ -98,7 +98,7 @@ func TestLogListPicksLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	var d discoveries
-	l, err := New("google", path, []string{"qualified", "usable", "readonly"}, 200, time.Hour, time.Second, d.found)
+	l, err := New("google", path, []string{"qualified", "usable", "readonly"}, 200, time.Hour, time.Second, nil, d.found)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,15 +147,14 @@ func TestLogListOverHTTP(t *testing.T) {
 		w.Write(body)
 	}))
 	defer srv.Close()
+	errs := map[string]int{}
 	var d discoveries
-	l, err := New("list", srv.URL+"/log_list.json", []string{"usable"}, 200, time.Hour, time.Second, d.found)
+	l, err := New("list", srv.URL+"/log_list.json", []string{"usable"}, 200, time.Hour, time.Second, func(r string) { errs[r]++ }, d.found)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.http.BackoffBase = time.Millisecond
-	errs := map[string]int{}
 	env := d.env()
-	env.CountError = func(r string) { errs[r]++ }
 	for i := 0; i < 2; i++ {
 		if err := l.Poll(context.Background(), env); err != nil {
 			t.Fatal(err)
@@ -250,14 +249,13 @@ func TestLogListRefusesTooManyLogs(t *testing.T) {
 	srv := newListServer(t)
 	url := func(i int) string { return fmt.Sprintf("https://log%d.example/", i) }
 	srv.set(logListJSON(t, manyLogs(3, key, url)...))
+	errs := map[string]int{}
 	var d discoveries
-	l, err := New("list", srv.URL+"/log_list.json", []string{"usable"}, 200, time.Hour, time.Second, d.found)
+	l, err := New("list", srv.URL+"/log_list.json", []string{"usable"}, 200, time.Hour, time.Second, func(r string) { errs[r]++ }, d.found)
 	if err != nil {
 		t.Fatal(err)
 	}
-	errs := map[string]int{}
 	env := d.env()
-	env.CountError = func(r string) { errs[r]++ }
 	if err := l.Poll(context.Background(), env); err != nil || d.calls != 1 || len(d.logs) != 3 {
 		t.Fatalf("first list: %v, %d calls, %d logs", err, d.calls, len(d.logs))
 	}
@@ -293,7 +291,7 @@ func TestLogListRefusesTooManyLogs(t *testing.T) {
 		t.Fatalf("the accepted list polled again: %v, %d calls, %d answered 304", err, d.calls, srv.notModified)
 	}
 
-	if _, err := New("list", srv.URL, []string{"usable"}, 0, time.Hour, time.Second, d.found); err == nil {
+	if _, err := New("list", srv.URL, []string{"usable"}, 0, time.Hour, time.Second, func(r string) { errs[r]++ }, d.found); err == nil {
 		t.Fatal("max_logs 0 accepted")
 	}
 }
@@ -315,7 +313,7 @@ func TestLogListMaxLogsCountsOnlyLogsFollowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	var d discoveries
-	l, err := New("list", path, []string{"usable"}, 2, time.Hour, time.Second, d.found)
+	l, err := New("list", path, []string{"usable"}, 2, time.Hour, time.Second, nil, d.found)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,14 +365,13 @@ func TestLogListSkipsLogsNotOnHTTPS(t *testing.T) {
 	if err := os.WriteFile(path, logListJSON(t, logs...), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	errs := map[string]int{}
 	var d discoveries
-	l, err := New("list", path, []string{"usable"}, 200, time.Hour, time.Second, d.found)
+	l, err := New("list", path, []string{"usable"}, 200, time.Hour, time.Second, func(r string) { errs[r]++ }, d.found)
 	if err != nil {
 		t.Fatal(err)
 	}
-	errs := map[string]int{}
 	env := d.env()
-	env.CountError = func(r string) { errs[r]++ }
 	if err := l.Poll(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}

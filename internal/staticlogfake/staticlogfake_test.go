@@ -111,9 +111,8 @@ func newFollower(t *testing.T, l *staticlogfake.Log) *follower {
 		t.Fatal(err)
 	}
 	f := &follower{t: t, store: store, env: &ctsource.Env{
-		Recorder:   &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return set }},
-		CountError: func(string) {},
-		Logger:     slog.New(slog.DiscardHandler),
+		Recorder: &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return set }},
+		Logger:   slog.New(slog.DiscardHandler),
 	}}
 	f.log, err = ctlog.NewStatic("fake", l.MonitoringPrefix(), l.PublicKeyDER(), ctlog.Options{
 		Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning", Workers: 2, BatchSize: ctlog.StaticTileEntries, MMD: time.Hour,

@@ -20,8 +20,8 @@ import (
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
-// baseHarness is a state file, its watches and a CA, and what a source
-// polls with: the errors it counts and the watches it searched are kept.
+// Harness is a state file, its watches and a CA, and what a source polls
+// with: the errors its sources count and the watches they searched are kept.
 type Harness struct {
 	T      *testing.T
 	Store  *state.Store
@@ -37,7 +37,7 @@ type Harness struct {
 	searched map[string]time.Time
 }
 
-// newBaseHarness watches domains and their subdomains.
+// NewHarness watches domains and their subdomains, in a new state file.
 func NewHarness(t *testing.T, domains ...string) *Harness {
 	t.Helper()
 	h := &Harness{T: t, Errors: map[string]int{}, CA: testpki.NewIssuer(t, "R11", "Let's Encrypt"),
@@ -51,12 +51,7 @@ func NewHarness(t *testing.T, domains ...string) *Harness {
 	h.Store = store
 	h.Env = &ctsource.Env{
 		Recorder: &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return h.Set }},
-		CountError: func(reason string) {
-			h.mu.Lock()
-			h.Errors[reason]++
-			h.mu.Unlock()
-		},
-		Logger: promslog.NewNopLogger(),
+		Logger:   promslog.NewNopLogger(),
 		WatchSearched: func(w string, at time.Time) {
 			h.mu.Lock()
 			h.searched[w] = at
@@ -65,6 +60,14 @@ func NewHarness(t *testing.T, domains ...string) *Harness {
 	}
 	h.SetWatches(domains...)
 	return h
+}
+
+// CountError is the ErrorCounter of the sources under test: it counts in
+// Errors.
+func (h *Harness) CountError(reason string) {
+	h.mu.Lock()
+	h.Errors[reason]++
+	h.mu.Unlock()
 }
 
 // Clock is a time that moves only when told to.

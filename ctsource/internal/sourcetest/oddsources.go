@@ -24,14 +24,14 @@ import (
 // with a parse error when the strict parser refuses it; only entries with
 // no readable name are malformed.
 
-// oddEnv is a state file and what a source polls with, judged by the
+// OddEnv is a state file and what a source polls with, judged by the
 // corpus's watches.
-type oddEnv struct {
+type OddEnv struct {
 	Store *state.Store
 	Env   *ctsource.Env
 }
 
-func NewOddEnv(t *testing.T) *oddEnv {
+func NewOddEnv(t *testing.T) *OddEnv {
 	t.Helper()
 	set := OddPolicy(t)
 	store, err := state.Open(filepath.Join(t.TempDir(), "odd.state"), state.Options{})
@@ -44,10 +44,9 @@ func NewOddEnv(t *testing.T) *oddEnv {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	return &oddEnv{Store: store, Env: &ctsource.Env{
-		Recorder:   &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return set }},
-		CountError: func(string) {},
-		Logger:     promslog.NewNopLogger(),
+	return &OddEnv{Store: store, Env: &ctsource.Env{
+		Recorder: &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return set }},
+		Logger:   promslog.NewNopLogger(),
 	}}
 }
 
