@@ -278,9 +278,9 @@ func check(store *state.Store, l *ctlog.Log, name string, needles []Needle, malf
 	for _, c := range snap.Counters {
 		if len(c.Labels) == 1 && c.Labels[0] == name {
 			switch c.Name {
-			case ctlog.CounterLogMalformed:
+			case state.CounterLogMalformed:
 				res.Malformed = c.Value
-			case ctlog.CounterLogProcessed:
+			case state.CounterLogProcessed:
 				processed = c.Value
 			}
 		}

@@ -180,13 +180,13 @@ func TestCollectorBeforeFirstPoll(t *testing.T) {
 func TestCollectorLogMetrics(t *testing.T) {
 	s := newStore(t)
 	err := s.Update(func(tx *state.Tx) error {
-		if err := tx.AddCounter(ctlog.CounterLogProcessed, []string{"argon"}, 1000); err != nil {
+		if err := tx.AddCounter(state.CounterLogProcessed, []string{"argon"}, 1000); err != nil {
 			return err
 		}
-		if err := tx.AddCounter(ctlog.CounterLogProcessed, []string{"retired"}, 5); err != nil {
+		if err := tx.AddCounter(state.CounterLogProcessed, []string{"retired"}, 5); err != nil {
 			return err
 		}
-		return tx.AddCounter(ctlog.CounterLogMalformed, []string{"argon"}, 2)
+		return tx.AddCounter(state.CounterLogMalformed, []string{"argon"}, 2)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -110,14 +110,6 @@ type Env struct {
 	WatchSearched func(watch string, at time.Time)
 }
 
-// Announce logs an issuance new for the fresh watches, and passes it on.
-func (e *Env) Announce(is *state.Issuance, fresh []state.Match) {
-	logNew(e.Logger, is, fresh)
-	if e.NewIssuance != nil && len(fresh) > 0 {
-		e.NewIssuance(is, fresh)
-	}
-}
-
 // Backoff returns how long to wait before attempt number failures+1: an
 // exponential delay from base with full jitter, capped. Jitter keeps many
 // exporters (or sources) from retrying in lockstep.

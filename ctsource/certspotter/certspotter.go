@@ -100,14 +100,11 @@ func cursorKey(w *watch.Watch) string {
 
 func (c *Source) pollWatch(ctx context.Context, env *ctsource.Env, w *watch.Watch) error {
 	key := cursorKey(w)
-	var after string
-	if err := env.Recorder.Store.View(func(tx *state.Tx) error {
-		cursors, err := decodeCursors(tx.Cursor(c.name))
-		after = cursors[key]
-		return err
-	}); err != nil {
+	cursors, err := c.cursors(env)
+	if err != nil {
 		return err
 	}
+	after := cursors[key]
 	for {
 		page, err := c.page(ctx, env, w, after)
 		if err != nil {
@@ -170,33 +167,33 @@ func decodeIssuances(contentType string, body []byte) ([]csIssuance, error) {
 // record records a page of issuances and moves the query's cursor past it
 // in one transaction, so that a crash keeps the whole page or none of it.
 func (c *Source) record(env *ctsource.Env, key string, page []csIssuance) error {
-	certs := make([]*cert.Certificate, 0, len(page))
+	commit := &state.Commit{Source: c.name}
 	for i := range page {
 		if crt := c.certificate(env, &page[i]); crt != nil {
-			certs = append(certs, crt)
+			env.Recorder.Observe(commit, crt)
 		}
 	}
-	var out ctsource.Recorded
-	err := env.Recorder.Store.Update(func(tx *state.Tx) error {
-		if err := env.Recorder.RecordAll(tx, certs, &out); err != nil {
-			return err
-		}
-		cursors, err := decodeCursors(tx.Cursor(c.name))
-		if err != nil {
-			return err
-		}
-		cursors[key] = page[len(page)-1].ID
-		b, err := json.Marshal(cursors)
-		if err != nil {
-			return err
-		}
-		return tx.SetCursor(c.name, b)
-	})
+	// Only this source writes its cursors, one page at a time: what is
+	// read here is what the commit replaces.
+	cursors, err := c.cursors(env)
 	if err != nil {
 		return err
 	}
-	env.Report(c.name, c.errs, &out)
-	return nil
+	cursors[key] = page[len(page)-1].ID
+	if commit.Cursor, err = json.Marshal(cursors); err != nil {
+		return err
+	}
+	return env.Commit(c.errs, commit)
+}
+
+// cursors returns the source's cursors: the last issuance id recorded, by
+// query.
+func (c *Source) cursors(env *ctsource.Env) (map[string]string, error) {
+	b, err := env.Recorder.Store.Cursor(c.name)
+	if err != nil {
+		return nil, err
+	}
+	return decodeCursors(b)
 }
 
 // certificate reads an issuance's certificate, or counts and logs why it

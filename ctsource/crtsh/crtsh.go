@@ -189,47 +189,24 @@ func decodeCrtshRows(resp *ctsource.Response) ([]crtshRow, error) {
 // process handles one crt.sh certificate: known ids cost no request.
 func (c *Source) process(ctx context.Context, env *ctsource.Env, r *crtshRow) error {
 	rec := env.Recorder
-	var known *state.Issuance
-	var seen bool
-	err := rec.Store.View(func(tx *state.Tx) error {
-		var tbs [32]byte
-		tbs, seen = tx.SeenID(c.name, r.ID)
-		if !seen {
-			return nil
-		}
-		var err error
-		known, err = tx.Issuance(tbs)
-		return err
-	})
+	tbs, seen, err := rec.Store.SeenID(c.name, r.ID)
 	if err != nil {
 		return err
 	}
 	if seen {
-		if known == nil || len(rec.NewMatches(known)) == 0 {
+		known, err := rec.Store.Issuance(tbs)
+		if err != nil || known == nil {
+			return err
+		}
+		matches := rec.NewMatches(known)
+		if len(matches) == 0 {
 			return nil
 		}
-		// A watch added since this certificate was downloaded.
-		var fresh []state.Match
-		var unrecordable error
-		err := rec.Store.Update(func(tx *state.Tx) error {
-			is, err := tx.Issuance(known.TBSSHA256)
-			if err != nil || is == nil {
-				return err
-			}
-			matches := rec.NewMatches(is)
-			fresh, err = tx.Observe(is, matches)
-			if errors.Is(err, state.ErrUnrecordable) {
-				unrecordable, err = &ctsource.UnrecordedError{Matches: matches, Err: err}, nil
-			}
-			return err
-		})
-		if err == nil && unrecordable != nil {
-			// Nothing was written: it is tried again at the next poll.
-			env.UnrecordedIssuance(c.name, c.errs, known, unrecordable)
-		} else if err == nil {
-			env.Announce(known, fresh)
-		}
-		return err
+		// A watch added since this certificate was downloaded. One that
+		// cannot be recorded is not marked: nothing of it was written, and
+		// it is tried again at the next poll.
+		return env.Commit(c.errs, &state.Commit{Source: c.name,
+			Observations: []state.Observation{{Issuance: known, Matches: matches, Known: true}}})
 	}
 
 	crt, err := c.download(ctx, env, r.ID)
@@ -241,33 +218,15 @@ func (c *Source) process(ctx context.Context, env *ctsource.Env, r *crtshRow) er
 		// Remember it, so that a certificate nothing can parse is not
 		// downloaded on every poll.
 		env.Logger.Warn("skipping a certificate that does not parse", "crtsh_id", r.ID, "err", err)
-		return rec.Store.Update(func(tx *state.Tx) error {
-			return tx.MarkID(c.name, r.ID, [32]byte{}, parseCrtshTime(r.NotAfter))
-		})
+		return env.Commit(c.errs, &state.Commit{Source: c.name,
+			IDs: []state.ProcessedID{{ID: r.ID, NotAfter: parseCrtshTime(r.NotAfter)}}})
 	}
-	var fresh []state.Match
-	var is *state.Issuance
-	var unrecordable error
-	err = rec.Store.Update(func(tx *state.Tx) error {
-		var err error
-		is, fresh, err = rec.Record(tx, crt)
-		if errors.Is(err, state.ErrUnrecordable) {
-			// Marked all the same: downloading it again would not make
-			// it fit, and must not stop the other certificates.
-			unrecordable, err = err, nil
-		}
-		if err != nil {
-			return err
-		}
-		return tx.MarkID(c.name, r.ID, crt.TBSSHA256, crt.NotAfter)
-	})
-	switch {
-	case err == nil && unrecordable != nil:
-		env.Unrecorded(c.name, c.errs, crt, unrecordable)
-	case err == nil && is != nil:
-		env.Announce(is, fresh)
-	}
-	return err
+	// Marked even when it cannot be recorded: downloading it again would
+	// not make it fit, and must not stop the other certificates.
+	commit := &state.Commit{Source: c.name,
+		IDs: []state.ProcessedID{{ID: r.ID, TBSSHA256: crt.TBSSHA256, NotAfter: crt.NotAfter}}}
+	rec.Observe(commit, crt)
+	return env.Commit(c.errs, commit)
 }
 
 type malformedError struct{ err error }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ct-exporter/ct_exporter/state"
 )
 
 // tileCounter is a tiled log without content: it serves every entry as
@@ -65,7 +67,7 @@ func TestCatchUpDownloadsEachTileOnce(t *testing.T) {
 				t.Errorf("start %s, batch %d: tile %d downloaded %d times", tc.start, tc.batch, tile, n)
 			}
 		}
-		if got := h.Counter(CounterLogMalformed); got == 0 {
+		if got := h.Counter(state.CounterLogMalformed); got == 0 {
 			t.Fatalf("start %s: nothing read", tc.start)
 		}
 	}

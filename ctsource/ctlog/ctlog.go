@@ -37,12 +37,6 @@ const (
 // Checks lists every check, so that each log's counters exist from the start.
 var Checks = []string{CheckSTHSignature, CheckConsistency, CheckRollback, CheckLeafHash, CheckInclusion, CheckTreeSize}
 
-// Counter names persisted in the state file for logs (label: log).
-const (
-	CounterLogProcessed = "log_entries_processed"
-	CounterLogMalformed = "log_malformed_entries"
-)
-
 // verifyError is a log misbehaving: counted by check, never retried past.
 type verifyError struct {
 	check string
@@ -262,15 +256,9 @@ func (l *Log) poll(ctx context.Context, env *ctsource.Env) error {
 }
 
 func (l *Log) load(env *ctsource.Env) (*logPosition, error) {
-	var raw []byte
-	if err := env.Recorder.Store.View(func(tx *state.Tx) error {
-		raw = tx.LogPosition(l.name)
-		return nil
-	}); err != nil {
+	raw, err := env.Recorder.Store.LogPosition(l.name)
+	if err != nil || raw == nil {
 		return nil, err
-	}
-	if raw == nil {
-		return nil, nil
 	}
 	return decodePosition(raw)
 }
@@ -589,27 +577,13 @@ func readEntry(e *rawEntry) (*cert.Certificate, error) {
 
 // commit records certificates and the new position in one transaction.
 func (l *Log) commit(env *ctsource.Env, pos *logPosition, certs []*cert.Certificate, processed, malformed uint64) error {
-	var out ctsource.Recorded
-	err := env.Recorder.Store.Update(func(tx *state.Tx) error {
-		if err := env.Recorder.RecordAll(tx, certs, &out); err != nil {
-			return err
-		}
-		if processed > 0 {
-			if err := tx.AddCounter(CounterLogProcessed, []string{l.name}, processed); err != nil {
-				return err
-			}
-		}
-		if malformed > 0 {
-			if err := tx.AddCounter(CounterLogMalformed, []string{l.name}, malformed); err != nil {
-				return err
-			}
-		}
-		return tx.SetLogPosition(l.name, pos.encode())
-	})
-	if err != nil {
+	c := &state.Commit{Source: l.name, LogPosition: pos.encode(), Processed: processed, Malformed: malformed}
+	for _, crt := range certs {
+		env.Recorder.Observe(c, crt)
+	}
+	if err := env.Commit(l.opts.CountError, c); err != nil {
 		return err
 	}
-	env.Report(l.name, l.opts.CountError, &out)
 	l.update(func(s *Status) { s.Position = pos.Size })
 	return nil
 }

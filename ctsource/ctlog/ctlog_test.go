@@ -101,8 +101,8 @@ func TestCTLogFollowsAndMatches(t *testing.T) {
 	if got := h.position(); got != size {
 		t.Fatalf("position %d, want %d", got, size)
 	}
-	if h.Counter(CounterLogProcessed) != uint64(size) || h.Counter(CounterLogMalformed) != 1 {
-		t.Fatalf("processed %d malformed %d", h.Counter(CounterLogProcessed), h.Counter(CounterLogMalformed))
+	if h.Counter(state.CounterLogProcessed) != uint64(size) || h.Counter(state.CounterLogMalformed) != 1 {
+		t.Fatalf("processed %d malformed %d", h.Counter(state.CounterLogProcessed), h.Counter(state.CounterLogMalformed))
 	}
 	snap := h.Store.Snapshot()
 	if snap.Certificates != 1 || len(snap.Recent) != 1 || snap.Recent[0].EmbeddedSCTs != 2 {
@@ -131,8 +131,8 @@ func TestCTLogFollowsAndMatches(t *testing.T) {
 	if h.fake.Requests("get-sth-consistency") == before {
 		t.Error("no consistency proof asked for the new tree head")
 	}
-	if h.Store.Snapshot().Certificates != 2 || h.Counter(CounterLogProcessed) != uint64(h.fake.Size()) {
-		t.Fatalf("after growth: %d issuances, %d processed of %d", h.Store.Snapshot().Certificates, h.Counter(CounterLogProcessed), h.fake.Size())
+	if h.Store.Snapshot().Certificates != 2 || h.Counter(state.CounterLogProcessed) != uint64(h.fake.Size()) {
+		t.Fatalf("after growth: %d issuances, %d processed of %d", h.Store.Snapshot().Certificates, h.Counter(state.CounterLogProcessed), h.fake.Size())
 	}
 
 	// Another follower on the same state resumes, counting nothing again.
@@ -141,8 +141,8 @@ func TestCTLogFollowsAndMatches(t *testing.T) {
 	if err := h.follower("beginning").Poll(context.Background(), h.Env); err != nil {
 		t.Fatal(err)
 	}
-	if h.Counter(CounterLogProcessed) != uint64(h.fake.Size()) || h.Counter(state.CounterNewCertificates) != 2 {
-		t.Fatalf("after resume: processed %d of %d, counted %d", h.Counter(CounterLogProcessed), h.fake.Size(), h.Counter(state.CounterNewCertificates))
+	if h.Counter(state.CounterLogProcessed) != uint64(h.fake.Size()) || h.Counter(state.CounterNewCertificates) != 2 {
+		t.Fatalf("after resume: processed %d of %d, counted %d", h.Counter(state.CounterLogProcessed), h.fake.Size(), h.Counter(state.CounterNewCertificates))
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/ctsource/internal/fuzzpki"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/staticlogfake"
+	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
@@ -104,7 +105,9 @@ func FuzzExtractIdentifiers(f *testing.F) {
 			}
 			set := watch.NewSet([]watch.Watch{watch.NewWatch(d, false)})
 			rec := &ctsource.Recorder{Policy: func() *watch.Set { return set }}
-			if m := rec.Matches(ctsource.IssuanceOf(c)); len(m) != 1 || m[0].Watch != d {
+			var commit state.Commit
+			rec.Observe(&commit, c)
+			if m := commit.Observations[0].Matches; len(m) != 1 || m[0].Watch != d {
 				t.Fatalf("a watch on %q does not concern the issuance recorded (names %q): %v", d, names, m)
 			}
 			break

@@ -10,6 +10,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/ctsource/internal/sourcetest"
 	"github.com/ct-exporter/ct_exporter/internal/oddcert"
+	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
@@ -52,7 +53,9 @@ func TestOddCertificates(t *testing.T) {
 				}
 			}
 			got := map[string]string{}
-			for _, m := range rec.Matches(ctsource.IssuanceOf(c)) {
+			var commit state.Commit
+			rec.Observe(&commit, c)
+			for _, m := range commit.Observations[0].Matches {
 				got[m.Watch] = m.Verdict.String()
 			}
 			if !maps.Equal(got, tc.Verdicts) {

@@ -33,7 +33,7 @@ func TestOddCertificatesThroughRFC6962Log(t *testing.T) {
 	defer l.Close()
 	sourcetest.PollUntilCaughtUp(t, l, o.Env, func() int64 { return l.Status().Position }, fake.Size())
 	sourcetest.CheckOddState(t, o.Store, sourcetest.OddExpected(sourcetest.OddLogCases(), sourcetest.EveryWatch))
-	if got := sourcetest.LogCounter(o.Store, CounterLogMalformed); got != sourcetest.MalformedCases() {
+	if got := sourcetest.LogCounter(o.Store, state.CounterLogMalformed); got != sourcetest.MalformedCases() {
 		t.Errorf("malformed entries %d, want %d", got, sourcetest.MalformedCases())
 	}
 }
@@ -56,7 +56,7 @@ func TestOddCertificatesThroughStaticLog(t *testing.T) {
 	defer l.Close()
 	sourcetest.PollUntilCaughtUp(t, l, o.Env, func() int64 { return l.Status().Position }, fake.Size())
 	sourcetest.CheckOddState(t, o.Store, sourcetest.OddExpected(sourcetest.OddLogCases(), sourcetest.EveryWatch))
-	if got := sourcetest.LogCounter(o.Store, CounterLogMalformed); got != sourcetest.MalformedCases() {
+	if got := sourcetest.LogCounter(o.Store, state.CounterLogMalformed); got != sourcetest.MalformedCases() {
 		t.Errorf("malformed entries %d, want %d", got, sourcetest.MalformedCases())
 	}
 }
@@ -89,7 +89,7 @@ func TestPrecertEntryWhateverItsExtraData(t *testing.T) {
 	h.fake.Publish()
 	l := h.follower("beginning")
 	sourcetest.PollUntilCaughtUp(t, l, h.Env, func() int64 { return l.Status().Position }, h.fake.Size())
-	if got := h.Counter(CounterLogMalformed); got != 0 {
+	if got := h.Counter(state.CounterLogMalformed); got != 0 {
 		t.Fatalf("%d malformed", got)
 	}
 	err := h.Store.View(func(tx *state.Tx) error {

@@ -20,6 +20,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/internal/staticlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/sunlightlog"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
+	"github.com/ct-exporter/ct_exporter/state"
 )
 
 // staticHarness submits to a real Sunlight log and follows it.
@@ -114,7 +115,7 @@ func TestStaticLogFollowsSunlight(t *testing.T) {
 	if got := h.Store.Snapshot().Certificates; got != 2 {
 		t.Fatalf("%d issuances after growth, want 2", got)
 	}
-	if got := h.Counter(CounterLogProcessed); got != uint64(h.position()) {
+	if got := h.Counter(state.CounterLogProcessed); got != uint64(h.position()) {
 		t.Fatalf("processed %d, position %d", got, h.position())
 	}
 

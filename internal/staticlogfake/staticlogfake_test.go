@@ -146,10 +146,10 @@ func (f *follower) check(what string, size int64, issuances, malformed uint64) {
 	if got := f.store.Snapshot().Certificates; got != issuances {
 		f.t.Errorf("%s: %d issuances, want %d", what, got, issuances)
 	}
-	if got := f.counter(ctlog.CounterLogProcessed); got != uint64(size) {
+	if got := f.counter(state.CounterLogProcessed); got != uint64(size) {
 		f.t.Errorf("%s: %d entries processed, want %d", what, got, size)
 	}
-	if got := f.counter(ctlog.CounterLogMalformed); got != malformed {
+	if got := f.counter(state.CounterLogMalformed); got != malformed {
 		f.t.Errorf("%s: %d malformed entries, want %d", what, got, malformed)
 	}
 }
