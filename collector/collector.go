@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ct-exporter/ct_exporter/ctsource/ctlog"
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
 )
@@ -23,7 +22,7 @@ type (
 	}
 	HealthReporter interface {
 		Health() []monitor.SourceHealth
-		Logs() []ctlog.Status
+		Logs() []monitor.LogStatus
 		Watches() []string
 	}
 )

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/promslog"
 
-	"github.com/ct-exporter/ct_exporter/ctsource/ctlog"
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
@@ -20,11 +19,11 @@ import (
 
 type health struct {
 	sources []monitor.SourceHealth
-	logs    []ctlog.Status
+	logs    []monitor.LogStatus
 }
 
 func (h health) Health() []monitor.SourceHealth { return h.sources }
-func (h health) Logs() []ctlog.Status           { return h.logs }
+func (h health) Logs() []monitor.LogStatus      { return h.logs }
 func (h health) Watches() []string              { return []string{"example.com", "example.org"} }
 
 var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
@@ -191,7 +190,7 @@ func TestCollectorLogMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := health{logs: []ctlog.Status{
+	h := health{logs: []monitor.LogStatus{
 		{Log: "argon", Known: true, TreeSize: 1500, STHTime: now.Add(-30 * time.Second), Position: 1000, MMD: 24 * time.Hour,
 			Failures: map[string]uint64{"consistency": 1, "sth_signature": 0}, OlderTreeHeads: 3},
 		{Log: "pending", MMD: time.Hour, Readonly: true, Failures: map[string]uint64{"consistency": 0}},

@@ -133,16 +133,6 @@ func issuanceOf(c *cert.Certificate) *state.Issuance {
 	}
 }
 
-// Verdict judges a stored issuance for a watch by the current policy; false
-// when no such watch is configured. It is the state's Policy.Verdict.
-func Verdict(set *watch.Set, watchName string, is *state.Issuance) (watch.Verdict, bool) {
-	w, ok := set.Get(watchName)
-	if !ok {
-		return 0, false
-	}
-	return w.Verdict(is.Candidate()), true
-}
-
 // logNew logs an issuance new for the fresh watches, one line per watch.
 func logNew(logger *slog.Logger, is *state.Issuance, fresh []state.Match) {
 	for _, m := range fresh {

@@ -110,7 +110,7 @@ func (m *Monitor) Apply(cfg *config.Config) error {
 		SeriesLimit:        cfg.RecentSeriesLimit,
 		MaxIssuersPerWatch: cfg.MaxIssuersPerWatch,
 		Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
-			return ctsource.Verdict(set, w, is)
+			return set.Verdict(w, is.Candidate())
 		},
 	})
 	if err != nil {
@@ -468,19 +468,6 @@ func (m *Monitor) Health() []SourceHealth {
 		s.Type = cfg.Type
 		s.Interval = time.Duration(cfg.Interval)
 		out = append(out, s)
-	}
-	return out
-}
-
-// Logs returns the state of every CT log followed.
-func (m *Monitor) Logs() []ctlog.Status {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []ctlog.Status
-	for _, r := range m.runners {
-		if l, ok := r.source.(interface{ Status() ctlog.Status }); ok {
-			out = append(out, l.Status())
-		}
 	}
 	return out
 }

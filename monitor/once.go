@@ -33,7 +33,7 @@ func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*s
 		SeriesLimit:        cfg.RecentSeriesLimit,
 		MaxIssuersPerWatch: cfg.MaxIssuersPerWatch,
 		Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
-			return ctsource.Verdict(set, w, is)
+			return set.Verdict(w, is.Candidate())
 		},
 	}); err != nil {
 		return nil, err

@@ -23,7 +23,7 @@ func TestCTLogSkipsUnrecordableCertificate(t *testing.T) {
 	h.Store = sourcetest.OpenLimited(t, filepath.Join(t.TempDir(), "limited.state"))
 	h.Env.Recorder.Store = h.Store
 	if err := h.Store.SetPolicy(state.Policy{RecentWindow: time.Hour, SeriesLimit: 100, Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
-		return ctsource.Verdict(h.Set, w, is)
+		return h.Set.Verdict(w, is.Candidate())
 	}}); err != nil {
 		t.Fatal(err)
 	}

@@ -106,7 +106,7 @@ func newFollower(t *testing.T, l *staticlogfake.Log) *follower {
 	d, _ := watch.NormalizeDomain("example.com")
 	set := watch.NewSet([]watch.Watch{watch.NewWatch(d, true)})
 	if err := store.SetPolicy(state.Policy{RecentWindow: time.Hour, SeriesLimit: 100, Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
-		return ctsource.Verdict(set, w, is)
+		return set.Verdict(w, is.Candidate())
 	}}); err != nil {
 		t.Fatal(err)
 	}

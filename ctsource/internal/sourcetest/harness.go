@@ -106,7 +106,7 @@ func (h *Harness) SetWatches(domains ...string) {
 	}
 	h.Set = watch.NewSet(ws)
 	err := h.Store.SetPolicy(state.Policy{RecentWindow: time.Hour, SeriesLimit: 100, Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
-		return ctsource.Verdict(h.Set, w, is)
+		return h.Set.Verdict(w, is.Candidate())
 	}})
 	if err != nil {
 		h.T.Fatal(err)

@@ -40,7 +40,7 @@ func NewOddEnv(t *testing.T) *OddEnv {
 	}
 	t.Cleanup(func() { store.Close() })
 	if err := store.SetPolicy(state.Policy{RecentWindow: time.Hour, SeriesLimit: 1000, Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
-		return ctsource.Verdict(set, w, is)
+		return set.Verdict(w, is.Candidate())
 	}}); err != nil {
 		t.Fatal(err)
 	}
