@@ -129,6 +129,41 @@ func TestMonitorAppliesConfigurations(t *testing.T) {
 	}
 }
 
+// A configuration applied before Start runs nothing until Start, which runs
+// its sources (the exporter's order: Apply the file, then Start); the last
+// configuration applied before Start is the one that runs.
+func TestMonitorRunsNothingBeforeStart(t *testing.T) {
+	fake := crtshfake.New()
+	defer fake.Close()
+	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := New(store, promslog.NewNopLogger(), Shard{})
+	defer m.Stop()
+	source := func(name string) string {
+		return fmt.Sprintf("sources: [{name: %s, type: crtsh, url: %q, interval: 1h, request_interval: 0s}]\n", name, fake.URL)
+	}
+	for _, name := range []string{"first", "second"} {
+		if err := m.Apply(parse(t, "watches: [{domain: example.com}]\n"+source(name))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(fake.Requests()); n != 0 || len(m.Health()) != 0 {
+		t.Fatalf("before Start: %d requests, health %+v", n, m.Health())
+	}
+	m.Start()
+	eventually(t, "the source polled once started", func() bool {
+		h, ok := healthOf(m, "second")
+		return ok && h.Polled && h.Up && searched(fake, "example.com")
+	})
+	if _, ok := healthOf(m, "first"); ok {
+		t.Fatal("a configuration replaced before Start runs")
+	}
+}
+
 func TestMonitorFollowsLogList(t *testing.T) {
 	logA, logB := ctlogfake.New(t), ctlogfake.New(t)
 	list := filepath.Join(t.TempDir(), "list.json")

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/ctsource/loglist"
 	"github.com/ct-exporter/ct_exporter/state"
-	"github.com/ct-exporter/ct_exporter/watch"
 )
 
 // OnceResult is what one poll of every source found.
@@ -27,22 +25,13 @@ type OnceResult struct {
 // sources. Each issuance new to the state is passed to onNew as it is
 // committed. This is ct_exporter check; the exporter itself uses Start.
 func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*state.Issuance, []state.Match)) (*OnceResult, error) {
-	set := cfg.Policy
-	if err := m.store.SetPolicy(state.Policy{
-		RecentWindow:       time.Duration(cfg.RecentWindow),
-		SeriesLimit:        cfg.RecentSeriesLimit,
-		MaxIssuersPerWatch: cfg.MaxIssuersPerWatch,
-		Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
-			return set.Verdict(w, is.Candidate())
-		},
-	}); err != nil {
+	if _, err := m.setPolicy(cfg); err != nil {
 		return nil, err
 	}
-	m.policy.Store(set)
 	res := &OnceResult{Failed: map[string]error{}}
 	var mu sync.Mutex
 	discovered := map[string][]loglist.Log{}
-	poll := func(sources []config.Source) {
+	poll := func(sources []spec) {
 		var wg sync.WaitGroup
 		for _, s := range sources {
 			src, err := newSource(s, nil, func(list string, logs []loglist.Log) {
@@ -81,15 +70,15 @@ func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*s
 		wg.Wait()
 	}
 
-	var lists []config.Source
+	var lists []spec
 	for _, s := range cfg.Sources {
 		if s.Type == config.TypeLogList {
-			lists = append(lists, s)
+			lists = append(lists, spec{Source: s})
 		}
 	}
 	poll(lists)
 	// Then everything else, as the exporter would follow it (every shard).
-	var sources []config.Source
+	var sources []spec
 	for _, s := range sourceSet(cfg, discovered, Shard{}) {
 		if s.Type != config.TypeLogList {
 			sources = append(sources, s)

@@ -58,7 +58,7 @@ func TestCatchUpDownloadsEachTileOnce(t *testing.T) {
 		h := newLogHarness(t)
 		p := &tileCounter{size: 2560 + 17, tiles: map[int64]int{}}
 		opts := Options{Interval: time.Minute, Timeout: time.Second, Start: tc.start, Workers: 3, BatchSize: wholeTiles(tc.batch)}
-		l := newCTLog("tiles", p, opts)
+		l := newLog("tiles", p, opts)
 		if err := l.Poll(context.Background(), h.Env); err != nil {
 			t.Fatal(err)
 		}

@@ -11,92 +11,15 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/netip"
 	"strconv"
 	"sync"
 	"time"
-
-	ctx509 "github.com/google/certificate-transparency-go/x509"
 
 	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
-
-// Verification checks, the check label of ct_log_verification_failures_total.
-const (
-	CheckSTHSignature = "sth_signature" // a tree head's signature does not verify
-	CheckConsistency  = "consistency"   // a new tree head is not an extension of the last verified one (a fork)
-	CheckRollback     = "rollback"      // a new tree head is smaller than the last verified one, and not its prefix
-	CheckLeafHash     = "leaf_hash"     // the entries served do not hash to the verified tree
-	CheckInclusion    = "inclusion"     // a proof served to start inside the log does not verify
-	CheckTreeSize     = "tree_size"     // a correctly signed tree head of 2^63 entries or more
-)
-
-// Checks lists every check, so that each log's counters exist from the start.
-var Checks = []string{CheckSTHSignature, CheckConsistency, CheckRollback, CheckLeafHash, CheckInclusion, CheckTreeSize}
-
-// verifyError is a log misbehaving: counted by check, never retried past.
-type verifyError struct {
-	check string
-	err   error
-}
-
-func (e *verifyError) Error() string {
-	return fmt.Sprintf("verification failed (%s): %v", e.check, e.err)
-}
-
-func (e *verifyError) Unwrap() error { return e.err }
-
-func verifyFailed(check string, format string, args ...any) error {
-	return &verifyError{check: check, err: fmt.Errorf(format, args...)}
-}
-
-// rawEntry is a log entry as fetched, before any X.509 parsing.
-type rawEntry struct {
-	index    int64
-	leafHash [32]byte // RFC 6962 logs: SHA-256(0x00 || leaf_input)
-	precert  bool
-	// der is the certificate, or for a precertificate the TBSCertificate
-	// the log holds (poison removed, final issuer).
-	der []byte
-	// The full precertificate of a precert entry, for cert_sha256: pre
-	// when the log gives it as is (static-ct-api), else extra, the RFC 6962
-	// extra_data still in base64, decoded only for an entry that matches.
-	pre, extra []byte
-	err        error // the entry could not be decoded
-}
-
-func (e *rawEntry) hasPrecertificate() bool { return e.pre != nil || e.extra != nil }
-
-// precertificate returns the full precertificate, nil when the log gives none.
-func (e *rawEntry) precertificate() ([]byte, error) {
-	if e.pre != nil || e.extra == nil {
-		return e.pre, nil
-	}
-	return precertificateOf(e.extra)
-}
-
-// logProtocol is what differs between RFC 6962 and static-ct-api logs.
-type logProtocol interface {
-	// head fetches the newest tree head and verifies its signature.
-	head(ctx context.Context) (treeHead, error)
-	// consistent verifies that tree old is a prefix of tree new.
-	consistent(ctx context.Context, old, new treeHead) error
-	// fetch returns entries of tree from start, at most up to end; it may
-	// return fewer, never none without an error. The entries are valid until
-	// release is called.
-	fetch(ctx context.Context, tree treeHead, start, end int64) (entries []rawEntry, release func(), err error)
-	// verifiesLeaves is true when fetch only returns entries it proved to
-	// be in tree; otherwise the follower checks the leaf hashes itself.
-	verifiesLeaves() bool
-	// rangeAt returns the compact range of [0, k) proven against tree.
-	rangeAt(ctx context.Context, tree treeHead, k int64) ([][32]byte, error)
-	// provePrefix verifies that the tree of size k with root is a prefix of tree.
-	provePrefix(ctx context.Context, k int64, root [32]byte, tree treeHead) error
-	close()
-}
 
 // FinalTreeHead is a readonly log's last tree.
 type FinalTreeHead struct {
@@ -157,7 +80,7 @@ type Status struct {
 	OlderTreeHeads uint64
 }
 
-func newCTLog(name string, proto logProtocol, opts Options) *Log {
+func newLog(name string, proto logProtocol, opts Options) *Log {
 	if opts.Workers <= 0 {
 		opts.Workers = 1
 	}
@@ -200,6 +123,12 @@ func (l *Log) update(f func(s *Status)) {
 }
 
 // Poll verifies the newest tree head and processes every entry up to it.
+// A poll, in the order of this file: poll fetches the newest tree head and
+// checks it against the verified one (checkHead); catchUp cuts what is new
+// into batches, which workers download (batch) and match against the
+// watches (process, matcher), and commits them strictly in order, once
+// their leaves are proven to be in the verified tree (commit: the
+// issuances and the position in one transaction).
 func (l *Log) Poll(ctx context.Context, env *ctsource.Env) error {
 	err := l.poll(ctx, env)
 	var ve *verifyError
@@ -327,6 +256,9 @@ func (l *Log) checkOlder(ctx context.Context, verified, older treeHead) error {
 	return err
 }
 
+// batchResult is what a worker found in one batch: the leaf hashes to
+// prove, the certificates that concern a watch, and the entries no name
+// could be read from.
 type batchResult struct {
 	start, end int64
 	hashes     [][32]byte
@@ -466,10 +398,7 @@ func (l *Log) batch(ctx context.Context, env *ctsource.Env, head treeHead, start
 		// The follower proves these leaves itself; a tiled log's were.
 		r.hashes = make([][32]byte, 0, end-start)
 	}
-	set := env.Recorder.Policy()
-	var id cert.Identifiers
-	var names []string
-	var idx []int
+	m := matcher{set: env.Recorder.Policy()}
 	for next := start; next < end; {
 		entries, release, err := l.proto.fetch(ctx, head, next, end)
 		if err == nil && len(entries) == 0 {
@@ -480,7 +409,7 @@ func (l *Log) batch(ctx context.Context, env *ctsource.Env, head treeHead, start
 			r.err = err
 			return r
 		}
-		err = l.process(env, entries, &next, &r, set, &id, &names, &idx)
+		next, err = r.process(entries, next, &m, env.Logger)
 		release()
 		if err != nil {
 			r.err = err
@@ -490,15 +419,16 @@ func (l *Log) batch(ctx context.Context, env *ctsource.Env, head treeHead, start
 	return r
 }
 
-// process matches fetched entries; nothing it keeps refers to them, so
-// their buffers can be reused afterwards.
-func (l *Log) process(env *ctsource.Env, entries []rawEntry, next *int64, r *batchResult, set *watch.Set, id *cert.Identifiers, names *[]string, idx *[]int) error {
+// process matches the entries fetched from next on into r, and returns
+// where they end. Nothing it keeps refers to them, so that their buffers
+// can be reused afterwards.
+func (r *batchResult) process(entries []rawEntry, next int64, m *matcher, logger *slog.Logger) (int64, error) {
 	for i := range entries {
 		e := &entries[i]
-		if e.index != *next {
-			return verifyFailed(CheckLeafHash, "asked for entry %d, got %d", *next, e.index)
+		if e.index != next {
+			return next, verifyFailed(CheckLeafHash, "asked for entry %d, got %d", next, e.index)
 		}
-		*next++
+		next++
 		if r.hashes != nil {
 			r.hashes = append(r.hashes, e.leafHash)
 		}
@@ -506,73 +436,42 @@ func (l *Log) process(env *ctsource.Env, entries []rawEntry, next *int64, r *bat
 			r.malformed++
 			continue
 		}
-		c, bad := matchEntry(e, set, id, names, idx)
+		c, bad := m.match(e)
 		if bad {
 			r.malformed++
-			env.Logger.Debug("malformed log entry skipped", "index", e.index)
+			logger.Debug("malformed log entry skipped", "index", e.index)
 		}
 		if c != nil {
 			r.certs = append(r.certs, c)
 		}
 	}
-	return nil
+	return next, nil
 }
 
-// matchEntry returns the certificate of an entry that concerns a watch, or
-// nil; bad reports an entry from which no name could be read.
-func matchEntry(e *rawEntry, set *watch.Set, id *cert.Identifiers, names *[]string, idx *[]int) (*cert.Certificate, bool) {
-	id.Reset()
-	if err := cert.ExtractIdentifiers(e.der, e.precert, id); err != nil && !strictIdentifiers(e.der, e.precert, id) {
+// matcher matches the entries of a batch against the watches, reusing
+// its scratch from entry to entry: an entry that concerns no watch (nearly
+// all of them) costs no allocation. Each worker has its own.
+type matcher struct {
+	set   *watch.Set
+	id    cert.Identifiers
+	names []string
+	idx   []int
+}
+
+// match returns the certificate of an entry that concerns a watch, or nil;
+// bad reports an entry from which no name could be read.
+func (m *matcher) match(e *rawEntry) (c *cert.Certificate, bad bool) {
+	m.id.Reset()
+	if err := cert.ExtractIdentifiers(e.der, e.precert, &m.id); err != nil && !strictIdentifiers(e.der, e.precert, &m.id) {
 		return nil, true
 	}
-	*names = cert.AppendNormalized((*names)[:0], id.Names) // the walk put the CNs among the names
-	*idx = set.Match((*idx)[:0], *names, id.IPs)
-	if len(*idx) == 0 {
+	m.names = cert.AppendNormalized(m.names[:0], m.id.Names) // the walk put the CNs among the names
+	m.idx = m.set.Match(m.idx[:0], m.names, m.id.IPs)
+	if len(m.idx) == 0 {
 		return nil, false
 	}
 	c, err := readEntry(e)
 	return c, err != nil
-}
-
-// strictIdentifiers reads the identifiers with the strict parser, for an
-// entry the walk cannot read: the walk must never be stricter than it.
-func strictIdentifiers(der []byte, tbs bool, id *cert.Identifiers) bool {
-	var p *ctx509.Certificate
-	var err error
-	if tbs {
-		p, err = ctx509.ParseTBSCertificate(der)
-	} else {
-		p, err = ctx509.ParseCertificate(der)
-	}
-	if p == nil || ctx509.IsFatal(err) {
-		return false
-	}
-	for _, atv := range p.Subject.Names {
-		if cn, ok := atv.Value.(string); ok && atv.Type.String() == "2.5.4.3" {
-			id.Names = append(id.Names, cn)
-		}
-	}
-	id.Names = append(id.Names, p.DNSNames...)
-	for _, ip := range p.IPAddresses {
-		if a, ok := netip.AddrFromSlice(ip); ok {
-			id.IPs = append(id.IPs, a.Unmap())
-		}
-	}
-	return true
-}
-
-// readEntry reads the certificate of an entry. A precert entry is read
-// from the TBSCertificate the tree proves, whatever its precertificate (in
-// extra_data, which nothing proves) holds.
-func readEntry(e *rawEntry) (*cert.Certificate, error) {
-	if !e.precert {
-		return cert.Read(e.der)
-	}
-	pre, err := e.precertificate()
-	if err != nil {
-		pre = nil
-	}
-	return cert.ReadPrecertEntry(e.der, pre)
 }
 
 // commit records certificates and the new position in one transaction.
@@ -586,49 +485,4 @@ func (l *Log) commit(env *ctsource.Env, pos *logPosition, certs []*cert.Certific
 	}
 	l.update(func(s *Status) { s.Position = pos.Size })
 	return nil
-}
-
-// progress logs a long catch-up: every `every`, and once at the end when it
-// logged before, so that the log shows where it stands, how fast it goes
-// and when it will be done.
-type progress struct {
-	log         string
-	start, end  int64
-	began, last time.Time
-	every       time.Duration
-	lastAt      int64
-	reported    bool
-}
-
-func newProgress(log string, start, end int64, every time.Duration) *progress {
-	now := time.Now()
-	return &progress{log: log, start: start, end: end, began: now, last: now, every: every, lastAt: start}
-}
-
-func (p *progress) report(logger *slog.Logger, at int64) {
-	now := time.Now()
-	if at >= p.end || now.Sub(p.last) < p.every {
-		return
-	}
-	// The rate over the last period, not since the start: it follows a log
-	// that slows down (rate limits) or a disk that speeds up (page cache).
-	rate := float64(at-p.lastAt) / now.Sub(p.last).Seconds()
-	args := []any{"log", p.log, "position", at, "tree_size", p.end, "entries_behind", p.end - at,
-		"done_percent", fmt.Sprintf("%.1f", 100*float64(at-p.start)/float64(p.end-p.start)),
-		"entries_per_second", int64(rate)}
-	if rate > 0 {
-		args = append(args, "eta", time.Duration(float64(p.end-at)/rate*float64(time.Second)).Round(time.Second).String())
-	}
-	logger.Info("catching up", args...)
-	p.last, p.lastAt, p.reported = now, at, true
-}
-
-func (p *progress) done(logger *slog.Logger, at *int64) {
-	if !p.reported {
-		return
-	}
-	elapsed := time.Since(p.began)
-	logger.Info("catch-up ended", "log", p.log, "position", *at, "tree_size", p.end, "entries", *at-p.start,
-		"took", elapsed.Round(time.Millisecond).String(),
-		"entries_per_second", int64(float64(*at-p.start)/elapsed.Seconds()))
 }

@@ -12,7 +12,6 @@ import (
 	ctls "github.com/google/certificate-transparency-go/tls"
 	ctx509 "github.com/google/certificate-transparency-go/x509"
 
-	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -112,12 +111,10 @@ func BenchmarkMatchEntry(b *testing.B) {
 		}
 		set := watch.NewSet(ws)
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			var id cert.Identifiers
-			var names []string
-			var idx []int
+			m := matcher{set: set}
 			i := 0
 			for b.Loop() {
-				if c, bad := matchEntry(&entries[i%len(entries)], set, &id, &names, &idx); c != nil || bad {
+				if c, bad := m.match(&entries[i%len(entries)]); c != nil || bad {
 					b.Fatal("matched")
 				}
 				i++

@@ -27,13 +27,11 @@ func oddCases() []oddcert.Case {
 func TestOddCertificates(t *testing.T) {
 	set := sourcetest.OddPolicy(t)
 	rec := &ctsource.Recorder{Policy: func() *watch.Set { return set }}
-	var id cert.Identifiers
-	var names []string
-	var idx []int
+	m := matcher{set: set}
 	for _, tc := range oddCases() {
 		t.Run(tc.Name, func(t *testing.T) {
 			e := rawEntry{der: tc.DER}
-			c, bad := matchEntry(&e, set, &id, &names, &idx)
+			c, bad := m.match(&e)
 			if tc.Malformed {
 				if !bad || c != nil {
 					t.Fatalf("malformed: bad %v, certificate %v", bad, c != nil)

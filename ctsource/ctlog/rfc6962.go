@@ -55,7 +55,7 @@ func NewRFC6962(name, url string, publicKey []byte, opts Options) (*Log, error) 
 	if err != nil {
 		return nil, fmt.Errorf("ctlog %s: %w", name, err)
 	}
-	return newCTLog(name, &rfc6962Log{client: c, verifier: verifier, tr: tr, errs: opts.CountError}, opts), nil
+	return newLog(name, &rfc6962Log{client: c, verifier: verifier, tr: tr, errs: opts.CountError}, opts), nil
 }
 
 func gapFor(rps float64) time.Duration {

@@ -59,7 +59,7 @@ func NewStatic(name, url string, publicKey []byte, opts Options) (*Log, error) {
 	}
 	l.tiles = &tileReader{prefix: l.prefix, tr: l.tr}
 	opts.BatchSize = wholeTiles(opts.BatchSize)
-	return newCTLog(name, l, opts), nil
+	return newLog(name, l, opts), nil
 }
 
 // wholeTiles rounds a batch size up to whole tiles: a batch of part of a

@@ -30,9 +30,11 @@ const EndedShardGrace = 30 * 24 * time.Hour
 
 // Log is a CT log found in a log list.
 type Log struct {
-	Name      string // the description as a label value
-	Protocol  string // rfc6962 or static
-	URL       string // the log URL, or the monitoring prefix of a tiled log
+	Name string // the description as a label value
+	// Tiled is a static-ct-api log (the list's tiled_logs), whose URL is
+	// its monitoring prefix; the others speak RFC 6962.
+	Tiled     bool
+	URL       string
 	PublicKey []byte // DER SubjectPublicKeyInfo
 	MMD       time.Duration
 	// Final is the final tree head of a readonly log: it is followed up to
@@ -226,13 +228,13 @@ func (l *List) pick(list *loglist3.LogList, now time.Time) ([]Log, []skippedLog)
 	for _, op := range list.Operators {
 		for _, lg := range op.Logs {
 			if l.follows(lg.State, lg.TemporalInterval, now) {
-				add(Log{Name: Label(lg.Description), Protocol: "rfc6962", URL: lg.URL, PublicKey: lg.Key,
+				add(Log{Name: Label(lg.Description), URL: lg.URL, PublicKey: lg.Key,
 					MMD: time.Duration(lg.MMD) * time.Second}, lg.State)
 			}
 		}
 		for _, lg := range op.TiledLogs {
 			if l.follows(lg.State, lg.TemporalInterval, now) {
-				add(Log{Name: Label(lg.Description), Protocol: "static", URL: lg.MonitoringURL, PublicKey: lg.Key,
+				add(Log{Name: Label(lg.Description), Tiled: true, URL: lg.MonitoringURL, PublicKey: lg.Key,
 					MMD: time.Duration(lg.MMD) * time.Second}, lg.State)
 			}
 		}

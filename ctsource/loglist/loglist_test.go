@@ -120,7 +120,7 @@ func TestLogListPicksLogs(t *testing.T) {
 	if f := got["frozen_log"].Final; f == nil || f.Size != 1234 || f.Root[0] != 7 {
 		t.Errorf("readonly final tree head = %+v", f)
 	}
-	if s := got["sunlight_tuscolo2027h1"]; s.Protocol != "static" || s.URL != "https://tuscolo.example/2027h1/" || s.MMD != 24*time.Hour {
+	if s := got["sunlight_tuscolo2027h1"]; !s.Tiled || s.URL != "https://tuscolo.example/2027h1/" || s.MMD != 24*time.Hour {
 		t.Errorf("tiled log = %+v", s)
 	}
 	// Unchanged file: nothing new to say.
