@@ -26,6 +26,8 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/cert"
+	"github.com/ct-exporter/ct_exporter/ctsource/ctlog"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -105,7 +107,7 @@ func TestGenerated(t *testing.T) {
 		if i%13 != 0 {
 			continue
 		}
-		c, err := ctsource.ParseCertificate(der)
+		c, err := cert.Parse(der)
 		if err != nil {
 			t.Fatalf("entry %d: %v", i, err)
 		}
@@ -159,8 +161,8 @@ func TestGenerated(t *testing.T) {
 		}
 	}
 	for _, i := range g.plan.Malformed {
-		var id ctsource.Identifiers
-		if err := ctsource.ExtractIdentifiers(g.Entry(i).Cert, g.Entry(i).Precert, &id); err == nil {
+		var id cert.Identifiers
+		if err := cert.ExtractIdentifiers(g.Entry(i).Cert, g.Entry(i).Precert, &id); err == nil {
 			t.Errorf("malformed entry %d reads", i)
 		}
 	}
@@ -327,13 +329,13 @@ func TestServeFromIndex(t *testing.T) {
 		d, _ := watch.NormalizeDomain("example.com")
 		set := watch.NewSet([]watch.Watch{watch.NewWatch(d, true)})
 		env := &ctsource.Env{Recorder: &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return set }},
-			CountError: func(string) {}, Logger: slog.New(slog.DiscardHandler)}
-		lo := ctsource.LogOptions{Interval: time.Minute, Timeout: time.Minute, Start: "1234", Workers: 2, BatchSize: 512}
-		var l *ctsource.CTLog
+			Logger: slog.New(slog.DiscardHandler)}
+		lo := ctlog.Options{Interval: time.Minute, Timeout: time.Minute, Start: "1234", Workers: 2, BatchSize: 512}
+		var l *ctlog.Log
 		if proto == "rfc6962" {
-			l, err = ctsource.NewRFC6962Log("t", srv.URL+"/", pub, lo)
+			l, err = ctlog.NewRFC6962("t", srv.URL+"/", pub, lo)
 		} else {
-			l, err = ctsource.NewStaticLog("t", srv.URL+"/log", pub, lo)
+			l, err = ctlog.NewStatic("t", srv.URL+"/log", pub, lo)
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 )
 
 // Config is what the generated log depends on.
@@ -453,11 +453,11 @@ func (g *Generator) Expected() ([]Needle, error) {
 		if !ok {
 			return nil, fmt.Errorf("needle %d: final certificate does not parse", n.ID)
 		}
-		stripped, _, err := ctsource.StripTBS(tbs)
+		stripped, _, err := cert.StripTBS(tbs)
 		if err != nil {
 			return nil, fmt.Errorf("needle %d: %v", n.ID, err)
 		}
-		strippedPre, _, err := ctsource.StripTBS(pre.Cert)
+		strippedPre, _, err := cert.StripTBS(pre.Cert)
 		if err != nil {
 			return nil, fmt.Errorf("needle %d precertificate: %v", n.ID, err)
 		}

@@ -2,7 +2,7 @@
 // generates a realistic log (deterministically, from -seed), serves it over
 // RFC 6962 and static-ct-api from a separate server process with
 // precomputed answers, follows it from the beginning with the exporter's
-// own follower (ctsource) into a fresh state file, and reports throughput,
+// own follower (ctsource/ctlog) into a fresh state file, and reports throughput,
 // CPU per entry, peak memory, and whether exactly the planted issuances for
 // the watched domains were found.
 //

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/ctlog"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -189,24 +190,24 @@ func measure(ctx context.Context, o *options, srv *serverProc, protocol string, 
 	sourceErrors := map[string]int{}
 	env := &ctsource.Env{
 		Recorder: &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return set }},
+		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	name := "bench-" + protocol
+	lo := ctlog.Options{
+		Interval: time.Minute, Timeout: time.Minute, Start: "beginning",
+		Workers: o.workers, BatchSize: o.batch, MMD: 24 * time.Hour,
 		CountError: func(reason string) {
 			mu.Lock()
 			sourceErrors[reason]++
 			mu.Unlock()
 		},
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	name := "bench-" + protocol
-	lo := ctsource.LogOptions{
-		Interval: time.Minute, Timeout: time.Minute, Start: "beginning",
-		Workers: o.workers, BatchSize: o.batch, MMD: 24 * time.Hour,
-	}
-	var l *ctsource.CTLog
+	var l *ctlog.Log
 	base := "http://" + srv.Ready.Addr
 	if protocol == "rfc6962" {
-		l, err = ctsource.NewRFC6962Log(name, base+"/", srv.Ready.PublicKey, lo)
+		l, err = ctlog.NewRFC6962(name, base+"/", srv.Ready.PublicKey, lo)
 	} else {
-		l, err = ctsource.NewStaticLog(name, base+"/log", srv.Ready.PublicKey, lo)
+		l, err = ctlog.NewStatic(name, base+"/log", srv.Ready.PublicKey, lo)
 	}
 	if err != nil {
 		return nil, err
@@ -269,7 +270,7 @@ func diffStats(before, after map[string]counter) map[string]counter {
 }
 
 // check compares the state file with the needles.
-func check(store *state.Store, l *ctsource.CTLog, name string, needles []Needle, malformed int, res *Result) []string {
+func check(store *state.Store, l *ctlog.Log, name string, needles []Needle, malformed int, res *Result) []string {
 	var problems []string
 	snap := store.Snapshot()
 	res.Found = snap.Certificates
@@ -277,9 +278,9 @@ func check(store *state.Store, l *ctsource.CTLog, name string, needles []Needle,
 	for _, c := range snap.Counters {
 		if len(c.Labels) == 1 && c.Labels[0] == name {
 			switch c.Name {
-			case ctsource.CounterLogMalformed:
+			case state.CounterLogMalformed:
 				res.Malformed = c.Value
-			case ctsource.CounterLogProcessed:
+			case state.CounterLogProcessed:
 				processed = c.Value
 			}
 		}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
 )
@@ -23,7 +22,7 @@ type (
 	}
 	HealthReporter interface {
 		Health() []monitor.SourceHealth
-		Logs() []ctsource.LogStatus
+		Logs() []monitor.LogStatus
 		Watches() []string
 	}
 )
@@ -148,7 +147,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	} else {
 		snap = c.state.Snapshot()
 	}
-	perLog := map[string]map[string]uint64{ctsource.CounterLogProcessed: {}, ctsource.CounterLogMalformed: {}}
+	perLog := map[string]map[string]uint64{state.CounterLogProcessed: {}, state.CounterLogMalformed: {}}
 	parseErrors := map[string]uint64{}
 	for _, ctr := range snap.Counters {
 		switch {
@@ -163,8 +162,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	now := c.now()
 	for _, l := range c.health.Logs() {
 		// Counters of logs no longer followed stay in the state file, unexposed.
-		ch <- prometheus.MustNewConstMetric(c.logProcessed, prometheus.CounterValue, float64(perLog[ctsource.CounterLogProcessed][l.Log]), l.Log)
-		ch <- prometheus.MustNewConstMetric(c.logMalformed, prometheus.CounterValue, float64(perLog[ctsource.CounterLogMalformed][l.Log]), l.Log)
+		ch <- prometheus.MustNewConstMetric(c.logProcessed, prometheus.CounterValue, float64(perLog[state.CounterLogProcessed][l.Log]), l.Log)
+		ch <- prometheus.MustNewConstMetric(c.logMalformed, prometheus.CounterValue, float64(perLog[state.CounterLogMalformed][l.Log]), l.Log)
 		for check, n := range l.Failures {
 			ch <- prometheus.MustNewConstMetric(c.logFailures, prometheus.CounterValue, float64(n), l.Log, check)
 		}

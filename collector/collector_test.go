@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/promslog"
 
-	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
@@ -20,11 +19,11 @@ import (
 
 type health struct {
 	sources []monitor.SourceHealth
-	logs    []ctsource.LogStatus
+	logs    []monitor.LogStatus
 }
 
 func (h health) Health() []monitor.SourceHealth { return h.sources }
-func (h health) Logs() []ctsource.LogStatus     { return h.logs }
+func (h health) Logs() []monitor.LogStatus      { return h.logs }
 func (h health) Watches() []string              { return []string{"example.com", "example.org"} }
 
 var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
@@ -180,18 +179,18 @@ func TestCollectorBeforeFirstPoll(t *testing.T) {
 func TestCollectorLogMetrics(t *testing.T) {
 	s := newStore(t)
 	err := s.Update(func(tx *state.Tx) error {
-		if err := tx.AddCounter(ctsource.CounterLogProcessed, []string{"argon"}, 1000); err != nil {
+		if err := tx.AddCounter(state.CounterLogProcessed, []string{"argon"}, 1000); err != nil {
 			return err
 		}
-		if err := tx.AddCounter(ctsource.CounterLogProcessed, []string{"retired"}, 5); err != nil {
+		if err := tx.AddCounter(state.CounterLogProcessed, []string{"retired"}, 5); err != nil {
 			return err
 		}
-		return tx.AddCounter(ctsource.CounterLogMalformed, []string{"argon"}, 2)
+		return tx.AddCounter(state.CounterLogMalformed, []string{"argon"}, 2)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := health{logs: []ctsource.LogStatus{
+	h := health{logs: []monitor.LogStatus{
 		{Log: "argon", Known: true, TreeSize: 1500, STHTime: now.Add(-30 * time.Second), Position: 1000, MMD: 24 * time.Hour,
 			Failures: map[string]uint64{"consistency": 1, "sth_signature": 0}, OlderTreeHeads: 3},
 		{Log: "pending", MMD: time.Hour, Readonly: true, Failures: map[string]uint64{"consistency": 0}},

@@ -90,14 +90,6 @@ type Source struct {
 
 	// PublicKeyDER is PublicKey decoded.
 	PublicKeyDER []byte `yaml:"-"`
-	// Final is set for a readonly log a log list names.
-	Final *FinalTreeHead `yaml:"-"`
-}
-
-// FinalTreeHead is the last tree of a readonly log.
-type FinalTreeHead struct {
-	Size int64
-	Root [32]byte
 }
 
 // keysOf lists the keys each source type takes, beyond name and type.

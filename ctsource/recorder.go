@@ -2,128 +2,72 @@ package ctsource
 
 import (
 	"encoding/hex"
-	"errors"
+	"log/slog"
 	"strings"
 
+	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
 // Recorder turns certificates into issuances: it matches them against the
-// current watches, judges them, and records them in the state file. Every
+// current watches, judges them, and records them in the store. Every
 // source records through it, so the same issuance found anywhere is one.
 type Recorder struct {
-	Store  *state.Store
+	Store  Store
 	Policy func() *watch.Set // the current watches; changes on reload
 	// PSCs are the precertificate signing certificates found so far, for
 	// every source to give PSC-signed precertificates their final identity.
-	PSCs PSCs
+	PSCs cert.PSCs
 }
 
-// Record records a certificate in tx and returns the watches for which its
-// issuance is new and, when there are any, the issuance as stored (what
-// Env.announce passes on: first seen, and the SCTs of every certificate
-// seen so far). A certificate the state cannot record is an error wrapping
-// state.ErrUnrecordable; nothing of it was written, and tx can go on.
-func (r *Recorder) Record(tx *state.Tx, c *Certificate) (*state.Issuance, []state.Match, error) {
-	is := issuanceOf(c)
-	matches := r.matches(is)
-	fresh, err := tx.Observe(is, matches)
+// Observe adds a certificate to c: its issuance, with the current watches
+// it concerns and the verdict of each.
+func (r *Recorder) Observe(c *state.Commit, crt *cert.Certificate) {
+	is := issuanceOf(crt)
+	c.Observations = append(c.Observations, state.Observation{Issuance: is, Matches: r.matches(is)})
+}
+
+// Commit writes c in one transaction, then tells what it recorded: an
+// issuance recorded as new for some watches is logged and announced; one
+// the store could not record is counted (reason="record", with errs) and
+// logged; the rest of c was written without it.
+func (e *Env) Commit(errs ErrorCounter, c *state.Commit) error {
+	res, err := e.Recorder.Store.Commit(c)
 	if err != nil {
-		if errors.Is(err, state.ErrUnrecordable) {
-			return nil, nil, &unrecordedError{matches: matches, err: err}
-		}
-		return nil, nil, err
+		return err
 	}
-	if len(fresh) == 0 {
-		return nil, nil, nil
+	for i := range res {
+		if res[i].Err != nil {
+			e.unrecorded(c.Source, errs, &c.Observations[i], res[i].Err)
+		}
 	}
-	stored, err := tx.Issuance(c.TBSSHA256)
-	return stored, fresh, err
-}
-
-// unrecordedError is Record's error for a certificate the state cannot
-// record, with the watches it concerns (for the log line).
-type unrecordedError struct {
-	matches []state.Match
-	err     error
-}
-
-func (e *unrecordedError) Error() string { return e.err.Error() }
-func (e *unrecordedError) Unwrap() error { return e.err }
-
-// found is an issuance a transaction recorded as new for some watches, to
-// announce once the transaction committed.
-type found struct {
-	is    *state.Issuance
-	fresh []state.Match
-}
-
-// unrecorded is a certificate a transaction could not record, to count
-// and log once the transaction committed.
-type unrecorded struct {
-	cert *Certificate
-	err  error
-}
-
-// recorded is what a transaction recorded, and what it could not.
-type recorded struct {
-	news    []found
-	skipped []unrecorded
-}
-
-// RecordAll records certificates in tx into out, emptied first (a
-// transaction may run again). A certificate the state cannot record (a
-// fault of the certificate, not of the store) is skipped: the others and
-// the position go on, and Env.report counts it. Any other error fails the
-// transaction.
-func (r *Recorder) RecordAll(tx *state.Tx, certs []*Certificate, out *recorded) error {
-	out.news, out.skipped = out.news[:0], out.skipped[:0]
-	for _, c := range certs {
-		is, fresh, err := r.Record(tx, c)
-		if errors.Is(err, state.ErrUnrecordable) {
-			out.skipped = append(out.skipped, unrecorded{c, err})
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if len(fresh) > 0 {
-			out.news = append(out.news, found{is, fresh})
+	for i := range res {
+		if len(res[i].Fresh) > 0 {
+			e.announce(res[i].Stored, res[i].Fresh)
 		}
 	}
 	return nil
 }
 
-// report announces what a committed transaction recorded, and counts
-// (ct_source_errors_total{reason="record"}) and logs what it could not.
-func (e *Env) report(source string, out *recorded) {
-	for _, u := range out.skipped {
-		e.unrecorded(source, u.cert, u.err)
-	}
-	for _, n := range out.news {
-		e.announce(n.is, n.fresh)
+// announce logs an issuance new for the fresh watches, and passes it on.
+func (e *Env) announce(is *state.Issuance, fresh []state.Match) {
+	logNew(e.Logger, is, fresh)
+	if e.NewIssuance != nil {
+		e.NewIssuance(is, fresh)
 	}
 }
 
-// unrecorded counts and logs a certificate that could not be recorded.
-func (e *Env) unrecorded(source string, c *Certificate, err error) {
-	e.unrecordedIssuance(source, issuanceOf(c), err)
-}
-
-// unrecordedIssuance counts and logs an issuance that could not be
-// recorded. It may name a watched domain: it is logged at error level with
-// what identifies it, every value bounded (its fields are why it did not
-// fit).
-func (e *Env) unrecordedIssuance(source string, is *state.Issuance, err error) {
-	e.CountError(ReasonRecord)
-	var watches []string
-	var ue *unrecordedError
-	if errors.As(err, &ue) {
-		for _, m := range ue.matches {
-			watches = append(watches, m.Watch)
-		}
+// unrecorded counts and logs an issuance the store could not record. It
+// may name a watched domain: it is logged at error level with what
+// identifies it, every value bounded (its fields are why it did not fit).
+func (e *Env) unrecorded(source string, errs ErrorCounter, o *state.Observation, err error) {
+	errs.Count(ReasonRecord)
+	watches := make([]string, len(o.Matches))
+	for i, m := range o.Matches {
+		watches[i] = m.Watch
 	}
+	is := o.Issuance
 	e.Logger.Error("a certificate could not be recorded: it is counted in ct_source_errors_total{reason=\"record\"} and skipped",
 		"source", source, "watches", strings.Join(watches, ","),
 		"tbs_sha256", hex.EncodeToString(is.TBSSHA256[:]), "cert_sha256", state.CertHex(is.CertSHA256),
@@ -142,10 +86,12 @@ func (r *Recorder) NewMatches(is *state.Issuance) []state.Match {
 	return fresh
 }
 
+// matches returns the current watches an issuance concerns, each with its
+// verdict.
 func (r *Recorder) matches(is *state.Issuance) []state.Match {
 	set := r.Policy()
-	names := appendNormalized(make([]string, 0, len(is.DNSNames)+len(is.OtherCNs)+1), is.DNSNames, is.OtherCNs...)
-	names = appendNormalized(names, nil, is.SubjectCN)
+	names := cert.AppendNormalized(make([]string, 0, len(is.DNSNames)+len(is.OtherCNs)+1), is.DNSNames, is.OtherCNs...)
+	names = cert.AppendNormalized(names, nil, is.SubjectCN)
 	idx := set.Match(nil, names, is.IPs)
 	if len(idx) == 0 {
 		return nil
@@ -168,7 +114,8 @@ func hasWatch(is *state.Issuance, w string) bool {
 	return false
 }
 
-func issuanceOf(c *Certificate) *state.Issuance {
+// issuanceOf is what the state keeps of a certificate.
+func issuanceOf(c *cert.Certificate) *state.Issuance {
 	return &state.Issuance{
 		TBSSHA256:    c.TBSSHA256,
 		CertSHA256:   c.CertSHA256,
@@ -186,12 +133,12 @@ func issuanceOf(c *Certificate) *state.Issuance {
 	}
 }
 
-// Verdict judges a stored issuance for a watch by the current policy; false
-// when no such watch is configured. It is the state's Policy.Verdict.
-func Verdict(set *watch.Set, watchName string, is *state.Issuance) (watch.Verdict, bool) {
-	w, ok := set.Get(watchName)
-	if !ok {
-		return 0, false
+// logNew logs an issuance new for the fresh watches, one line per watch.
+func logNew(logger *slog.Logger, is *state.Issuance, fresh []state.Match) {
+	for _, m := range fresh {
+		logger.Info("new certificate", "watch", m.Watch, "verdict", m.Verdict.String(),
+			"names", watch.Escape(strings.Join(is.DNSNames, ",")), "issuer", watch.Escape(is.Issuer.DN),
+			"serial", is.Serial, "tbs_sha256", hex.EncodeToString(is.TBSSHA256[:]),
+			"link", "https://crt.sh/?sha256="+hex.EncodeToString(is.CertSHA256[:]))
 	}
-	return w.Verdict(is.Candidate()), true
 }

@@ -1,3 +1,13 @@
+// Package ctsource is what every source of certificates shares: the Source
+// interface and the Env a source polls with, the Recorder that turns the
+// certificates a source finds into issuances in the state, the reasons a
+// failure is counted under, the HTTP transport every request goes through,
+// and the per-watch schedule of the search sources.
+//
+// The sources are its subpackages, one per kind: ctlog follows CT logs,
+// crtsh and certspotter search crt.sh and the Cert Spotter API, loglist
+// reads the log lists that name the logs to follow. cert reads
+// certificates for all of them.
 package ctsource
 
 import (
@@ -44,7 +54,21 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Reason, e.Err) }
+
 func (e *Error) Unwrap() error { return e.Err }
+
+// ErrorCounter counts one failed attempt of a source under
+// ct_source_errors_total, by reason. A source is made with its counter,
+// and gives it to its transport: every failure is counted there, as it
+// happens, and the caller of Poll counts nothing.
+type ErrorCounter func(reason string)
+
+// Count counts one failed attempt; a nil ErrorCounter counts nothing.
+func (c ErrorCounter) Count(reason string) {
+	if c != nil {
+		c(reason)
+	}
+}
 
 // ReasonOf returns the reason of a source error, or "" for other errors.
 func ReasonOf(err error) string {
@@ -64,8 +88,8 @@ type Source interface {
 	// only when none of its watches is failing, those it did not search
 	// because their retry is not due included; a *PausedError in the error
 	// asks the caller to pause the whole source. Failed attempts are
-	// counted through Env.CountError as they happen, so the caller counts
-	// nothing.
+	// counted with the ErrorCounter the source was made with, as they
+	// happen, so the caller counts nothing.
 	Poll(ctx context.Context, env *Env) error
 	// Close releases what the source holds (idle connections) once it is
 	// stopped.
@@ -75,12 +99,7 @@ type Source interface {
 // Env is what a source polls with.
 type Env struct {
 	Recorder *Recorder
-	// CountError counts one failed attempt under ct_source_errors_total.
-	CountError func(reason string)
-	Logger     *slog.Logger
-	// Discover receives the logs a log list names (replacing those it
-	// named before).
-	Discover func(list string, logs []DiscoveredLog)
+	Logger   *slog.Logger
 	// NewIssuance, when set, is told of every issuance recorded as new for
 	// some watches, after its transaction committed (ct_exporter check
 	// prints them). It must not block.
@@ -89,14 +108,6 @@ type Env struct {
 	// watch by a search source, and when it ended
 	// (ct_source_watch_last_success_timestamp_seconds).
 	WatchSearched func(watch string, at time.Time)
-}
-
-// announce logs an issuance new for the fresh watches, and passes it on.
-func (e *Env) announce(is *state.Issuance, fresh []state.Match) {
-	logNew(e.Logger, is, fresh)
-	if e.NewIssuance != nil && len(fresh) > 0 {
-		e.NewIssuance(is, fresh)
-	}
 }
 
 // Backoff returns how long to wait before attempt number failures+1: an
@@ -130,10 +141,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// decodeJSONArray decodes an answer that must be one complete JSON array:
+// DecodeJSONArray decodes an answer that must be one complete JSON array:
 // search services answer errors with objects, and cut connections leave
 // truncated JSON, neither of which may read as "nothing found".
-func decodeJSONArray[T any](body []byte) ([]T, error) {
+func DecodeJSONArray[T any](body []byte) ([]T, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var out []T
 	if err := dec.Decode(&out); err != nil {

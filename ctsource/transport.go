@@ -24,34 +24,44 @@ const maxRetryAfter = time.Hour
 // its source's interval when that is longer.
 const minBudget = time.Hour
 
-// transport is the http.RoundTripper every source's requests go through. It
+// Transport is the http.RoundTripper every source's requests go through. It
 // applies the manners a shared service needs — requests spaced, each with a
 // timeout and a size cap, transient failures retried with backoff, and
-// Retry-After honoured — and counts every failed attempt by reason. It reads
-// the body itself, so that a slow or oversized body is caught here too. A
-// response that is not 2xx after the retries is an *Error, never a
-// response, so no caller can take an error page for an answer.
-type transport struct {
-	base        http.RoundTripper
-	timeout     time.Duration // per attempt, body included
-	gap         time.Duration // between the starts of consecutive requests
-	maxBody     int64
-	attempts    int
-	backoffBase time.Duration
-	backoffCap  time.Duration
+// Retry-After honoured — and counts every failed attempt by reason, with
+// the ErrorCounter it was made with. It reads the body itself, so that a
+// slow or oversized body is caught here too. A response that is not 2xx
+// after the retries is an *Error, never a response, so no caller can take
+// an error page for an answer.
+//
+// NewTransport sets the exported fields; a source (an API key in Header) or
+// a test (a faster backoff) may change them before the first request.
+type Transport struct {
+	Base        http.RoundTripper
+	Timeout     time.Duration // per attempt, body included
+	Attempts    int
+	BackoffBase time.Duration
+	Header      http.Header // sent with every request Get makes (an API key)
+
+	gap        time.Duration // between the starts of consecutive requests
+	maxBody    int64
+	backoffCap time.Duration
 	// budget bounds one request, its attempts, backoffs and Retry-After
 	// waits together: a server answering 429 with Retry-After: 3600 each
 	// time would otherwise hold its source for hours.
 	budget time.Duration
-	header http.Header // sent with every request get makes (an API key)
+	errs   ErrorCounter
 
 	mu   sync.Mutex
 	last time.Time
 }
 
-func newTransport(timeout, gap, interval time.Duration, maxBody int64) *transport {
-	return &transport{
-		base: &http.Transport{
+// NewTransport returns a transport whose attempts each take at most
+// timeout, whose requests start gap apart, whose backoff grows up to the
+// source's interval, and whose answers are cut at maxBody bytes; errs
+// counts its failed attempts.
+func NewTransport(timeout, gap, interval time.Duration, maxBody int64, errs ErrorCounter) *Transport {
+	return &Transport{
+		Base: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			TLSHandshakeTimeout:   10 * time.Second,
@@ -61,75 +71,62 @@ func newTransport(timeout, gap, interval time.Duration, maxBody int64) *transpor
 			// Decompressed below: faster than net/http's, and bounded.
 			DisableCompression: true,
 		},
-		timeout:     timeout,
+		Timeout:     timeout,
+		Attempts:    4,
+		BackoffBase: max(gap, time.Second),
 		gap:         gap,
 		maxBody:     maxBody,
-		attempts:    4,
-		backoffBase: max(gap, time.Second),
 		backoffCap:  interval,
 		budget:      max(interval, minBudget),
+		errs:        errs,
 	}
 }
 
-// close drops idle connections: a source stopped on reload must not leave
+// Close drops idle connections: a source stopped on reload must not leave
 // its keep-alive connections (and their goroutines) behind.
-func (t *transport) close() {
-	if ht, ok := t.base.(*http.Transport); ok {
+func (t *Transport) Close() {
+	if ht, ok := t.Base.(*http.Transport); ok {
 		ht.CloseIdleConnections()
 	}
 }
 
-type errorCounterKey struct{}
-
-// withErrorCounter makes the requests made with ctx count their failed
-// attempts with count.
-func withErrorCounter(ctx context.Context, count func(reason string)) context.Context {
-	return context.WithValue(ctx, errorCounterKey{}, count)
-}
-
 type oneAttemptKey struct{}
 
-// oneAttempt marks the requests made with ctx as not to be retried, but
+// OneAttempt marks the requests made with ctx as not to be retried, but
 // for a rate limit (429, which pauses the whole source anyway): a
 // search source retries a failed watch on the watch's own schedule, with
 // its own backoff, and retrying inside the request would hold every other
 // watch of the source behind the failing one (a hanging search, four
 // times its timeout).
-func oneAttempt(ctx context.Context) context.Context {
+func OneAttempt(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oneAttemptKey{}, true)
 }
 
-func countError(ctx context.Context, reason string) {
-	if count, ok := ctx.Value(errorCounterKey{}).(func(string)); ok {
-		count(reason)
-	}
-}
-
-// get fetches url and returns its body; any failure is an *Error.
-func (t *transport) get(ctx context.Context, url, accept string) (*response, error) {
+// Get fetches url and returns its body; any failure is an *Error.
+func (t *Transport) Get(ctx context.Context, url, accept string) (*Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, &Error{Reason: ReasonBadResponse, Err: err}
 	}
 	req.Header.Set("Accept", accept)
-	for k, v := range t.header {
+	for k, v := range t.Header {
 		req.Header[k] = v
 	}
 	res, body, err := t.roundTrip(req)
 	if err != nil {
 		return nil, err
 	}
-	return &response{status: res.StatusCode, contentType: res.Header.Get("Content-Type"), body: body}, nil
+	return &Response{Status: res.StatusCode, ContentType: res.Header.Get("Content-Type"), Body: body}, nil
 }
 
-type response struct {
-	status      int
-	contentType string
-	body        []byte
+type Response struct {
+	Status      int
+	ContentType string
+	Body        []byte
 }
 
 // RoundTrip sends a GET (only idempotent requests are retried).
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, body, err := t.roundTrip(req)
 	if err != nil {
 		return nil, err
@@ -140,16 +137,16 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // roundTrip is RoundTrip giving the body read.
-func (t *transport) roundTrip(req *http.Request) (*http.Response, []byte, error) {
+func (t *Transport) roundTrip(req *http.Request) (*http.Response, []byte, error) {
 	return t.roundTripInto(req, nil)
 }
 
 // bodies recycles response buffers (*[]byte) on the hot paths (see getPooled).
 var bodies sync.Pool
 
-// getPooled is get with the body read into a recycled buffer: release it
+// GetPooled is get with the body read into a recycled buffer: release it
 // once nothing refers to the body any more.
-func (t *transport) getPooled(ctx context.Context, url, accept string) (*response, func(), error) {
+func (t *Transport) GetPooled(ctx context.Context, url, accept string) (*Response, func(), error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, nil, &Error{Reason: ReasonBadResponse, Err: err}
@@ -164,12 +161,12 @@ func (t *transport) getPooled(ctx context.Context, url, accept string) (*respons
 		bodies.Put(buf)
 		return nil, nil, err
 	}
-	return &response{status: res.StatusCode, contentType: res.Header.Get("Content-Type"), body: body}, func() { bodies.Put(buf) }, nil
+	return &Response{Status: res.StatusCode, ContentType: res.Header.Get("Content-Type"), Body: body}, func() { bodies.Put(buf) }, nil
 }
 
 // roundTripInto reads the body into *buf, which keeps the grown buffer for
 // the next use (a fresh buffer when buf is nil).
-func (t *transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Response, []byte, error) {
+func (t *Transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Response, []byte, error) {
 	if req.Header.Get("User-Agent") == "" {
 		req = req.Clone(req.Context())
 		// Logs rate-limit clients that give no contact (Skylight: an e-mail
@@ -177,7 +174,7 @@ func (t *transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Respons
 		req.Header.Set("User-Agent", version.ComponentUserAgent("ct_exporter")+" (+https://github.com/ct-exporter/ct_exporter)")
 	}
 	ctx := req.Context()
-	attempts := t.attempts
+	attempts := t.Attempts
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		attempts = 1
 	}
@@ -196,13 +193,13 @@ func (t *transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Respons
 		if !errors.As(err, &e) {
 			return nil, nil, err
 		}
-		countError(ctx, e.Reason)
+		t.errs.Count(e.Reason)
 		last = err
-		if !retryable(e.Reason) || attempt == attempts || errors.Is(err, errPastBudget) ||
+		if !Retryable(e.Reason) || attempt == attempts || errors.Is(err, errPastBudget) ||
 			oneTry && e.Reason != ReasonHTTP429 { // a rate limit holds the whole source anyway
 			break
 		}
-		wait := Backoff(attempt, t.backoffBase, t.backoffCap)
+		wait := Backoff(attempt, t.BackoffBase, t.backoffCap)
 		if e.RetryAfter > 0 {
 			wait = e.RetryAfter
 		}
@@ -220,7 +217,7 @@ func (t *transport) roundTripInto(req *http.Request, buf *[]byte) (*http.Respons
 	return nil, nil, last
 }
 
-func retryable(reason string) bool {
+func Retryable(reason string) bool {
 	switch reason {
 	case ReasonTimeout, ReasonNetwork, ReasonHTTP429, ReasonHTTP5xx:
 		return true
@@ -230,7 +227,7 @@ func retryable(reason string) bool {
 
 // once makes one attempt, cut at deadline (the request's budget) if that
 // comes before its own timeout.
-func (t *transport) once(req *http.Request, buf *[]byte, deadline time.Time) (*http.Response, []byte, error) {
+func (t *Transport) once(req *http.Request, buf *[]byte, deadline time.Time) (*http.Response, []byte, error) {
 	if buf == nil {
 		buf = new([]byte)
 	}
@@ -238,7 +235,7 @@ func (t *transport) once(req *http.Request, buf *[]byte, deadline time.Time) (*h
 	if err := t.space(ctx, deadline); err != nil {
 		return nil, nil, err
 	}
-	end := time.Now().Add(t.timeout)
+	end := time.Now().Add(t.Timeout)
 	if deadline.Before(end) {
 		end = deadline
 	}
@@ -248,7 +245,7 @@ func (t *transport) once(req *http.Request, buf *[]byte, deadline time.Time) (*h
 	if req.Header.Get("Accept-Encoding") == "" {
 		req.Header.Set("Accept-Encoding", "gzip")
 	}
-	res, err := t.base.RoundTrip(req)
+	res, err := t.Base.RoundTrip(req)
 	if err != nil {
 		return nil, nil, transportError(ctx, actx, err)
 	}
@@ -369,7 +366,7 @@ var errPastBudget = errors.New("past the request's budget")
 // space waits until gap has passed since the previous request started. A
 // slot only free after deadline is not taken: the request ends as a
 // timeout rather than hold its source past its budget.
-func (t *transport) space(ctx context.Context, deadline time.Time) error {
+func (t *Transport) space(ctx context.Context, deadline time.Time) error {
 	if t.gap <= 0 {
 		return nil
 	}

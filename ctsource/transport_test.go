@@ -40,14 +40,14 @@ func TestTransportBoundsDecompression(t *testing.T) {
 		w.Write(small.Bytes())
 	}))
 	defer srv.Close()
-	tr := newTransport(5*time.Second, 0, time.Second, 1<<20)
 	counted := map[string]int{}
-	ctx := withErrorCounter(context.Background(), func(r string) { counted[r]++ })
-	if _, err := tr.get(ctx, srv.URL+"/bomb", "*/*"); ReasonOf(err) != ReasonBadResponse || counted[ReasonBadResponse] != 1 {
+	tr := NewTransport(5*time.Second, 0, time.Second, 1<<20, func(r string) { counted[r]++ })
+	ctx := context.Background()
+	if _, err := tr.Get(ctx, srv.URL+"/bomb", "*/*"); ReasonOf(err) != ReasonBadResponse || counted[ReasonBadResponse] != 1 {
 		t.Fatalf("bomb (%d bytes compressed): %v, %v", bomb.Len(), err, counted)
 	}
-	resp, err := tr.get(ctx, srv.URL+"/tile", "*/*")
-	if err != nil || string(resp.body) != "hello, tile" {
+	resp, err := tr.Get(ctx, srv.URL+"/tile", "*/*")
+	if err != nil || string(resp.Body) != "hello, tile" {
 		t.Fatalf("gzip answer: %v, %v", resp, err)
 	}
 }
@@ -75,18 +75,18 @@ func TestTransportSlowAndOversized(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	tr := newTransport(300*time.Millisecond, 0, time.Second, 1<<20)
-	tr.backoffBase = time.Millisecond
 	counted := map[string]int{}
-	ctx := withErrorCounter(context.Background(), func(r string) { counted[r]++ })
+	tr := NewTransport(300*time.Millisecond, 0, time.Second, 1<<20, func(r string) { counted[r]++ })
+	tr.BackoffBase = time.Millisecond
+	ctx := context.Background()
 	start := time.Now()
-	if _, err := tr.get(ctx, srv.URL+"/trickle", "*/*"); ReasonOf(err) != ReasonTimeout || counted[ReasonTimeout] != tr.attempts {
+	if _, err := tr.Get(ctx, srv.URL+"/trickle", "*/*"); ReasonOf(err) != ReasonTimeout || counted[ReasonTimeout] != tr.Attempts {
 		t.Fatalf("trickling server: %v, %v", err, counted)
 	}
-	if took := time.Since(start); took > time.Duration(tr.attempts)*time.Second {
+	if took := time.Since(start); took > time.Duration(tr.Attempts)*time.Second {
 		t.Fatalf("a trickling server held the request %v", took)
 	}
-	if _, err := tr.get(ctx, srv.URL+"/huge", "*/*"); ReasonOf(err) != ReasonBadResponse {
+	if _, err := tr.Get(ctx, srv.URL+"/huge", "*/*"); ReasonOf(err) != ReasonBadResponse {
 		t.Fatalf("oversized answer: %v", err)
 	}
 }
@@ -110,13 +110,13 @@ func TestTransportBufferGrowsWithData(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	defer srv.Close()
-	tr := newTransport(200*time.Millisecond, 0, time.Second, maxLogResponse)
-	tr.attempts = 1
-	defer tr.close()
+	tr := NewTransport(200*time.Millisecond, 0, time.Second, 64<<20, nil)
+	tr.Attempts = 1
+	defer tr.Close()
 	for _, q := range []string{"", "stall=1", "gzip=1", "gzip=1&stall=1"} {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		_, err := tr.get(context.Background(), srv.URL+"/?"+q, "*/*")
+		_, err := tr.Get(context.Background(), srv.URL+"/?"+q, "*/*")
 		runtime.ReadMemStats(&after)
 		if err == nil {
 			t.Fatalf("%s: a truncated body was taken for an answer", q)
@@ -138,11 +138,11 @@ func TestReadBody(t *testing.T) {
 		n           int
 		size, limit int64
 	}{
-		{"known size", len(data), int64(len(data)), maxLogResponse},
-		{"unknown size", len(data), 0, maxLogResponse},
-		{"underestimated", len(data), 1000, maxLogResponse},
-		{"overestimated", 10, 1 << 30, maxLogResponse},
-		{"empty", 0, 0, maxLogResponse},
+		{"known size", len(data), int64(len(data)), 64 << 20},
+		{"unknown size", len(data), 0, 64 << 20},
+		{"underestimated", len(data), 1000, 64 << 20},
+		{"overestimated", 10, 1 << 30, 64 << 20},
+		{"empty", 0, 0, 64 << 20},
 		{"over the limit", len(data), int64(len(data)), 1 << 20},
 		{"exactly the limit", 1 << 20, 1 << 20, 1 << 20},
 	} {
@@ -163,7 +163,7 @@ func TestReadBody(t *testing.T) {
 		})
 	}
 	recycled := make([]byte, 0, 8<<20)
-	got, err := readBody(recycled, bytes.NewReader(data), int64(len(data)), maxLogResponse)
+	got, err := readBody(recycled, bytes.NewReader(data), int64(len(data)), 64<<20)
 	if err != nil || !bytes.Equal(got, data) || &got[:1][0] != &recycled[:1][0] {
 		t.Fatalf("recycled buffer not used: %v", err)
 	}
@@ -191,13 +191,14 @@ func TestTransportRetryBudget(t *testing.T) {
 	defer srv.Close()
 	var mu sync.Mutex
 	counted := map[string]int{}
-	ctx := withErrorCounter(context.Background(), func(r string) { mu.Lock(); counted[r]++; mu.Unlock() })
-	try := func(tr *transport) error {
+	count := func(r string) { mu.Lock(); counted[r]++; mu.Unlock() }
+	ctx := context.Background()
+	try := func(tr *Transport) error {
 		t.Helper()
 		served.Store(0)
 		clear(counted)
 		done := make(chan error, 1)
-		go func() { _, err := tr.get(ctx, srv.URL, "*/*"); done <- err }()
+		go func() { _, err := tr.Get(ctx, srv.URL, "*/*"); done <- err }()
 		select {
 		case err := <-done:
 			return err
@@ -209,10 +210,10 @@ func TestTransportRetryBudget(t *testing.T) {
 
 	// The defaults: an interval under an hour gets an hour, so a
 	// Retry-After of an hour does not fit after the first attempt.
-	tr := newTransport(5*time.Second, 0, time.Minute, 1<<20)
-	defer tr.close()
-	if tr.budget != time.Hour || newTransport(time.Second, 0, 2*time.Hour, 1).budget != 2*time.Hour {
-		t.Fatalf("budgets %v and %v, want 1h and the 2h interval", tr.budget, newTransport(time.Second, 0, 2*time.Hour, 1).budget)
+	tr := NewTransport(5*time.Second, 0, time.Minute, 1<<20, count)
+	defer tr.Close()
+	if tr.budget != time.Hour || NewTransport(time.Second, 0, 2*time.Hour, 1, nil).budget != 2*time.Hour {
+		t.Fatalf("budgets %v and %v, want 1h and the 2h interval", tr.budget, NewTransport(time.Second, 0, 2*time.Hour, 1, nil).budget)
 	}
 	err := try(tr)
 	if ReasonOf(err) != ReasonHTTP429 || served.Load() != 1 || counted[ReasonHTTP429] != 1 || !strings.Contains(err.Error(), "budget of 1h0m0s") {
@@ -243,12 +244,12 @@ func TestTransportRetryBudget(t *testing.T) {
 	// An attempt's own timeout is cut to what is left of the budget.
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	defer slow.Close()
-	tr = newTransport(time.Hour, 0, time.Minute, 1<<20)
-	defer tr.close()
+	tr = NewTransport(time.Hour, 0, time.Minute, 1<<20, count)
+	defer tr.Close()
 	tr.budget = 300 * time.Millisecond
 	clear(counted)
 	done := make(chan error, 1)
-	go func() { _, err := tr.get(ctx, slow.URL, "*/*"); done <- err }()
+	go func() { _, err := tr.Get(ctx, slow.URL, "*/*"); done <- err }()
 	select {
 	case err := <-done:
 		if ReasonOf(err) != ReasonTimeout || counted[ReasonTimeout] != 1 {
@@ -265,16 +266,16 @@ func TestTransportSpacingWithinBudget(t *testing.T) {
 	var served atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
 	defer srv.Close()
-	tr := newTransport(5*time.Second, time.Hour, time.Minute, 1<<20)
-	defer tr.close()
-	tr.budget = time.Minute
 	counted := map[string]int{}
-	ctx := withErrorCounter(context.Background(), func(r string) { counted[r]++ })
-	if _, err := tr.get(ctx, srv.URL, "*/*"); err != nil {
+	tr := NewTransport(5*time.Second, time.Hour, time.Minute, 1<<20, func(r string) { counted[r]++ })
+	defer tr.Close()
+	tr.budget = time.Minute
+	ctx := context.Background()
+	if _, err := tr.Get(ctx, srv.URL, "*/*"); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { _, err := tr.get(ctx, srv.URL, "*/*"); done <- err }()
+	go func() { _, err := tr.Get(ctx, srv.URL, "*/*"); done <- err }()
 	select {
 	case err := <-done:
 		if ReasonOf(err) != ReasonTimeout || served.Load() != 1 {
@@ -299,14 +300,14 @@ func BenchmarkTransportBody(b *testing.B) {
 		w.Write(body)
 	}))
 	defer srv.Close()
-	tr := newTransport(time.Minute, 0, time.Minute, maxLogResponse)
-	defer tr.close()
+	tr := NewTransport(time.Minute, 0, time.Minute, 64<<20, nil)
+	defer tr.Close()
 	ctx := context.Background()
 	b.Run("pooled", func(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			resp, release, err := tr.getPooled(ctx, srv.URL, "*/*")
-			if err != nil || len(resp.body) != len(body) {
+			resp, release, err := tr.GetPooled(ctx, srv.URL, "*/*")
+			if err != nil || len(resp.Body) != len(body) {
 				b.Fatal(err)
 			}
 			release()
@@ -315,8 +316,8 @@ func BenchmarkTransportBody(b *testing.B) {
 	b.Run("fresh", func(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			resp, err := tr.get(ctx, srv.URL, "*/*")
-			if err != nil || len(resp.body) != len(body) {
+			resp, err := tr.Get(ctx, srv.URL, "*/*")
+			if err != nil || len(resp.Body) != len(body) {
 				b.Fatal(err)
 			}
 		}

@@ -35,6 +35,7 @@ type PausedError struct {
 }
 
 func (e *PausedError) Error() string { return "rate limited, the source pauses: " + e.Err.Error() }
+
 func (e *PausedError) Unwrap() error { return e.Err }
 
 // Paused reports whether err says the whole source must pause, and for at
@@ -47,7 +48,7 @@ func Paused(err error) (time.Duration, bool) {
 	return 0, false
 }
 
-// watchSchedule is a search source's schedule by watch: which watches are
+// WatchSchedule is a search source's schedule by watch: which watches are
 // failing, when each is tried again, and where the next poll starts.
 //
 // The order rotates: each poll starts with the watch after the one the
@@ -56,10 +57,10 @@ func Paused(err error) (time.Duration, bool) {
 // always last and never reached. Failing watches take their turn like the
 // others: putting them first would let one watch that always fails take the
 // only search a rate-limited poll gets, every time.
-type watchSchedule struct {
-	interval time.Duration // the cap of a watch's backoff
-	base     time.Duration // its first delay
-	now      func() time.Time
+type WatchSchedule struct {
+	Interval time.Duration // the cap of a watch's backoff
+	Base     time.Duration // its first delay
+	Now      func() time.Time
 
 	mu    sync.Mutex
 	runs  map[string]*watchRun // failing watches, by domain
@@ -74,18 +75,18 @@ type watchRun struct {
 	err      error
 }
 
-func newWatchSchedule(interval time.Duration) *watchSchedule {
-	return &watchSchedule{
-		interval: interval,
+func NewWatchSchedule(interval time.Duration) *WatchSchedule {
+	return &WatchSchedule{
+		Interval: interval,
 		// As the monitor's backoff after a failed poll.
-		base: min(5*time.Second, interval),
-		now:  time.Now,
+		Base: min(5*time.Second, interval),
+		Now:  time.Now,
 		runs: map[string]*watchRun{},
 	}
 }
 
 // NextRetry implements WatchSource.
-func (s *watchSchedule) NextRetry() time.Time {
+func (s *WatchSchedule) NextRetry() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var next time.Time
@@ -100,7 +101,7 @@ func (s *watchSchedule) NextRetry() time.Time {
 // order returns the watches a pass searches, in order: for a poll, every
 // searchable watch from the one after the previous poll's first; for a
 // retry pass, the failing ones. Watches no longer configured are forgotten.
-func (s *watchSchedule) order(all []watch.Watch, searchable func(*watch.Watch) bool, retries bool) []watch.Watch {
+func (s *WatchSchedule) order(all []watch.Watch, searchable func(*watch.Watch) bool, retries bool) []watch.Watch {
 	ws := make([]watch.Watch, 0, len(all))
 	present := make(map[string]bool, len(all))
 	for i := range all {
@@ -136,16 +137,16 @@ func (s *watchSchedule) order(all []watch.Watch, searchable func(*watch.Watch) b
 
 // due reports whether a watch is searched now: it is not failing, or its
 // retry is due.
-func (s *watchSchedule) due(domain string) bool {
+func (s *WatchSchedule) due(domain string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.runs[domain]
-	return r == nil || !s.now().Before(r.retryAt)
+	return r == nil || !s.Now().Before(r.retryAt)
 }
 
 // succeeded records a successful search, and returns how many times in a
 // row the watch had failed before it.
-func (s *watchSchedule) succeeded(domain string) (recovered int) {
+func (s *WatchSchedule) succeeded(domain string) (recovered int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r := s.runs[domain]; r != nil {
@@ -156,7 +157,7 @@ func (s *watchSchedule) succeeded(domain string) (recovered int) {
 }
 
 // failed records a failed search and returns when the watch is retried.
-func (s *watchSchedule) failed(domain string, err error) (failures int, retryIn time.Duration) {
+func (s *WatchSchedule) failed(domain string, err error) (failures int, retryIn time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.runs[domain]
@@ -166,22 +167,22 @@ func (s *watchSchedule) failed(domain string, err error) (failures int, retryIn 
 	}
 	r.failures++
 	r.err = err
-	retryIn = Backoff(r.failures, s.base, s.interval)
+	retryIn = Backoff(r.failures, s.Base, s.Interval)
 	if ReasonOf(err) == ReasonTruncated {
 		// crt.sh cuts the same search the same way: asking again sooner
 		// than the interval only downloads the same 10,000 rows again.
-		retryIn = s.interval
+		retryIn = s.Interval
 	}
-	r.retryAt = s.now().Add(retryIn)
+	r.retryAt = s.Now().Add(retryIn)
 	return r.failures, retryIn
 }
 
 // failing returns the failures of the watches that are failing, each with
 // when it is tried again; nil when none is.
-func (s *watchSchedule) failing(source string, ws []watch.Watch) error {
+func (s *WatchSchedule) failing(source string, ws []watch.Watch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
+	now := s.Now()
 	var errs []error
 	for _, w := range ws {
 		if r := s.runs[w.Domain]; r != nil {
@@ -192,7 +193,7 @@ func (s *watchSchedule) failing(source string, ws []watch.Watch) error {
 	return errors.Join(errs...)
 }
 
-// pass searches the watches of a poll (retries false) or of a retry pass.
+// Pass searches the watches of a poll (retries false) or of a retry pass.
 // A watch that fails is counted (the transport and the source count why as
 // it happens), logged the first time, and retried with backoff on its own;
 // the next watch is searched all the same. Only a 429 ends the pass early:
@@ -201,7 +202,7 @@ func (s *watchSchedule) failing(source string, ws []watch.Watch) error {
 // skipped because their retry is not due included, so that the source is
 // not reported healthy while one of its watches is not searched), led by
 // the 429 that paused the source if one did.
-func (s *watchSchedule) pass(ctx context.Context, env *Env, source string, retries bool,
+func (s *WatchSchedule) Pass(ctx context.Context, env *Env, source string, retries bool,
 	searchable func(*watch.Watch) bool, search func(*watch.Watch) error) error {
 	all := env.Recorder.Policy().Watches()
 	for _, w := range s.order(all, searchable, retries) {
@@ -217,7 +218,7 @@ func (s *watchSchedule) pass(ctx context.Context, env *Env, source string, retri
 				env.Logger.Info("watch searched again after failures", "watch", w.Domain, "after_failures", n)
 			}
 			if env.WatchSearched != nil {
-				env.WatchSearched(w.Domain, s.now())
+				env.WatchSearched(w.Domain, s.Now())
 			}
 			continue
 		}

@@ -27,7 +27,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ct-exporter/ct_exporter/config"
-	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/ct-exporter/ct_exporter/watch"
@@ -130,11 +130,11 @@ func TestOpenSSLKeyHashesAuthorize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cert, err := ctsource.ParseCertificate(iss.Final)
+			parsed, err := cert.Parse(iss.Final)
 			if err != nil {
 				t.Fatal(err)
 			}
-			exporters := hex.EncodeToString(cert.SPKISHA256[:])
+			exporters := hex.EncodeToString(parsed.SPKISHA256[:])
 
 			dir := t.TempDir()
 			pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
@@ -172,7 +172,7 @@ func TestOpenSSLKeyHashesAuthorize(t *testing.T) {
 				if !ok {
 					t.Fatal("no watch example.com")
 				}
-				if v := w.Verdict(cert.Candidate()); v != watch.Authorized {
+				if v := w.Verdict(parsed.Candidate()); v != watch.Authorized {
 					t.Errorf("with %s the certificate is %s, want authorized", policy, v)
 				}
 			}
@@ -182,7 +182,7 @@ func TestOpenSSLKeyHashesAuthorize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			otherCert, err := ctsource.ParseCertificate(other.Final)
+			otherCert, err := cert.Parse(other.Final)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -12,7 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
@@ -31,7 +31,7 @@ func issuerDN(t *testing.T, cn, o string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ctsource.FormatDN(der)
+	return cert.FormatDN(der)
 }
 
 // issuerExamples returns the /…/ expected_issuers entries a file shows, in

@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/ctlog"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/harness"
@@ -206,7 +207,7 @@ sources:
 	for v := watch.Authorized; v <= watch.IssuerUnexpected; v++ {
 		verdicts = append(verdicts, v.String())
 	}
-	for label, want := range map[string][]string{"verdict": verdicts, "reason": ctsource.Reasons, "check": ctsource.Checks} {
+	for label, want := range map[string][]string{"verdict": verdicts, "reason": ctsource.Reasons, "check": ctlog.Checks} {
 		if got := sorted(values[label]); !slices.Equal(got, sorted(want)) {
 			t.Errorf("%s: the documented values of %s are %q; the code's are %q", metricsDoc, label, got, sorted(want))
 		}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/internal/certspotterfake"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
@@ -64,7 +64,7 @@ func TestChaos(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := ctsource.ParseCertificate(iss.Final)
+			c, err := cert.Parse(iss.Final)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/dashboards"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/harness"
@@ -85,7 +85,7 @@ sources:
 
 // submit logs a precertificate and its final certificate, and returns the
 // issuance's tbs_sha256 and the precertificate's SHA-256.
-func (w *world) submit(ca *testpki.CA, leaf testpki.Leaf) (tbs, cert string) {
+func (w *world) submit(ca *testpki.CA, leaf testpki.Leaf) (tbs, precert string) {
 	w.t.Helper()
 	iss, err := ca.Issue(leaf)
 	if err != nil {
@@ -98,7 +98,7 @@ func (w *world) submit(ca *testpki.CA, leaf testpki.Leaf) (tbs, cert string) {
 	if _, err := w.log.AddChain(ctx, iss.Final, ca.DER, w.root.DER); err != nil {
 		w.t.Fatal(err)
 	}
-	c, err := ctsource.ParseCertificate(iss.Precert)
+	c, err := cert.Parse(iss.Precert)
 	if err != nil {
 		w.t.Fatal(err)
 	}

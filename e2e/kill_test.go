@@ -13,7 +13,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/harness"
 	"github.com/ct-exporter/ct_exporter/internal/testenv"
@@ -54,7 +54,7 @@ func (g *groundTruth) issue() {
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	c, err := ctsource.ParseCertificate(iss.Final)
+	c, err := cert.Parse(iss.Final)
 	if err != nil {
 		g.t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/harness"
 	"github.com/ct-exporter/ct_exporter/internal/testenv"
@@ -52,7 +52,7 @@ func TestWritesOnlyTheStateDirectory(t *testing.T) {
 	}
 	crtsh.Add(iss.Precert)
 	crtsh.Add(iss.Final)
-	parsed, err := ctsource.ParseCertificate(iss.Final)
+	parsed, err := cert.Parse(iss.Final)
 	if err != nil {
 		t.Fatal(err)
 	}

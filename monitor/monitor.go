@@ -7,16 +7,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
 	"log/slog"
 	"maps"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/loglist"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
@@ -29,7 +28,8 @@ const PruneInterval = time.Hour
 // their interval, but never over more than this.
 const MaxFirstPollSpread = time.Minute
 
-// Monitor owns the running sources.
+// Monitor owns the running sources. Its life: New, Apply a configuration,
+// Start, Apply again on each reload, Stop.
 type Monitor struct {
 	store  *state.Store
 	logger *slog.Logger
@@ -44,6 +44,8 @@ type Monitor struct {
 
 	mu      sync.Mutex
 	cfg     *config.Config
+	started bool
+	pending *sourcePlan // the sources Apply made before Start
 	runners map[string]*runner
 	health  map[string]*health // kept across a source's restart on reload
 
@@ -51,7 +53,7 @@ type Monitor struct {
 	// reconciler goroutine, so that a runner never waits on mu (which Apply
 	// holds while it stops runners).
 	discMu     sync.Mutex
-	discovered map[string][]ctsource.DiscoveredLog
+	discovered map[string][]loglist.Log
 	reconcile  chan struct{}
 }
 
@@ -68,7 +70,7 @@ func (s Shard) Follows(publicKeyDER []byte) bool {
 	return binary.BigEndian.Uint64(id[:8])%uint64(s.Count) == uint64(s.Index)
 }
 
-// New returns a monitor that records into store. Call Apply to start sources.
+// New returns a monitor that records into store. Nothing runs before Start.
 func New(store *state.Store, logger *slog.Logger, shard Shard) *Monitor {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Monitor{
@@ -79,7 +81,7 @@ func New(store *state.Store, logger *slog.Logger, shard Shard) *Monitor {
 		cancel:     cancel,
 		runners:    map[string]*runner{},
 		health:     map[string]*health{},
-		discovered: map[string][]ctsource.DiscoveredLog{},
+		discovered: map[string][]loglist.Log{},
 		reconcile:  make(chan struct{}, 1),
 	}
 	m.policy.Store(watch.NewSet(nil))
@@ -88,315 +90,72 @@ func New(store *state.Store, logger *slog.Logger, shard Shard) *Monitor {
 }
 
 // Apply installs a configuration: the new watches take effect for the next
-// certificate recorded, recent series are judged again, and sources whose
-// configuration changed are restarted. Sources polled by watch are polled
-// at once when the watches changed, so a new watch does not wait an interval.
+// certificate recorded, and recent series are judged again. Every source it
+// needs is made first: a configuration whose source cannot be made is
+// refused whole, and the one in effect kept. Once the monitor is started,
+// the sources whose configuration changed are restarted, and the sources
+// polled by watch are polled at once when the watches changed, so that a
+// new watch does not wait an interval; before, Start starts them.
 func (m *Monitor) Apply(cfg *config.Config) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	// Every new source is made before anything changes: a configuration
-	// whose source cannot be made is refused whole, and the running one kept.
 	plan, err := m.plan(cfg)
 	if err != nil {
 		return err
 	}
-	set := cfg.Policy
-	err = m.store.SetPolicy(state.Policy{
-		RecentWindow:       time.Duration(cfg.RecentWindow),
-		SeriesLimit:        cfg.RecentSeriesLimit,
-		MaxIssuersPerWatch: cfg.MaxIssuersPerWatch,
-		Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
-			return ctsource.Verdict(set, w, is)
-		},
-	})
+	old, err := m.setPolicy(cfg)
 	if err != nil {
 		plan.discard()
 		return err
 	}
-	old := m.policy.Swap(set)
 	m.cfg = cfg
 	for _, h := range m.health {
-		h.keepWatches(watched(set))
+		h.keepWatches(watched(cfg.Policy))
 	}
-	m.run(plan, !sameDomains(old, set))
+	if !m.started {
+		if m.pending != nil {
+			m.pending.discard()
+		}
+		m.pending = plan
+		return nil
+	}
+	m.run(plan, !sameDomains(old, cfg.Policy))
 	return nil
 }
 
-// watched reports the domains set watches.
-func watched(set *watch.Set) func(string) bool {
-	return func(domain string) bool {
-		_, ok := set.Get(domain)
-		return ok
+// setPolicy makes cfg's watches those the recorder matches and the state
+// judges by, with cfg's limits of recent series, and returns the watches
+// they replace.
+func (m *Monitor) setPolicy(cfg *config.Config) (*watch.Set, error) {
+	set := cfg.Policy
+	err := m.store.SetPolicy(state.Policy{
+		RecentWindow:       time.Duration(cfg.RecentWindow),
+		SeriesLimit:        cfg.RecentSeriesLimit,
+		MaxIssuersPerWatch: cfg.MaxIssuersPerWatch,
+		Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
+			return set.Verdict(w, is.Candidate())
+		},
+	})
+	if err != nil {
+		return nil, err
 	}
+	return m.policy.Swap(set), nil
 }
 
-// searchType reports the types of source that search by watch, and report
-// each watch's last successful search.
-func searchType(t string) bool { return t == config.TypeCrtsh || t == config.TypeCertspotter }
-
-// sourcePlan is the sources a configuration and the log lists call for, with
-// those that need a new runner already made.
-type sourcePlan struct {
-	sources []config.Source
-	made    map[string]ctsource.Source
-	listed  map[string]bool // the sources that are logs a log list names
-}
-
-func (p *sourcePlan) discard() {
-	for _, src := range p.made {
-		src.Close()
-	}
-}
-
-// plan makes the sources cfg needs that are not running as configured; m.mu
-// is held. A configured source that cannot be made fails the plan. A log a
-// log list names that cannot be made (a key the CT library refuses) is
-// logged and left out: one bad entry of a list must not stop the others.
-func (m *Monitor) plan(cfg *config.Config) (*sourcePlan, error) {
-	m.discMu.Lock()
-	discovered := maps.Clone(m.discovered)
-	m.discMu.Unlock()
-	configured := map[string]bool{}
-	for _, s := range cfg.Sources {
-		configured[s.Name] = true
-	}
-	p := &sourcePlan{made: map[string]ctsource.Source{}, listed: map[string]bool{}}
-	for _, s := range sourceSet(cfg, discovered, m.shard) {
-		if !configured[s.Name] {
-			p.listed[s.Name] = true
-		}
-		if r, ok := m.runners[s.Name]; ok && reflect.DeepEqual(s, r.cfg) {
-			p.sources = append(p.sources, s)
-			continue
-		}
-		src, err := newSource(s)
-		if err != nil {
-			if configured[s.Name] {
-				p.discard()
-				return nil, err
-			}
-			m.logger.Error("cannot follow a log the log list names; the others are followed", "log", s.Name, "err", err)
-			continue
-		}
-		p.made[s.Name] = src
-		p.sources = append(p.sources, s)
-	}
-	return p, nil
-}
-
-// run makes the running sources those of the plan; m.mu is held. Sources
-// polled by watch are kicked when the watches changed. The first polls of
-// the listed logs started together are spread (firstPollDelay): a list of
-// 200 new logs must not open 200 connections at once.
-func (m *Monitor) run(p *sourcePlan, kick bool) {
-	want := make(map[string]bool, len(p.sources))
-	for _, s := range p.sources {
-		want[s.Name] = true
-	}
-	for name, r := range m.runners {
-		if _, remade := p.made[name]; !want[name] || remade {
-			r.stop()
-			delete(m.runners, name)
-			if !want[name] {
-				delete(m.health, name)
-			}
-		}
-	}
-	fresh := 0
-	for _, s := range p.sources {
-		if _, running := m.runners[s.Name]; !running && p.listed[s.Name] {
-			fresh++
-		}
-	}
-	started := 0
-	for _, s := range p.sources {
-		if r, ok := m.runners[s.Name]; ok {
-			if kick && s.Type != config.TypeCTLog {
-				r.kick()
-			}
-			continue
-		}
-		h, ok := m.health[s.Name]
-		if !ok {
-			h = newHealth()
-			m.health[s.Name] = h
-		}
-		if !searchType(s.Type) {
-			// A search source's name reused for another type.
-			h.keepWatches(func(string) bool { return false })
-		}
-		r := &runner{
-			cfg:    s,
-			source: p.made[s.Name],
-			health: h,
-			kicks:  make(chan struct{}, 1),
-			done:   make(chan struct{}),
-		}
-		if p.listed[s.Name] {
-			r.delay = firstPollDelay(started, fresh, time.Duration(s.Interval))
-			started++
-		}
-		ctx, cancel := context.WithCancel(m.ctx)
-		r.cancel = cancel
-		m.runners[s.Name] = r
-		go r.run(ctx, m.env(h), time.Duration(s.Interval), m.logger.With("source_name", s.Name))
-	}
-}
-
-// sourceSet is what a replica polls: the configured sources, then the logs
-// the log lists name, each name once and each log (by key) once, and of the
-// logs only this shard's.
-func sourceSet(cfg *config.Config, discovered map[string][]ctsource.DiscoveredLog, shard Shard) []config.Source {
-	var sources []config.Source
-	names, keys := map[string]bool{}, map[string]bool{}
-	add := func(s config.Source) {
-		if names[s.Name] {
-			return
-		}
-		if s.Type == config.TypeCTLog {
-			if keys[string(s.PublicKeyDER)] || !shard.Follows(s.PublicKeyDER) {
-				return
-			}
-			keys[string(s.PublicKeyDER)] = true
-		}
-		names[s.Name] = true
-		sources = append(sources, s)
-	}
-	for _, s := range cfg.Sources {
-		add(s)
-	}
-	for _, s := range cfg.Sources {
-		if s.Type == config.TypeLogList {
-			for _, d := range discovered[s.Name] {
-				add(discoveredSource(s, d))
-			}
-		}
-	}
-	return sources
-}
-
-// discoveredSource is the ctlog source for a log a log list names.
-func discoveredSource(list config.Source, d ctsource.DiscoveredLog) config.Source {
-	s := config.Source{
-		Name:              d.Name,
-		Type:              config.TypeCTLog,
-		URL:               d.URL,
-		Interval:          list.LogInterval,
-		Timeout:           list.Timeout,
-		Protocol:          d.Protocol,
-		PublicKeyDER:      d.PublicKey,
-		Start:             list.Start,
-		MMD:               config.Duration(d.MMD),
-		Workers:           list.Workers,
-		BatchSize:         list.BatchSize,
-		RequestsPerSecond: list.RequestsPerSecond,
-	}
-	if s.BatchSize == 0 {
-		s.BatchSize = config.BatchSizeFor(s.Protocol)
-	}
-	if s.MMD <= 0 {
-		s.MMD = config.Duration(config.DefaultLogMMD)
-	}
-	if d.Final != nil {
-		s.Final = &config.FinalTreeHead{Size: d.Final.Size, Root: d.Final.Root}
-	}
-	return s
-}
-
-// discover records the logs a list names; the reconciler applies them.
-func (m *Monitor) discover(list string, logs []ctsource.DiscoveredLog) {
-	m.discMu.Lock()
-	m.discovered[list] = logs
-	m.discMu.Unlock()
-	select {
-	case m.reconcile <- struct{}{}:
-	default:
-	}
-}
-
-func (m *Monitor) reconciler() {
-	defer m.wg.Done()
-	for {
-		select {
-		case <-m.ctx.Done():
-			return
-		case <-m.reconcile:
-		}
-		m.mu.Lock()
-		if m.cfg != nil && m.ctx.Err() == nil {
-			if p, err := m.plan(m.cfg); err != nil {
-				m.logger.Error("following the logs of a log list failed", "err", err)
-			} else {
-				m.run(p, false)
-			}
-		}
-		m.mu.Unlock()
-	}
-}
-
-// firstPollDelay is how long the i-th of n logs started together waits for
-// its first poll: i/n of their interval, capped at MaxFirstPollSpread. The
-// delays are distinct and in [0, interval), so the polls stay apart after.
-func firstPollDelay(i, n int, interval time.Duration) time.Duration {
-	spread := min(interval, MaxFirstPollSpread)
-	if n <= 1 || spread <= 0 || i <= 0 {
-		return 0
-	}
-	return time.Duration(int64(spread) * int64(i) / int64(n))
-}
-
-func sameDomains(a, b *watch.Set) bool {
-	if a.Len() != b.Len() {
-		return false
-	}
-	for i, w := range a.Watches() {
-		o := b.Watches()[i]
-		if w.Domain != o.Domain || w.IncludeSubdomains != o.IncludeSubdomains {
-			return false
-		}
-	}
-	return true
-}
-
-func newSource(s config.Source) (ctsource.Source, error) {
-	switch s.Type {
-	case config.TypeCrtsh:
-		return ctsource.NewCrtsh(s.Name, s.URL, time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval))
-	case config.TypeCertspotter:
-		return ctsource.NewCertspotter(s.Name, s.URL, s.Token.Reveal(), time.Duration(s.Interval), time.Duration(s.Timeout), time.Duration(s.RequestInterval))
-	case config.TypeCTLog:
-		opts := ctsource.LogOptions{
-			Interval:          time.Duration(s.Interval),
-			Timeout:           time.Duration(s.Timeout),
-			Start:             s.Start,
-			Workers:           s.Workers,
-			BatchSize:         s.BatchSize,
-			RequestsPerSecond: s.RequestsPerSecond,
-			MMD:               time.Duration(s.MMD),
-		}
-		if s.Final != nil {
-			opts.Final = &ctsource.FinalTreeHead{Size: s.Final.Size, Root: s.Final.Root}
-		}
-		if s.Protocol == config.ProtocolStatic {
-			return ctsource.NewStaticLog(s.Name, s.URL, s.PublicKeyDER, opts)
-		}
-		return ctsource.NewRFC6962Log(s.Name, s.URL, s.PublicKeyDER, opts)
-	case config.TypeLogList:
-		return ctsource.NewLogList(s.Name, s.URL, s.States, s.MaxLogs, time.Duration(s.Interval), time.Duration(s.Timeout))
-	}
-	return nil, fmt.Errorf("monitor: source %s: type %q is not supported", s.Name, s.Type)
-}
-
-func (m *Monitor) env(h *health) *ctsource.Env {
-	return &ctsource.Env{Recorder: m.rec, CountError: h.countError, Logger: m.logger, Discover: m.discover, WatchSearched: h.watchSearched}
-}
-
-// Start prunes the state file now and every PruneInterval, and follows
-// what log lists say, until Stop.
+// Start runs the sources of the configuration applied (and, from then on,
+// those of each configuration applied), prunes the state file now and every
+// PruneInterval, and follows what log lists say, until Stop.
 func (m *Monitor) Start() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.started = true
 	m.wg.Add(2)
 	go m.pruneLoop()
 	go m.reconciler()
+	if m.pending != nil {
+		m.run(m.pending, false)
+		m.pending = nil
+	}
 }
 
 func (m *Monitor) pruneLoop() {
@@ -433,6 +192,10 @@ func (m *Monitor) Stop() {
 		r.stop()
 	}
 	m.runners = map[string]*runner{}
+	if m.pending != nil {
+		m.pending.discard()
+		m.pending = nil
+	}
 	m.mu.Unlock()
 	m.wg.Wait()
 }
@@ -441,7 +204,7 @@ func (m *Monitor) Stop() {
 func (m *Monitor) Health() []SourceHealth {
 	m.mu.Lock()
 	hs := maps.Clone(m.health)
-	cfgs := make(map[string]config.Source, len(m.runners))
+	cfgs := make(map[string]spec, len(m.runners))
 	for name, r := range m.runners {
 		cfgs[name] = r.cfg
 	}
@@ -460,19 +223,6 @@ func (m *Monitor) Health() []SourceHealth {
 	return out
 }
 
-// Logs returns the state of every CT log followed.
-func (m *Monitor) Logs() []ctsource.LogStatus {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []ctsource.LogStatus
-	for _, r := range m.runners {
-		if l, ok := r.source.(interface{ Status() ctsource.LogStatus }); ok {
-			out = append(out, l.Status())
-		}
-	}
-	return out
-}
-
 // WatchSet returns the configured watches with their policies (expected
 // issuers, authorized keys), as the status page shows them.
 func (m *Monitor) WatchSet() *watch.Set { return m.policy.Load() }
@@ -485,129 +235,4 @@ func (m *Monitor) Watches() []string {
 		out[i] = ws[i].Domain
 	}
 	return out
-}
-
-type runner struct {
-	cfg    config.Source
-	source ctsource.Source
-	health *health
-	delay  time.Duration // before the first poll
-	cancel context.CancelFunc
-	kicks  chan struct{}
-	done   chan struct{}
-}
-
-func (r *runner) kick() {
-	select {
-	case r.kicks <- struct{}{}:
-	default:
-	}
-}
-
-func (r *runner) stop() {
-	r.cancel()
-	<-r.done
-	r.source.Close()
-}
-
-// run polls every interval. After a failure the next poll comes sooner,
-// backing off from 5s up to the interval: a source that recovers is polled
-// again within one interval.
-//
-// A search source (ctsource.WatchSource) fails by watch: a watch that fails
-// is retried on its own backoff between the polls (RetryWatches), while the
-// other watches keep their interval, and the source itself backs off only
-// when its API limits it (a *ctsource.PausedError, a 429: the limit is
-// shared by every watch). Nothing is sent during such a pause, retries and
-// kicks included, and the pause lasts at least the Retry-After given.
-func (r *runner) run(ctx context.Context, env *ctsource.Env, interval time.Duration, logger *slog.Logger) {
-	defer close(r.done)
-	env.Logger = logger
-	if r.delay > 0 {
-		t := time.NewTimer(r.delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-	ws, _ := r.source.(ctsource.WatchSource)
-	failures := 0 // polls in a row that failed as a whole, or were paused
-	next := time.Now()
-	var resume time.Time // nothing is sent before, after a pause
-	for {
-		retry, ok := r.wait(ctx, ws, next, resume)
-		if !ok {
-			return
-		}
-		start := time.Now()
-		var err error
-		if retry {
-			err = ws.RetryWatches(ctx, env)
-		} else {
-			err = r.source.Poll(ctx, env)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		r.health.observe(err == nil, start, time.Since(start))
-		retryAfter, paused := ctsource.Paused(err)
-		switch {
-		case err != nil && (ws == nil || paused):
-			failures++
-			wait := max(ctsource.Backoff(failures, min(5*time.Second, interval), interval), retryAfter)
-			resume = time.Now().Add(wait)
-			if !retry || resume.After(next) {
-				next = resume
-			}
-			logger.Warn("poll failed", "err", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
-		default:
-			if failures > 0 {
-				logger.Info("source recovered", "after_failures", failures)
-			}
-			failures = 0
-			if !retry {
-				next = time.Now().Add(interval)
-			}
-			if err != nil {
-				// Some watches fail; each is retried on its own.
-				logger.Warn("poll failed for some watches", "err", err, "next_retry", time.Until(ws.NextRetry()).Round(time.Millisecond))
-			} else {
-				logger.Debug("poll done", "duration", time.Since(start), "retry", retry)
-			}
-		}
-	}
-}
-
-// wait waits for the next poll at next, or for a search source's next
-// retry of a failing watch when that comes first, or for a kick (the
-// watches changed), which polls at once; never before resume. It reports
-// whether what comes is a retry, and false when ctx ends.
-func (r *runner) wait(ctx context.Context, ws ctsource.WatchSource, next, resume time.Time) (retry, ok bool) {
-	for {
-		at := next
-		retry = false
-		if ws != nil {
-			if t := ws.NextRetry(); !t.IsZero() && t.Before(next) {
-				at, retry = t, true
-			}
-		}
-		if at.Before(resume) {
-			at = resume
-			retry = retry && resume.Before(next)
-		}
-		t := time.NewTimer(time.Until(at))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false, false
-		case <-t.C:
-			return retry, true
-		case <-r.kicks:
-			t.Stop()
-			// Polled at once, unless the source is paused.
-			next = time.Now()
-		}
-	}
 }

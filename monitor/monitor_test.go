@@ -15,6 +15,7 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/testenv"
@@ -125,6 +126,41 @@ func TestMonitorAppliesConfigurations(t *testing.T) {
 	}
 	if _, ok := healthOf(m, "crtsh"); ok {
 		t.Fatal("removed source still reported")
+	}
+}
+
+// A configuration applied before Start runs nothing until Start, which runs
+// its sources (the exporter's order: Apply the file, then Start); the last
+// configuration applied before Start is the one that runs.
+func TestMonitorRunsNothingBeforeStart(t *testing.T) {
+	fake := crtshfake.New()
+	defer fake.Close()
+	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := New(store, promslog.NewNopLogger(), Shard{})
+	defer m.Stop()
+	source := func(name string) string {
+		return fmt.Sprintf("sources: [{name: %s, type: crtsh, url: %q, interval: 1h, request_interval: 0s}]\n", name, fake.URL)
+	}
+	for _, name := range []string{"first", "second"} {
+		if err := m.Apply(parse(t, "watches: [{domain: example.com}]\n"+source(name))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(fake.Requests()); n != 0 || len(m.Health()) != 0 {
+		t.Fatalf("before Start: %d requests, health %+v", n, m.Health())
+	}
+	m.Start()
+	eventually(t, "the source polled once started", func() bool {
+		h, ok := healthOf(m, "second")
+		return ok && h.Polled && h.Up && searched(fake, "example.com")
+	})
+	if _, ok := healthOf(m, "first"); ok {
+		t.Fatal("a configuration replaced before Start runs")
 	}
 }
 
@@ -270,7 +306,7 @@ func TestMonitorIsolatesAFailingWatch(t *testing.T) {
 				}
 				fake.Add(iss.Precert)
 				fake.Add(iss.Final)
-				c, err := ctsource.ParseCertificate(iss.Final)
+				c, err := cert.Parse(iss.Final)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/loglist"
 	"github.com/ct-exporter/ct_exporter/state"
-	"github.com/ct-exporter/ct_exporter/watch"
 )
 
 // OnceResult is what one poll of every source found.
@@ -26,25 +25,20 @@ type OnceResult struct {
 // sources. Each issuance new to the state is passed to onNew as it is
 // committed. This is ct_exporter check; the exporter itself uses Start.
 func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*state.Issuance, []state.Match)) (*OnceResult, error) {
-	set := cfg.Policy
-	if err := m.store.SetPolicy(state.Policy{
-		RecentWindow:       time.Duration(cfg.RecentWindow),
-		SeriesLimit:        cfg.RecentSeriesLimit,
-		MaxIssuersPerWatch: cfg.MaxIssuersPerWatch,
-		Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
-			return ctsource.Verdict(set, w, is)
-		},
-	}); err != nil {
+	if _, err := m.setPolicy(cfg); err != nil {
 		return nil, err
 	}
-	m.policy.Store(set)
 	res := &OnceResult{Failed: map[string]error{}}
 	var mu sync.Mutex
-	discovered := map[string][]ctsource.DiscoveredLog{}
-	poll := func(sources []config.Source) {
+	discovered := map[string][]loglist.Log{}
+	poll := func(sources []spec) {
 		var wg sync.WaitGroup
 		for _, s := range sources {
-			src, err := newSource(s)
+			src, err := newSource(s, nil, func(list string, logs []loglist.Log) {
+				mu.Lock()
+				discovered[list] = logs
+				mu.Unlock()
+			})
 			mu.Lock()
 			res.Polled = append(res.Polled, s.Name)
 			if err != nil {
@@ -54,14 +48,8 @@ func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*s
 			}
 			mu.Unlock()
 			env := &ctsource.Env{
-				Recorder:   m.rec,
-				CountError: func(string) {},
-				Logger:     m.logger.With("source_name", s.Name),
-				Discover: func(list string, logs []ctsource.DiscoveredLog) {
-					mu.Lock()
-					discovered[list] = logs
-					mu.Unlock()
-				},
+				Recorder: m.rec,
+				Logger:   m.logger.With("source_name", s.Name),
 				NewIssuance: func(is *state.Issuance, fresh []state.Match) {
 					mu.Lock()
 					defer mu.Unlock()
@@ -82,15 +70,15 @@ func PollOnce(ctx context.Context, cfg *config.Config, m *Monitor, onNew func(*s
 		wg.Wait()
 	}
 
-	var lists []config.Source
+	var lists []spec
 	for _, s := range cfg.Sources {
 		if s.Type == config.TypeLogList {
-			lists = append(lists, s)
+			lists = append(lists, spec{Source: s})
 		}
 	}
 	poll(lists)
 	// Then everything else, as the exporter would follow it (every shard).
-	var sources []config.Source
+	var sources []spec
 	for _, s := range sourceSet(cfg, discovered, Shard{}) {
 		if s.Type != config.TypeLogList {
 			sources = append(sources, s)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/prometheus/common/promslog"
 
-	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/loglist"
 	"github.com/ct-exporter/ct_exporter/state"
 )
 
@@ -172,7 +172,7 @@ func TestShardedMonitorsSplitLogs(t *testing.T) {
 		for i := range monitors {
 			found := false
 			for j := range listed {
-				found = found || slices.Contains(by[ctsource.LogLabel(fmt.Sprintf("Listed %d", j))], i)
+				found = found || slices.Contains(by[loglist.Label(fmt.Sprintf("Listed %d", j))], i)
 			}
 			if !found {
 				return false
@@ -187,7 +187,7 @@ func TestShardedMonitorsSplitLogs(t *testing.T) {
 		want[fmt.Sprintf("log%d", i)] = shardOf(der, n)
 	}
 	for j, der := range listed {
-		want[ctsource.LogLabel(fmt.Sprintf("Listed %d", j))] = shardOf(der, n)
+		want[loglist.Label(fmt.Sprintf("Listed %d", j))] = shardOf(der, n)
 	}
 	for name, shard := range want {
 		if got := by[name]; len(got) != 1 || got[0] != shard {

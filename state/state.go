@@ -58,6 +58,11 @@ const (
 	// CounterParseErrors counts the issuances first seen for a watch (or
 	// flagged later) with a certificate a strict X.509 parser refuses.
 	CounterParseErrors = "certificate_parse_errors" // labels: watch
+	// CounterLogProcessed counts the entries of a CT log processed, and
+	// CounterLogMalformed those from which no name could be read (see
+	// Commit).
+	CounterLogProcessed = "log_entries_processed" // labels: log
+	CounterLogMalformed = "log_malformed_entries" // labels: log
 )
 
 // IssuerOther is the issuer label of ct_new_certificates_total under which a

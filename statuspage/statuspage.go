@@ -21,7 +21,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
@@ -39,7 +38,7 @@ type (
 	}
 	HealthReporter interface {
 		Health() []monitor.SourceHealth
-		Logs() []ctsource.LogStatus
+		Logs() []monitor.LogStatus
 		WatchSet() *watch.Set
 	}
 )
@@ -319,7 +318,7 @@ func newSourceRow(s monitor.SourceHealth, now time.Time) sourceRow {
 	return row
 }
 
-func newLogRow(l ctsource.LogStatus, now time.Time) logRow {
+func newLogRow(l monitor.LogStatus, now time.Time) logRow {
 	row := logRow{
 		Name:      l.Log,
 		Known:     l.Known,

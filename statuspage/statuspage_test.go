@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/net/html"
 
-	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
@@ -41,12 +40,12 @@ func (f *fakeState) Snapshot() state.Snapshot {
 
 type fakeHealth struct {
 	sources []monitor.SourceHealth
-	logs    []ctsource.LogStatus
+	logs    []monitor.LogStatus
 	set     *watch.Set
 }
 
 func (f *fakeHealth) Health() []monitor.SourceHealth { return f.sources }
-func (f *fakeHealth) Logs() []ctsource.LogStatus     { return f.logs }
+func (f *fakeHealth) Logs() []monitor.LogStatus      { return f.logs }
 func (f *fakeHealth) WatchSet() *watch.Set           { return f.set }
 
 type clock struct {
@@ -158,7 +157,7 @@ func health(t *testing.T, now time.Time) *fakeHealth {
 			{Name: "certspotter", Type: "crtsh", Polled: true, Up: false, LastSuccess: now.Add(-3 * time.Hour), Errors: map[string]uint64{"timeout": 3, "http_5xx": 2, "network": 0}, DurationCount: 9, DurationSum: 90},
 			{Name: "argon", Type: "ctlog", Errors: map[string]uint64{}},
 		},
-		logs: []ctsource.LogStatus{
+		logs: []monitor.LogStatus{
 			{Log: "argon", Known: true, TreeSize: 1000, Position: 900, STHTime: now.Add(-2 * time.Minute), MMD: 24 * time.Hour, Verifying: true, Failures: map[string]uint64{"consistency": 0}},
 			{Log: "oldlog", Known: true, TreeSize: 50, Position: 50, STHTime: now.Add(-48 * time.Hour), MMD: 24 * time.Hour, Readonly: true, Verifying: false, Failures: map[string]uint64{"consistency": 1, "rollback": 0}},
 			{Log: "newlog", MMD: 24 * time.Hour, Verifying: true},

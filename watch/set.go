@@ -64,6 +64,17 @@ func (s *Set) Get(domain string) (*Watch, bool) {
 	return &s.watches[i], true
 }
 
+// Verdict judges an issuance for the watch on a (normalized) domain by its
+// current policy; false when no such watch is configured (the state's
+// Policy.Verdict).
+func (s *Set) Verdict(domain string, c Candidate) (Verdict, bool) {
+	w, ok := s.Get(domain)
+	if !ok {
+		return 0, false
+	}
+	return w.Verdict(c), true
+}
+
 // Len is the number of watches.
 func (s *Set) Len() int { return len(s.watches) }
 

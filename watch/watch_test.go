@@ -115,6 +115,19 @@ func TestVerdicts(t *testing.T) {
 			t.Errorf("Verdict(%+v) = %v, want %v", tc.c.Issuer, got, tc.want)
 		}
 	}
+	// A set judges by the watch on the domain it is asked about.
+	other := mustWatch(t, "example.org", false)
+	other.ExpectedIssuers = strict.ExpectedIssuers
+	set := NewSet([]Watch{open, other})
+	if v, ok := set.Verdict("example.com", Candidate{Issuer: evil}); !ok || v != Unreviewed {
+		t.Errorf("set.Verdict(example.com) = %v, %v; want unreviewed", v, ok)
+	}
+	if v, ok := set.Verdict("example.org", Candidate{Issuer: evil}); !ok || v != IssuerUnexpected {
+		t.Errorf("set.Verdict(example.org) = %v, %v; want issuer_unexpected", v, ok)
+	}
+	if _, ok := set.Verdict("example.net", Candidate{Issuer: r11}); ok {
+		t.Error("a verdict for a domain no watch is on")
+	}
 	if _, err := ParseIssuerMatcher("/(/"); err == nil {
 		t.Error("invalid regexp accepted")
 	}

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/ctsource/ctlog"
 	"github.com/ct-exporter/ct_exporter/internal/staticlogfake"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/ct-exporter/ct_exporter/state"
@@ -93,7 +94,7 @@ type follower struct {
 	t     *testing.T
 	store *state.Store
 	env   *ctsource.Env
-	log   *ctsource.CTLog
+	log   *ctlog.Log
 }
 
 func newFollower(t *testing.T, l *staticlogfake.Log) *follower {
@@ -105,17 +106,16 @@ func newFollower(t *testing.T, l *staticlogfake.Log) *follower {
 	d, _ := watch.NormalizeDomain("example.com")
 	set := watch.NewSet([]watch.Watch{watch.NewWatch(d, true)})
 	if err := store.SetPolicy(state.Policy{RecentWindow: time.Hour, SeriesLimit: 100, Verdict: func(w string, is *state.Issuance) (watch.Verdict, bool) {
-		return ctsource.Verdict(set, w, is)
+		return set.Verdict(w, is.Candidate())
 	}}); err != nil {
 		t.Fatal(err)
 	}
 	f := &follower{t: t, store: store, env: &ctsource.Env{
-		Recorder:   &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return set }},
-		CountError: func(string) {},
-		Logger:     slog.New(slog.DiscardHandler),
+		Recorder: &ctsource.Recorder{Store: store, Policy: func() *watch.Set { return set }},
+		Logger:   slog.New(slog.DiscardHandler),
 	}}
-	f.log, err = ctsource.NewStaticLog("fake", l.MonitoringPrefix(), l.PublicKeyDER(), ctsource.LogOptions{
-		Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning", Workers: 2, BatchSize: ctsource.StaticTileEntries, MMD: time.Hour,
+	f.log, err = ctlog.NewStatic("fake", l.MonitoringPrefix(), l.PublicKeyDER(), ctlog.Options{
+		Interval: time.Minute, Timeout: 5 * time.Second, Start: "beginning", Workers: 2, BatchSize: ctlog.StaticTileEntries, MMD: time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -146,10 +146,10 @@ func (f *follower) check(what string, size int64, issuances, malformed uint64) {
 	if got := f.store.Snapshot().Certificates; got != issuances {
 		f.t.Errorf("%s: %d issuances, want %d", what, got, issuances)
 	}
-	if got := f.counter(ctsource.CounterLogProcessed); got != uint64(size) {
+	if got := f.counter(state.CounterLogProcessed); got != uint64(size) {
 		f.t.Errorf("%s: %d entries processed, want %d", what, got, size)
 	}
-	if got := f.counter(ctsource.CounterLogMalformed); got != malformed {
+	if got := f.counter(state.CounterLogMalformed); got != malformed {
 		f.t.Errorf("%s: %d malformed entries, want %d", what, got, malformed)
 	}
 }
@@ -205,7 +205,7 @@ func TestFollowedByCTSource(t *testing.T) {
 	if err := f.log.Poll(context.Background(), f.env); err != nil {
 		t.Fatalf("older checkpoint of tree 300: %v", err)
 	}
-	if st := f.log.Status(); st.Failures[ctsource.CheckRollback] != 0 || st.OlderTreeHeads != 1 || st.Position != 600 || st.TreeSize != 600 {
+	if st := f.log.Status(); st.Failures[ctlog.CheckRollback] != 0 || st.OlderTreeHeads != 1 || st.Position != 600 || st.TreeSize != 600 {
 		t.Fatalf("older checkpoint: status %+v", st)
 	}
 	l.Publish()
