@@ -43,6 +43,7 @@ type Monitor struct {
 	shard Shard
 
 	mu      sync.Mutex
+	metrics Metrics // where health is reported (ReportTo)
 	cfg     *config.Config
 	runners map[string]*runner
 	health  map[string]*health // kept across a source's restart on reload
@@ -198,6 +199,7 @@ func (m *Monitor) run(p *sourcePlan, kick bool) {
 			r.stop()
 			delete(m.runners, name)
 			if !want[name] {
+				m.health[name].gone()
 				delete(m.health, name)
 			}
 		}
@@ -218,13 +220,14 @@ func (m *Monitor) run(p *sourcePlan, kick bool) {
 		}
 		h, ok := m.health[s.Name]
 		if !ok {
-			h = newHealth()
+			h = newHealth(s.Name, m.metrics, m.watching)
 			m.health[s.Name] = h
 		}
 		if !searchType(s.Type) {
 			// A search source's name reused for another type.
 			h.keepWatches(func(string) bool { return false })
 		}
+		h.started(time.Duration(s.Interval))
 		r := &runner{
 			cfg:    s,
 			source: p.made[s.Name],
