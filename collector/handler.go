@@ -80,7 +80,8 @@ func (w *withRecent) WriteHeader(code int) {
 		w.logger.Error("error encoding the recent issuance series", "err", err)
 		return
 	}
-	w.ResponseWriter.Write(b)
+	// A failed write (the scraper gone) fails promhttp's after it too.
+	_, _ = w.ResponseWriter.Write(b)
 }
 
 func (w *withRecent) Write(b []byte) (int, error) {

@@ -121,6 +121,20 @@ func lines(s string) []string {
 	return l
 }
 
+// recentCollector collects the recent-issuance series of a snapshot as any
+// collector does (what is served is compared with it).
+type recentCollector []state.Recent
+
+func (rc recentCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, f := range []constFamily{firstSeen, embeddedSCTs, parseErrorInfo} {
+		ch <- f.desc
+	}
+}
+
+func (rc recentCollector) Collect(ch chan<- prometheus.Metric) {
+	eachRecent(rc, func(f constFamily, v float64, labels ...string) { ch <- f.metric(v, labels...) })
+}
+
 // liveRecent collects the recent series from a fresh snapshot on every
 // scrape: what the handler's cache must be indistinguishable from.
 type liveRecent struct{ st RecentState }

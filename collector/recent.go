@@ -6,12 +6,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
@@ -29,9 +30,9 @@ type RecentState interface {
 
 // recent holds the recent-issuance families. There can be tens of
 // thousands of series; they change only when an issuance is recorded,
-// judged again (authorized on reload) or ages out. So they are gathered
-// once per change, and encoded once per change in each format and
-// compression a scraper negotiates.
+// judged again (authorized on reload) or ages out. So they are built once
+// per change, and encoded once per change in each format and compression
+// a scraper negotiates.
 type recent struct {
 	state RecentState
 
@@ -40,7 +41,6 @@ type recent struct {
 	generation uint64
 	until      time.Time
 	families   []*dto.MetricFamily // shared: never modified
-	err        error
 	encoded    map[variant][]byte
 }
 
@@ -60,9 +60,7 @@ func (r *recent) update() {
 	if r.built && generation == r.generation && until.Equal(r.until) {
 		return
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(recentCollector(r.state.Snapshot().Recent))
-	r.families, r.err = reg.Gather()
+	r.families = recentFamilies(r.state.Snapshot().Recent)
 	r.built, r.generation, r.until = true, generation, until
 	clear(r.encoded)
 }
@@ -72,7 +70,7 @@ func (r *recent) Gather() ([]*dto.MetricFamily, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.update()
-	return r.families, r.err
+	return r.families, nil
 }
 
 // encode returns the current families named (all without names) encoded
@@ -84,9 +82,6 @@ func (r *recent) encode(v variant, names []string) ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.update()
-	if r.err != nil {
-		return nil, r.err
-	}
 	if len(names) > 0 {
 		// name[] filters: rare, not cached.
 		var named []*dto.MetricFamily
@@ -146,26 +141,36 @@ func encodeFamilies(mfs []*dto.MetricFamily, v variant) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// recentCollector emits the recent-issuance series of a snapshot.
-type recentCollector []state.Recent
-
-func (rc recentCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, f := range []constFamily{firstSeen, embeddedSCTs, parseErrorInfo} {
-		ch <- f.desc
-	}
-}
-
-func (rc recentCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, r := range rc {
+// eachRecent calls fn with every recent-issuance series of a snapshot:
+// its family, value and label values.
+func eachRecent(recent []state.Recent, fn func(f constFamily, v float64, labels ...string)) {
+	for _, r := range recent {
 		tbs := hex.EncodeToString(r.TBSSHA256[:])
-		ch <- firstSeen.metric(unixSeconds(r.FirstSeen),
+		fn(firstSeen, unixSeconds(r.FirstSeen),
 			r.Watch, r.Verdict.String(), tbs, state.CertHex(r.CertSHA256),
 			r.Issuer, r.Serial, r.SubjectCN, r.DNSNames)
 		if r.EmbeddedSCTs >= 0 {
-			ch <- embeddedSCTs.metric(float64(r.EmbeddedSCTs), r.Watch, tbs)
+			fn(embeddedSCTs, float64(r.EmbeddedSCTs), r.Watch, tbs)
 		}
 		if r.ParseError != "" {
-			ch <- parseErrorInfo.metric(1, r.Watch, tbs, r.ParseError)
+			fn(parseErrorInfo, 1, r.Watch, tbs, r.ParseError)
 		}
 	}
+}
+
+// recentFamilies builds the recent-issuance families directly, sorted by
+// name as a registry gathers them; none when there are no series.
+func recentFamilies(recent []state.Recent) []*dto.MetricFamily {
+	byName := map[string]*dto.MetricFamily{}
+	eachRecent(recent, func(f constFamily, v float64, labels ...string) {
+		mf := byName[f.name]
+		if mf == nil {
+			mf = f.family()
+			byName[f.name] = mf
+		}
+		mf.Metric = append(mf.Metric, f.series(v, labels...))
+	})
+	out := slices.Collect(maps.Values(byName))
+	slices.SortFunc(out, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return out
 }
