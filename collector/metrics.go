@@ -30,65 +30,6 @@ const (
 	labelCheck     = "check"
 )
 
-// constFamily is a family whose series are built from a snapshot.
-type constFamily struct {
-	name, help string
-	typ        prometheus.ValueType
-	labels     []string
-	desc       *prometheus.Desc
-	byName     []int // the labels' indices in name order, as client_golang writes them
-}
-
-func counter(name, help string, labels ...string) constFamily {
-	return newConstFamily(prometheus.CounterValue, name, help, labels)
-}
-
-func gauge(name, help string, labels ...string) constFamily {
-	return newConstFamily(prometheus.GaugeValue, name, help, labels)
-}
-
-func newConstFamily(typ prometheus.ValueType, name, help string, labels []string) constFamily {
-	f := constFamily{name: name, help: help, typ: typ, labels: labels, desc: prometheus.NewDesc(name, help, labels, nil)}
-	f.byName = make([]int, len(labels))
-	for i := range f.byName {
-		f.byName[i] = i
-	}
-	slices.SortFunc(f.byName, func(a, b int) int { return strings.Compare(labels[a], labels[b]) })
-	return f
-}
-
-// metric is one series; label values in the order the family names them.
-func (f constFamily) metric(v float64, labels ...string) prometheus.Metric {
-	return prometheus.MustNewConstMetric(f.desc, f.typ, v, labels...)
-}
-
-// family is an empty dto family, for series built in bulk with series.
-func (f constFamily) family() *dto.MetricFamily {
-	mf := &dto.MetricFamily{Name: proto.String(f.name), Help: proto.String(f.help), Type: dto.MetricType_GAUGE.Enum()}
-	if f.typ == prometheus.CounterValue {
-		mf.Type = dto.MetricType_COUNTER.Enum()
-	}
-	return mf
-}
-
-// series is what metric(v, labels...).Write writes, built directly: tens
-// of thousands of recent series are built in a fraction of the time. The
-// label values must be valid UTF-8, as metric checks.
-func (f constFamily) series(v float64, labels ...string) *dto.Metric {
-	pairs := make([]dto.LabelPair, len(labels))
-	m := &dto.Metric{Label: make([]*dto.LabelPair, len(labels))}
-	for i, j := range f.byName {
-		pairs[i].Name, pairs[i].Value = &f.labels[j], &labels[j]
-		m.Label[i] = &pairs[i]
-	}
-	if f.typ == prometheus.CounterValue {
-		m.Counter = &dto.Counter{Value: &v}
-	} else {
-		m.Gauge = &dto.Gauge{Value: &v}
-	}
-	return m
-}
-
 // Issuances, from the state file.
 var (
 	newCertificates = counter("ct_new_certificates_total",
@@ -202,4 +143,63 @@ func Describe(ch chan<- *prometheus.Desc) {
 		ch <- f.desc
 	}
 	NewReloads().Describe(ch)
+}
+
+// constFamily is a family whose series are built from a snapshot.
+type constFamily struct {
+	name, help string
+	typ        prometheus.ValueType
+	labels     []string
+	desc       *prometheus.Desc
+	byName     []int // the labels' indices in name order, as client_golang writes them
+}
+
+func counter(name, help string, labels ...string) constFamily {
+	return newConstFamily(prometheus.CounterValue, name, help, labels)
+}
+
+func gauge(name, help string, labels ...string) constFamily {
+	return newConstFamily(prometheus.GaugeValue, name, help, labels)
+}
+
+func newConstFamily(typ prometheus.ValueType, name, help string, labels []string) constFamily {
+	f := constFamily{name: name, help: help, typ: typ, labels: labels, desc: prometheus.NewDesc(name, help, labels, nil)}
+	f.byName = make([]int, len(labels))
+	for i := range f.byName {
+		f.byName[i] = i
+	}
+	slices.SortFunc(f.byName, func(a, b int) int { return strings.Compare(labels[a], labels[b]) })
+	return f
+}
+
+// metric is one series; label values in the order the family names them.
+func (f constFamily) metric(v float64, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetric(f.desc, f.typ, v, labels...)
+}
+
+// family is an empty dto family, for series built in bulk with series.
+func (f constFamily) family() *dto.MetricFamily {
+	mf := &dto.MetricFamily{Name: proto.String(f.name), Help: proto.String(f.help), Type: dto.MetricType_GAUGE.Enum()}
+	if f.typ == prometheus.CounterValue {
+		mf.Type = dto.MetricType_COUNTER.Enum()
+	}
+	return mf
+}
+
+// series is what metric(v, labels...).Write writes, built directly: tens
+// of thousands of recent series are built in a fraction of the time. The
+// label values must be valid UTF-8, as metric checks.
+func (f constFamily) series(v float64, labels ...string) *dto.Metric {
+	pairs := make([]dto.LabelPair, len(labels))
+	m := &dto.Metric{Label: make([]*dto.LabelPair, len(labels))}
+	for i, j := range f.byName {
+		pairs[i].Name, pairs[i].Value = &f.labels[j], &labels[j]
+		m.Label[i] = &pairs[i]
+	}
+	if f.typ == prometheus.CounterValue {
+		m.Counter = &dto.Counter{Value: &v}
+	} else {
+		m.Gauge = &dto.Gauge{Value: &v}
+	}
+	return m
 }
