@@ -115,6 +115,8 @@ func run(args []string) int {
 	}
 	defer store.Close()
 	mon := monitor.New(store, logger, monitor.Shard{Index: shardIndex, Count: shardCount})
+	ct := collector.New(store, mon, logger)
+	mon.ReportTo(ct.Sources())
 	if err := mon.Apply(cfg); err != nil {
 		logger.Error("cannot start", "err", err)
 		return 1
@@ -126,20 +128,18 @@ func run(args []string) int {
 
 	reg := prometheus.NewRegistry()
 	reloads := newReloader(*configFile, mon, logger)
-	ct := collector.New(store, mon, logger)
 	reg.MustRegister(
 		versioncollector.NewCollector("ct_exporter"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		ct,
-		reloads.success, reloads.timestamp,
+		reloads.metrics,
 	)
-	reloads.success.Set(1)
-	reloads.timestamp.SetToCurrentTime()
+	reloads.metrics.Succeeded(time.Now())
 
 	var ready atomic.Bool
 	mux := http.NewServeMux()
-	mux.Handle(*metricsPath, collector.NewHandler(reg, ct, store, logger))
+	mux.Handle(*metricsPath, collector.NewHandler(reg, store, logger))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy.")
 	})
@@ -236,28 +236,15 @@ func run(args []string) int {
 // reloader applies a changed configuration file; a bad one is rejected and
 // the running configuration kept.
 type reloader struct {
-	mu        sync.Mutex
-	file      string
-	mon       *monitor.Monitor
-	logger    *slog.Logger
-	success   prometheus.Gauge
-	timestamp prometheus.Gauge
+	mu      sync.Mutex
+	file    string
+	mon     *monitor.Monitor
+	logger  *slog.Logger
+	metrics *collector.Reloads
 }
 
 func newReloader(file string, mon *monitor.Monitor, logger *slog.Logger) *reloader {
-	return &reloader{
-		file:   file,
-		mon:    mon,
-		logger: logger,
-		success: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "ct_config_last_reload_successful",
-			Help: "1 if the last configuration reload succeeded (a failed one keeps the previous configuration).",
-		}),
-		timestamp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "ct_config_last_reload_success_timestamp_seconds",
-			Help: "When the configuration was last loaded successfully.",
-		}),
-	}
+	return &reloader{file: file, mon: mon, logger: logger, metrics: collector.NewReloads()}
 }
 
 func (r *reloader) reload() error {
@@ -268,12 +255,11 @@ func (r *reloader) reload() error {
 		err = r.mon.Apply(cfg)
 	}
 	if err != nil {
-		r.success.Set(0)
+		r.metrics.Failed()
 		r.logger.Error("configuration reload failed; keeping the previous configuration", "file", r.file, "err", err)
 		return err
 	}
-	r.success.Set(1)
-	r.timestamp.SetToCurrentTime()
+	r.metrics.Succeeded(time.Now())
 	r.logger.Info("configuration reloaded", "file", r.file, "watches", len(cfg.Watches), "sources", len(cfg.Sources))
 	return nil
 }

@@ -18,13 +18,11 @@ import (
 )
 
 type health struct {
-	sources []monitor.SourceHealth
-	logs    []monitor.LogStatus
+	logs []monitor.LogStatus
 }
 
-func (h health) Health() []monitor.SourceHealth { return h.sources }
-func (h health) Logs() []monitor.LogStatus      { return h.logs }
-func (h health) Watches() []string              { return []string{"example.com", "example.org"} }
+func (h health) Logs() []monitor.LogStatus { return h.logs }
+func (h health) Watches() []string         { return []string{"example.com", "example.org"} }
 
 var now = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 
@@ -81,14 +79,23 @@ func TestCollectorExposition(t *testing.T) {
 	addWithParseError(t, s, 2, -1, evil, []string{"<b>x</b>.example.com"}, "x509: cannot parse URI \"http://[::1\": \xff",
 		state.Match{Watch: "example.com", Verdict: watch.IssuerUnexpected})
 	add(t, s, 3, -1, bad, []string{"\xffexample.org"}, state.Match{Watch: "example.org", Verdict: watch.Unreviewed})
-	h := health{sources: []monitor.SourceHealth{{
-		Name: "crtsh", Polled: true, Up: true, LastSuccess: now, Interval: time.Hour,
-		WatchLastSuccess: map[string]time.Time{"example.com": now, "example.org": now.Add(-90 * time.Minute)},
-		Errors:           map[string]uint64{"http_429": 3, "timeout": 0},
-		DurationCount:    2, DurationSum: 3.5,
-		DurationBuckets: map[float64]uint64{1: 0, 5: 2},
-	}}}
-	c := New(s, h, promslog.NewNopLogger())
+	c := New(s, health{}, promslog.NewNopLogger())
+	src := c.Sources()
+	src.SourceStarted("crtsh", time.Hour, []string{"http_429", "timeout"})
+	for range 3 {
+		src.CountError("crtsh", "http_429")
+	}
+	src.ObservePoll("crtsh", false, now.Add(-time.Hour), 1500*time.Millisecond)
+	src.ObservePoll("crtsh", true, now, 2*time.Second)
+	src.WatchSearched("crtsh", "example.com", now)
+	src.WatchSearched("crtsh", "example.org", now.Add(-90*time.Minute))
+	// A source removed on reload, and a removed watch, leave no series.
+	src.SourceStarted("gone", time.Minute, []string{"timeout"})
+	src.ObservePoll("gone", true, now, time.Second)
+	src.WatchSearched("gone", "example.com", now)
+	src.SourceGone("gone")
+	src.WatchSearched("crtsh", "example.net", now)
+	src.WatchGone("crtsh", "example.net")
 
 	tbs1 := fmt.Sprintf("%x", sha256.Sum256([]byte("tbs1")))
 	cert1 := fmt.Sprintf("%x", sha256.Sum256([]byte("cert1")))
@@ -133,8 +140,18 @@ ct_source_interval_seconds{source="crtsh"} 3600
 ct_source_last_success_timestamp_seconds{source="crtsh"} 1.7955216e+09
 # HELP ct_source_poll_duration_seconds How long polls of the source took.
 # TYPE ct_source_poll_duration_seconds histogram
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="0.1"} 0
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="0.5"} 0
 ct_source_poll_duration_seconds_bucket{source="crtsh",le="1"} 0
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="2.5"} 2
 ct_source_poll_duration_seconds_bucket{source="crtsh",le="5"} 2
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="10"} 2
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="30"} 2
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="60"} 2
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="120"} 2
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="300"} 2
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="600"} 2
+ct_source_poll_duration_seconds_bucket{source="crtsh",le="1800"} 2
 ct_source_poll_duration_seconds_bucket{source="crtsh",le="+Inf"} 2
 ct_source_poll_duration_seconds_sum{source="crtsh"} 3.5
 ct_source_poll_duration_seconds_count{source="crtsh"} 2
@@ -154,8 +171,13 @@ ct_state_write_errors_total 0
 `
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected)); err != nil {
+	// As NewHandler serves them: the collector's and the recent series.
+	served := prometheus.Gatherers{reg, newRecent(s)}
+	if err := testutil.GatherAndCompare(served, strings.NewReader(expected)); err != nil {
 		t.Fatal(err)
+	}
+	if problems, err := testutil.GatherAndLint(served); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %+v", err, problems)
 	}
 	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
 		t.Fatalf("lint: %v %+v", err, problems)
@@ -166,8 +188,8 @@ ct_state_write_errors_total 0
 // so that a long first poll cannot look like an outage.
 func TestCollectorBeforeFirstPoll(t *testing.T) {
 	s := newStore(t)
-	h := health{sources: []monitor.SourceHealth{{Name: "crtsh", Errors: map[string]uint64{"timeout": 0}, DurationBuckets: map[float64]uint64{1: 0}}}}
-	c := New(s, h, promslog.NewNopLogger())
+	c := New(s, health{}, promslog.NewNopLogger())
+	c.Sources().SourceStarted("crtsh", time.Hour, []string{"timeout"})
 	if n := testutil.CollectAndCount(c, "ct_source_up", "ct_source_last_success_timestamp_seconds", "ct_source_watch_last_success_timestamp_seconds"); n != 0 {
 		t.Fatalf("%d up/last-success series before the first poll", n)
 	}
@@ -277,7 +299,7 @@ ct_new_certificates_total{issuer="other",verdict="unreviewed",watch="example.com
 	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
-	families, err := reg.Gather()
+	families, err := prometheus.Gatherers{reg, newRecent(s)}.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,8 +26,8 @@ import (
 
 // 100 scrapers at once, for 5s (CT_EXPORTER_SCRAPE_SECONDS to change it),
 // against 10,000 recent series on loopback: every answer is complete, and
-// the heap stays bounded (the encoded series are shared, not copied per
-// scrape).
+// the heap stays bounded (the recent families are built once and shared,
+// not copied per scrape).
 func TestConcurrentScrapes(t *testing.T) {
 	seconds := 5
 	if n, err := fmt.Sscan(os.Getenv("CT_EXPORTER_SCRAPE_SECONDS"), &seconds); n != 1 || err != nil {
@@ -60,7 +60,7 @@ func TestConcurrentScrapes(t *testing.T) {
 	c := New(s, health{}, promslog.NewNopLogger())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
-	srv := httptest.NewServer(NewHandler(reg, c, s, promslog.NewNopLogger()))
+	srv := httptest.NewServer(NewHandler(reg, s, promslog.NewNopLogger()))
 	defer srv.Close()
 
 	var scrapes, failures atomic.Int64
@@ -126,8 +126,8 @@ func TestConcurrentScrapes(t *testing.T) {
 	if failures.Load() > 0 {
 		t.Fatalf("%d of %d scrapes failed or were incomplete", failures.Load(), scrapes.Load())
 	}
-	// The encoded series are about 6 MB (plain and gzip, shared); what
-	// grows with scrapers is only their buffers.
+	// The recent families are built once and shared; what grows with
+	// scrapers is only their buffers and compressors.
 	if peak.Load() > 400<<20 {
 		t.Fatalf("heap in use peaked at %d MB under 100 scrapers", peak.Load()>>20)
 	}

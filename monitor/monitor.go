@@ -43,6 +43,7 @@ type Monitor struct {
 	shard Shard
 
 	mu      sync.Mutex
+	metrics Metrics // where health is reported (ReportTo)
 	cfg     *config.Config
 	started bool
 	pending *sourcePlan // the sources Apply made before Start

@@ -68,7 +68,7 @@ func (m *Monitor) plan(cfg *config.Config) (*sourcePlan, error) {
 		}
 		h := m.health[s.Name]
 		if h == nil {
-			h = newHealth()
+			h = newHealth(s.Name, m.metrics, m.watching)
 		}
 		src, err := newSource(s, h.countError, m.discover)
 		if err != nil {
@@ -100,6 +100,7 @@ func (m *Monitor) run(p *sourcePlan, kick bool) {
 			r.stop()
 			delete(m.runners, name)
 			if !want[name] {
+				m.health[name].gone()
 				delete(m.health, name)
 			}
 		}
@@ -124,6 +125,7 @@ func (m *Monitor) run(p *sourcePlan, kick bool) {
 			// A search source's name reused for another type.
 			h.keepWatches(func(string) bool { return false })
 		}
+		h.started(time.Duration(s.Interval))
 		r := &runner{
 			cfg:    s,
 			source: p.made[s.Name],
