@@ -3,6 +3,7 @@ package collector
 import (
 	"bufio"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -64,28 +65,38 @@ func TestConcurrentScrapes(t *testing.T) {
 	defer srv.Close()
 
 	var scrapes, failures atomic.Int64
+	var firstFailure atomic.Value
+	fail := func(err error) {
+		failures.Add(1)
+		firstFailure.CompareAndSwap(nil, err.Error())
+	}
 	var peak atomic.Uint64
 	deadline := time.Now().Add(time.Duration(seconds) * time.Second)
+	// No client timeout: on a loaded machine under the race detector a
+	// scrape shared with 99 others may take long, and slow is not
+	// incomplete. Only a scrape that never ends fails the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	var wg sync.WaitGroup
 	for g := 0; g < 100; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+			client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 			for i := 0; time.Now().Before(deadline); i++ {
-				req, _ := http.NewRequest("GET", srv.URL, nil)
+				req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
 				if i%2 == 0 {
 					req.Header.Set("Accept-Encoding", "gzip")
 				}
 				res, err := client.Do(req)
 				if err != nil {
-					failures.Add(1)
+					fail(err)
 					continue
 				}
 				body := io.Reader(res.Body)
 				if res.Header.Get("Content-Encoding") == "gzip" {
 					if body, err = gzip.NewReader(res.Body); err != nil {
-						failures.Add(1)
+						fail(err)
 						res.Body.Close()
 						continue
 					}
@@ -99,8 +110,11 @@ func TestConcurrentScrapes(t *testing.T) {
 					}
 				}
 				res.Body.Close()
-				if sc.Err() != nil || n != 10000 {
-					failures.Add(1)
+				switch {
+				case sc.Err() != nil:
+					fail(sc.Err())
+				case n != 10000:
+					fail(fmt.Errorf("%d first-seen series, want 10000", n))
 				}
 				scrapes.Add(1)
 			}
@@ -124,7 +138,7 @@ func TestConcurrentScrapes(t *testing.T) {
 	wg.Wait()
 	close(done)
 	if failures.Load() > 0 {
-		t.Fatalf("%d of %d scrapes failed or were incomplete", failures.Load(), scrapes.Load())
+		t.Fatalf("%d of %d scrapes failed or were incomplete; the first: %v", failures.Load(), scrapes.Load(), firstFailure.Load())
 	}
 	// The recent families are built once and shared; what grows with
 	// scrapers is only their buffers and compressors.
