@@ -14,4 +14,5 @@ import (
 	_ "filippo.io/sunlight/cmd/skylight"
 	_ "filippo.io/sunlight/cmd/sunlight"
 	_ "filippo.io/sunlight/cmd/sunlight-keygen"
+	_ "honnef.co/go/tools/cmd/staticcheck"
 )

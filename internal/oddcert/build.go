@@ -57,17 +57,6 @@ func (t *tbs) replaceExt(id, e []byte) {
 	panic("oddcert: no extension to replace")
 }
 
-// removeExt drops every extension with the OID.
-func (t *tbs) removeExt(id []byte) {
-	kept := t.exts[:0]
-	for _, e := range t.exts {
-		if string(extOID(e)) != string(id) {
-			kept = append(kept, e)
-		}
-	}
-	t.exts = kept
-}
-
 // cert is a Certificate: the TBS, the outer algorithm and who signs it.
 type cert struct {
 	tbs      tbs
