@@ -31,7 +31,7 @@ type PSCs struct {
 	known map[string]*PSC // by the issuer's subject and key identifier; nil: not a PSC
 }
 
-// psc is a verified Precertificate Signing Certificate: what it changes
+// PSC is a verified Precertificate Signing Certificate: what it changes
 // in the TBSCertificates of its precertificates.
 type PSC struct{ rewrite pscRewrite }
 

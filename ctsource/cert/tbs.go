@@ -167,7 +167,6 @@ var (
 	oidCTEKU     = []byte{0x2b, 0x06, 0x01, 0x04, 0x01, 0xd6, 0x79, 0x02, 0x04, 0x04} // 1.3.6.1.4.1.11129.2.4.4, precertificate signing
 	oidSAN       = []byte{0x55, 0x1d, 0x11}                                           // 2.5.29.17
 	oidAKI       = []byte{0x55, 0x1d, 0x23}                                           // 2.5.29.35
-	oidSKI       = []byte{0x55, 0x1d, 0x0e}                                           // 2.5.29.14
 	oidEKU       = []byte{0x55, 0x1d, 0x25}                                           // 2.5.29.37
 )
 

@@ -87,10 +87,10 @@ func FuzzDecodeCrtshRows(f *testing.F) {
 				rowConcerns(r, &watches[j])
 			}
 			for _, s := range []string{r.NotBefore, r.NotAfter} {
-				parseCrtshTime(s)
+				_ = parseCrtshTime(s)
 			}
 			if r.EntryTimestamp != nil {
-				parseCrtshTime(*r.EntryTimestamp)
+				_ = parseCrtshTime(*r.EntryTimestamp)
 			}
 		}
 	})

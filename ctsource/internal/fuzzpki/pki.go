@@ -26,7 +26,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 )
 
-// fuzzIssuance is one issuance of the seed PKI, in every form a source
+// Issuance is one issuance of the seed PKI, in every form a source
 // meets it.
 type Issuance struct {
 	Pre, Final []byte // DER certificates
@@ -34,6 +34,7 @@ type Issuance struct {
 	LogTBS     []byte // the TBSCertificate a precert_entry carries (poison removed)
 }
 
+// PKI is the seed PKI: a CA and the issuances it signed.
 type PKI struct {
 	CA        *testpki.CA
 	Issuances []Issuance
@@ -42,7 +43,7 @@ type PKI struct {
 	mixed []byte
 }
 
-// newFuzzPKI issues a few certificates shaped like real ones: several DNS
+// New issues a few certificates shaped like real ones: several DNS
 // SANs with a wildcard, no CN, CN only, IP SANs, many SANs; precertificates
 // and final certificates with embedded SCTs.
 func New(tb testing.TB) *PKI {
