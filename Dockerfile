@@ -1,4 +1,8 @@
-# Build: docker build -t ct_exporter .
+# Build: docker build -t ct_exporter \
+#          --build-arg VERSION="$(git describe --tags --always --dirty)" \
+#          --build-arg REVISION="$(git rev-parse HEAD)" .
+# (the build context has no .git, so Go cannot stamp them itself: without
+# the arguments the binary says version "devel", revision "unknown")
 # Run:   docker run --read-only -p 9812:9812 -v ct_state:/var/lib/ct_exporter ct_exporter
 # (it writes nothing but its state file; see examples/ for Kubernetes, systemd, Compose)
 FROM golang:1.26-bookworm AS build
@@ -6,9 +10,10 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ARG VERSION=dev
+ARG VERSION=""
+ARG REVISION=""
 RUN CGO_ENABLED=0 go build -trimpath \
-      -ldflags "-s -w -X github.com/prometheus/common/version.Version=${VERSION}" \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=${VERSION} -X github.com/prometheus/common/version.Revision=${REVISION}" \
       -o /out/ct_exporter . \
  && mkdir -p /out/state /out/etc \
  && cp config.example.yml /out/etc/ct_exporter.yml

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +54,7 @@ func run(args []string) int {
 	promslogflag.AddFlags(app, logConfig)
 	var logLevelSet bool
 	app.GetFlag("log.level").IsSetByUser(&logLevelSet)
+	stampVersion(debug.ReadBuildInfo())
 	app.Version(version.Print("ct_exporter"))
 	app.HelpFlag.Short('h')
 	app.Command("serve", "Run the exporter (the default command).").Default()
@@ -289,4 +291,45 @@ func parseShard(s string) (i, n int, err error) {
 		return 0, 0, fmt.Errorf("%q is not i/n with 0 <= i < n", s)
 	}
 	return i, n, nil
+}
+
+// stampVersion fills in the version and revision that -ldflags did not set
+// from what Go records in every binary, so that a plain go build in a
+// checkout says what it runs: the module version (a pseudo-version naming
+// the commit, "+dirty" for a modified tree) and the VCS revision, with
+// "-modified" as prometheus/common/version marks it.
+func stampVersion(info *debug.BuildInfo, ok bool) {
+	v, rev := buildVersion(info, ok)
+	if version.Version == "" {
+		version.Version = v
+	}
+	if version.Revision == "" {
+		version.Revision = rev
+	}
+}
+
+// buildVersion is the version and revision a binary's build information
+// gives: "devel" and "unknown" where it has none (go run, a build outside
+// a VCS checkout such as the Dockerfile's, which passes them in instead).
+func buildVersion(info *debug.BuildInfo, ok bool) (v, revision string) {
+	v, revision = "devel", "unknown"
+	if !ok || info == nil {
+		return v, revision
+	}
+	if mv := info.Main.Version; mv != "" && mv != "(devel)" {
+		v = mv
+	}
+	modified := false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			revision = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if modified && revision != "unknown" {
+		revision += "-modified"
+	}
+	return v, revision
 }

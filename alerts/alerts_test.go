@@ -1,4 +1,5 @@
-// Package alerts holds the alert rules; its tests run promtool on them.
+// Package alerts holds the alert rules; its tests run promtool on them and
+// check that the monitoring mixin (../mixin.libsonnet) yields them.
 package alerts
 
 import (
@@ -6,7 +7,7 @@ import (
 	"os/exec"
 	"testing"
 
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 )
 
 func run(t *testing.T, name string, args ...string) string {
@@ -21,7 +22,7 @@ func run(t *testing.T, name string, args ...string) string {
 // The rules file is rendered from the jsonnet (where the selector is set
 // once); it must be what the jsonnet renders today.
 func TestRulesAreRenderedFromJsonnet(t *testing.T) {
-	jsonnet := tools.Require(t, "jsonnet", "jsonnet")
+	jsonnet := testenv.Require(t, "jsonnet", "jsonnet")
 	want, err := os.ReadFile("ct_exporter.rules.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +33,7 @@ func TestRulesAreRenderedFromJsonnet(t *testing.T) {
 }
 
 func TestRulesWithPromtool(t *testing.T) {
-	promtool := tools.Require(t, "promtool", "prometheus")
+	promtool := testenv.Require(t, "promtool", "prometheus")
 	run(t, promtool, "check", "rules", "ct_exporter.rules.yml")
 	out := run(t, promtool, "test", "rules", "ct_exporter.rules.test.yml")
 	t.Log(out)

@@ -20,7 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ct-exporter/ct_exporter/collector"
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the dashboards' JSON from their jsonnet sources")
@@ -840,7 +840,7 @@ func TestParseExpr(t *testing.T) {
 
 // The JSON is what the jsonnet renders; -update rewrites it.
 func TestRenderedFromJsonnet(t *testing.T) {
-	jsonnet := tools.Require(t, "jsonnet", "jsonnet")
+	jsonnet := testenv.Require(t, "jsonnet", "jsonnet")
 	sources, err := filepath.Glob("*.jsonnet")
 	if err != nil || len(sources) == 0 {
 		t.Fatalf("no jsonnet sources: %v", err)
@@ -937,7 +937,7 @@ func TestSubstitute(t *testing.T) {
 
 // promtool parses every query, substituted as Grafana would.
 func TestQueriesParseWithPromtool(t *testing.T) {
-	promtool := tools.Require(t, "promtool", "prometheus")
+	promtool := testenv.Require(t, "promtool", "prometheus")
 	qs, err := Queries(".")
 	if err != nil {
 		t.Fatal(err)
@@ -971,7 +971,7 @@ func TestQueriesParseWithPromtool(t *testing.T) {
 // promtool evaluates them: replicas are counted once, other jobs and old
 // issuances are left out, the table's two queries line up.
 func TestQueriesEvaluate(t *testing.T) {
-	promtool := tools.Require(t, "promtool", "prometheus")
+	promtool := testenv.Require(t, "promtool", "prometheus")
 	qs, err := Queries(".")
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
 // Package docs holds the user documentation. Its tests check what the
 // documents claim against the code: the openssl commands of authorizing.md
-// against the hashes the exporter computes, and every link and anchor.
+// against the hashes the exporter computes, every link and anchor, and
+// (metrics_test.go) the metrics reference and the flags table against what
+// the real exporter serves and --help shows.
 package docs
 
 import (
@@ -26,8 +28,8 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/ctsource/cert"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
-	"github.com/ct-exporter/ct_exporter/internal/tools"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
@@ -87,7 +89,7 @@ func sh(t *testing.T, dir, script string) []byte {
 // authorizes the certificate, as does the certificate in
 // authorized_key_files.
 func TestOpenSSLKeyHashesAuthorize(t *testing.T) {
-	openssl := tools.Require(t, "openssl", "openssl")
+	openssl := testenv.Require(t, "openssl", "openssl")
 	t.Logf("using %s", openssl)
 	const doc = "authorizing.md"
 	var commands []string
@@ -372,7 +374,7 @@ func TestHAAlertTable(t *testing.T) {
 // only when every replica is down (or none is scraped), with the labels the
 // example routing needs.
 func TestHAAllReplicasDownRule(t *testing.T) {
-	promtool := tools.Require(t, "promtool", "prometheus")
+	promtool := testenv.Require(t, "promtool", "prometheus")
 	doc, err := os.ReadFile("ha.md")
 	if err != nil {
 		t.Fatal(err)

@@ -17,9 +17,10 @@ import (
 	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/dashboards"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
 	"github.com/ct-exporter/ct_exporter/internal/sunlightlog"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
-	"github.com/ct-exporter/ct_exporter/internal/tools"
 )
 
 // world is everything around the exporter under test.
@@ -58,7 +59,7 @@ func newWorld(t testing.TB, logInterval string, rulesOverride string) *world {
 	dir := t.TempDir()
 	spki := testpki.SPKISHA256(w.ownKey.Public())
 	cfg := filepath.Join(dir, "ct_exporter.yml")
-	writeFile(t, cfg, fmt.Sprintf(`
+	testenv.WriteFile(t, cfg, fmt.Sprintf(`
 watches:
   - domain: example.com
     expected_issuers: ["Let's Encrypt"]
@@ -74,10 +75,10 @@ sources:
     interval: %s
 `, hex.EncodeToString(spki[:]), w.crtsh.URL+"/", w.log.MonitoringPrefix(),
 		base64.StdEncoding.EncodeToString(w.log.PublicKey()), logInterval))
-	w.addr = tools.FreeAddr(t)
-	start(t, exporterBinary, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"),
-		"--web.listen-address="+w.addr, "--log.level=debug")
-	tools.Eventually(t, 30*time.Second, "exporter ready", func() bool { return httpOK("http://" + w.addr + "/-/ready") })
+	// Without the race detector: the end-to-end tests time detection.
+	w.addr = harness.StartExporterWith(t, harness.BinaryWithoutRace(t), nil,
+		"--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state")).Addr
+	testenv.Eventually(t, 30*time.Second, "exporter ready", func() bool { return httpOK("http://" + w.addr + "/-/ready") })
 	w.stack = startStack(t, w.addr, renderRules(t, dir, rulesOverride))
 	return w
 }
@@ -114,9 +115,9 @@ func TestAlertsEndToEnd(t *testing.T) {
 	allowedTBS, _ := w.submit(w.expected, testpki.Leaf{DNSNames: []string{"www.example.com"}, SCTs: 2})
 	unexpectedTBS, unexpectedCert := w.submit(w.evil, testpki.Leaf{CN: "login.example.com", DNSNames: []string{"login.example.com", "example.com"}, SCTs: 2})
 
-	var got Alert
-	tools.Eventually(t, 60*time.Second, "CTUnexpectedIssuerCertificate at the webhook", func() bool {
-		a, _, ok := hook.find(map[string]string{"alertname": "CTUnexpectedIssuerCertificate", "tbs_sha256": unexpectedTBS})
+	var got harness.Alert
+	testenv.Eventually(t, 60*time.Second, "CTUnexpectedIssuerCertificate at the webhook", func() bool {
+		a, _, ok := hook.Firing(map[string]string{"alertname": "CTUnexpectedIssuerCertificate", "tbs_sha256": unexpectedTBS})
 		got = a
 		return ok
 	})
@@ -137,21 +138,21 @@ func TestAlertsEndToEnd(t *testing.T) {
 	if !strings.HasSuffix(got.Annotations["runbook_url"], "#ctunexpectedissuercertificate") {
 		t.Errorf("runbook_url = %s", got.Annotations["runbook_url"])
 	}
-	tools.Eventually(t, 60*time.Second, "CTNewCertificate for the expected issuer", func() bool {
-		_, _, ok := hook.find(map[string]string{"alertname": "CTNewCertificate", "tbs_sha256": allowedTBS, "severity": "info"})
+	testenv.Eventually(t, 60*time.Second, "CTNewCertificate for the expected issuer", func() bool {
+		_, _, ok := hook.Firing(map[string]string{"alertname": "CTNewCertificate", "tbs_sha256": allowedTBS, "severity": "info"})
 		return ok
 	})
 
 	// The authorized issuance was processed before the unexpected one and
 	// is exposed; several evaluations later, nothing fired for it.
 	ctx := context.Background()
-	tools.Eventually(t, 30*time.Second, "the authorized issuance in Prometheus", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the authorized issuance in Prometheus", func() bool {
 		r, err := w.stack.query(ctx, fmt.Sprintf(`ct_certificate_first_seen_timestamp_seconds{verdict="authorized",tbs_sha256=%q}`, authorizedTBS))
 		return err == nil && len(r) == 1
 	})
 	seen := time.Now()
-	tools.Eventually(t, 30*time.Second, "five more rule evaluations", func() bool { return time.Since(seen) > 5*time.Second })
-	if a, _, ok := hook.find(map[string]string{"tbs_sha256": authorizedTBS}); ok {
+	testenv.Eventually(t, 30*time.Second, "five more rule evaluations", func() bool { return time.Since(seen) > 5*time.Second })
+	if a, _, ok := hook.Firing(map[string]string{"tbs_sha256": authorizedTBS}); ok {
 		t.Fatalf("an authorized issuance alerted: %+v", a)
 	}
 	if r, err := w.stack.query(ctx, fmt.Sprintf(`ALERTS{tbs_sha256=%q}`, authorizedTBS)); err != nil || len(r) != 0 {
@@ -164,9 +165,9 @@ func TestAlertsEndToEnd(t *testing.T) {
 	// and CTSourceWatchStale names the watch it no longer searches (3
 	// intervals of 1s).
 	w.crtsh.Close()
-	tools.Eventually(t, 90*time.Second, "CTSourceDown and CTSourceWatchStale", func() bool {
-		_, _, down := hook.find(map[string]string{"alertname": "CTSourceDown", "source": "crtsh", "severity": "warning"})
-		_, _, stale := hook.find(map[string]string{"alertname": "CTSourceWatchStale", "source": "crtsh", "watch": "example.com", "severity": "warning"})
+	testenv.Eventually(t, 90*time.Second, "CTSourceDown and CTSourceWatchStale", func() bool {
+		_, _, down := hook.Firing(map[string]string{"alertname": "CTSourceDown", "source": "crtsh", "severity": "warning"})
+		_, _, stale := hook.Firing(map[string]string{"alertname": "CTSourceWatchStale", "source": "crtsh", "watch": "example.com", "severity": "warning"})
 		return down && stale
 	})
 }
@@ -175,7 +176,7 @@ func TestAlertsEndToEnd(t *testing.T) {
 // end-to-end world without error, and the core panels have data.
 func checkDashboards(t *testing.T, w *world) {
 	t.Helper()
-	queries, err := dashboards.Queries(filepath.Join(tools.RepoRoot(), "dashboards"))
+	queries, err := dashboards.Queries(filepath.Join(testenv.RepoRoot(), "dashboards"))
 	if err != nil {
 		t.Fatal(err)
 	}

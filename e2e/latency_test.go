@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
-	"github.com/ct-exporter/ct_exporter/internal/tools"
 )
 
 // BenchmarkDetectionLatency measures, for 20 certificates from an unexpected
@@ -24,9 +24,9 @@ func BenchmarkDetectionLatency(b *testing.B) {
 			start := time.Now()
 			tbs, _ := w.submit(w.evil, testpki.Leaf{DNSNames: []string{fmt.Sprintf("n%d.example.com", i)}, SCTs: 2})
 			var at time.Time
-			tools.Eventually(b, time.Minute, "the alert", func() bool {
+			testenv.Eventually(b, time.Minute, "the alert", func() bool {
 				var ok bool
-				_, at, ok = w.stack.hook.find(map[string]string{"alertname": "CTUnexpectedIssuerCertificate", "tbs_sha256": tbs})
+				_, at, ok = w.stack.hook.Firing(map[string]string{"alertname": "CTUnexpectedIssuerCertificate", "tbs_sha256": tbs})
 				return ok
 			})
 			latencies = append(latencies, at.Sub(start))

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 )
 
 const composeDir = "docker-compose"
@@ -177,7 +177,7 @@ func TestCompose(t *testing.T) {
 // which includes loading every shipped rule through rule_files; it scrapes
 // ct_exporter under the job the rules select and sends to Alertmanager.
 func TestComposePrometheus(t *testing.T) {
-	promtool := tools.Require(t, "promtool", "prometheus")
+	promtool := testenv.Require(t, "promtool", "prometheus")
 	c := readCompose(t)
 	df := readDockerfile(t)
 	p := c.Services["prometheus"]
@@ -241,7 +241,7 @@ var secretPath = regexp.MustCompile(`/etc/alertmanager/secrets/([\w.-]+)`)
 // template included; every secret it reads is on the secrets mount and
 // documented there.
 func TestComposeAlertmanager(t *testing.T) {
-	amtool := tools.Require(t, "amtool", "prometheus-alertmanager")
+	amtool := testenv.Require(t, "amtool", "prometheus-alertmanager")
 	c := readCompose(t)
 	am := c.Services["alertmanager"]
 	root := containerFS(t, am)

@@ -13,43 +13,20 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"go.yaml.in/yaml/v3"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildPath string
-	buildErr  error
-)
+func TestMain(m *testing.M) { harness.Main(m) }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
-
-// exporterBinary builds ct_exporter once for the tests of this package that
-// need it (without -race: they only parse flags and check configurations).
+// exporterBinary is ct_exporter for the tests of this package that need it
+// (without -race: they only parse flags and check configurations).
 func exporterBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "ct_exporter-examples")
-		if buildErr != nil {
-			return
-		}
-		buildPath, buildErr = tools.BuildExporter(buildDir, false)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildPath
+	return harness.BinaryWithoutRace(t)
 }
 
 // A flag's line in kingpin's help: "  -h, --[no-]help" or "      --state.file=..."
@@ -205,21 +182,6 @@ func readYAML(t *testing.T, path string, v any) {
 	}
 }
 
-// normalized is v as encoding/json reads it back, so that values decoded
-// from YAML and from JSON compare with reflect.DeepEqual.
-func normalized(t *testing.T, v any) any {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n any
-	if err := json.Unmarshal(b, &n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // shippedRuleGroups is alerts/ct_exporter.rules.yml's groups, normalized.
 func shippedRuleGroups(t *testing.T) any {
 	t.Helper()
@@ -230,5 +192,5 @@ func shippedRuleGroups(t *testing.T) any {
 	if len(f.Groups) == 0 {
 		t.Fatalf("%s: no groups", rulesFile)
 	}
-	return normalized(t, f.Groups)
+	return testenv.Normalized(t, f.Groups)
 }

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -20,13 +19,13 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 )
 
 const (
@@ -141,7 +140,7 @@ func exampleLabels(r rule) map[string]string {
 // --- amtool check-config and route tests -----------------------------------
 
 func TestAlertmanagerConfigChecks(t *testing.T) {
-	amtool := tools.Require(t, "amtool", "prometheus-alertmanager")
+	amtool := testenv.Require(t, "amtool", "prometheus-alertmanager")
 	out := run(t, amtool, "check-config", configFile)
 	// check-config parses the template files too: "1 templates" then a
 	// second SUCCESS for them.
@@ -167,7 +166,7 @@ func routeTest(t *testing.T, amtool string, labels map[string]string) []string {
 // Every shipped alert reaches the receivers of its severity: critical pages
 // through PagerDuty and Opsgenie, warning goes to Slack, info to e-mail.
 func TestRoutesEveryShippedAlertBySeverity(t *testing.T) {
-	amtool := tools.Require(t, "amtool", "prometheus-alertmanager")
+	amtool := testenv.Require(t, "amtool", "prometheus-alertmanager")
 	seen := map[string]bool{}
 	for _, r := range loadRules(t) {
 		sev := r.Labels["severity"]
@@ -190,7 +189,7 @@ func TestRoutesEveryShippedAlertBySeverity(t *testing.T) {
 }
 
 func TestRoutesEdgeCases(t *testing.T) {
-	amtool := tools.Require(t, "amtool", "prometheus-alertmanager")
+	amtool := testenv.Require(t, "amtool", "prometheus-alertmanager")
 	for _, tc := range []struct {
 		name   string
 		labels map[string]string
@@ -341,7 +340,7 @@ type renderer struct {
 }
 
 func newRenderer(t *testing.T) *renderer {
-	return &renderer{t: t, amtool: tools.Require(t, "amtool", "prometheus-alertmanager"), dir: t.TempDir()}
+	return &renderer{t: t, amtool: testenv.Require(t, "amtool", "prometheus-alertmanager"), dir: t.TempDir()}
 }
 
 // render renders text (a template string, as in a receiver's field) with d,
@@ -598,44 +597,6 @@ func loadConfig(t *testing.T) map[string]any {
 	return cfg
 }
 
-// notification is what Alertmanager's webhook sends.
-type notification struct {
-	Receiver    string            `json:"receiver"`
-	Status      string            `json:"status"`
-	GroupLabels map[string]string `json:"groupLabels"`
-	Alerts      []struct {
-		Status string            `json:"status"`
-		Labels map[string]string `json:"labels"`
-	} `json:"alerts"`
-}
-
-type webhook struct {
-	*httptest.Server
-	mu   sync.Mutex
-	seen []notification
-}
-
-func newWebhook(t *testing.T) *webhook {
-	w := &webhook{}
-	w.Server = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		var n notification
-		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
-			t.Errorf("webhook: %v", err)
-		}
-		w.mu.Lock()
-		w.seen = append(w.seen, n)
-		w.mu.Unlock()
-	}))
-	t.Cleanup(w.Close)
-	return w
-}
-
-func (w *webhook) notifications() []notification {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.seen)
-}
-
 // testConfig is the example configuration with every receiver replaced by a
 // webhook of the same name, and the waits shortened; routes, grouping and
 // inhibit rules are the example's.
@@ -674,7 +635,7 @@ func testConfig(t *testing.T, hook string) []byte {
 
 func startAlertmanager(t *testing.T, config []byte) string {
 	t.Helper()
-	am := tools.Require(t, "prometheus-alertmanager", "prometheus-alertmanager")
+	am := testenv.Require(t, "prometheus-alertmanager", "prometheus-alertmanager")
 	dir := t.TempDir()
 	tmpl, err := os.ReadFile(templateFile)
 	if err != nil {
@@ -688,35 +649,14 @@ func startAlertmanager(t *testing.T, config []byte) string {
 	if err := os.WriteFile(cfgPath, config, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := tools.FreeAddr(t)
-	logPath := filepath.Join(dir, "alertmanager.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(am, "--config.file="+cfgPath, "--storage.path="+filepath.Join(dir, "data"),
+	addr := testenv.FreeAddr(t)
+	p := harness.StartProcess(t, am, "--config.file="+cfgPath, "--storage.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--cluster.listen-address=")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("alertmanager log:\n%s", b)
-		}
-	})
 	base := "http://" + addr
-	tools.Eventually(t, 30*time.Second, "alertmanager ready", func() bool {
+	testenv.Eventually(t, 30*time.Second, "alertmanager ready", func() bool {
 		select {
-		case <-exited:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("alertmanager exited:\n%s", b)
+		case <-p.Exited:
+			t.Fatalf("alertmanager exited:\n%s", p.Log())
 		default:
 		}
 		res, err := http.Get(base + "/-/ready")
@@ -728,11 +668,7 @@ func startAlertmanager(t *testing.T, config []byte) string {
 	})
 	// Alertmanager warns about a configuration that does not do what it
 	// says (a repeat_interval beyond --data.retention, for one).
-	b, err := os.ReadFile(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(p.Log(), "\n") {
 		if l := strings.ToLower(line); strings.Contains(l, "level=warn") && strings.Contains(l, "component=configuration") {
 			t.Errorf("alertmanager warns about the configuration: %s", line)
 		}
@@ -756,7 +692,7 @@ func key(l map[string]string) string {
 // (a failing log, a failing state file, a source down) never inhibits a
 // certificate alert, and inhibits only what it explains.
 func TestAlertmanagerGroupsPerIssuanceAndInhibits(t *testing.T) {
-	hook := newWebhook(t)
+	hook := harness.NewWebhook(t)
 	base := startAlertmanager(t, testConfig(t, hook.URL))
 
 	cert := func(name, tbs string) map[string]string {
@@ -842,7 +778,7 @@ func TestAlertmanagerGroupsPerIssuanceAndInhibits(t *testing.T) {
 	// got: alert key -> receivers it reached; checks each notification.
 	got := func() map[string][]string {
 		out := map[string][]string{}
-		for _, n := range hook.notifications() {
+		for _, n := range hook.Notifications() {
 			if len(n.Alerts) != 1 {
 				var ks []string
 				for _, a := range n.Alerts {

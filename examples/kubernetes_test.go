@@ -13,7 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 )
 
 const k8sDir = "kubernetes"
@@ -433,12 +433,12 @@ func TestKubernetesPrometheusRule(t *testing.T) {
 		} `yaml:"spec"`
 	}
 	decodeObject(t, pr, &spec)
-	if !reflect.DeepEqual(normalized(t, spec.Spec.Groups), shippedRuleGroups(t)) {
+	if !reflect.DeepEqual(testenv.Normalized(t, spec.Spec.Groups), shippedRuleGroups(t)) {
 		t.Errorf("%s's groups differ from %s: render it with jsonnet -S examples/kubernetes/prometheusrule.jsonnet > examples/kubernetes/prometheusrule.yaml", pr.file, rulesFile)
 	}
 
 	t.Run("rendered", func(t *testing.T) {
-		jsonnet := tools.Require(t, "jsonnet", "jsonnet")
+		jsonnet := testenv.Require(t, "jsonnet", "jsonnet")
 		want, err := os.ReadFile(pr.file)
 		if err != nil {
 			t.Fatal(err)
@@ -448,7 +448,7 @@ func TestKubernetesPrometheusRule(t *testing.T) {
 		}
 	})
 	t.Run("promtool", func(t *testing.T) {
-		promtool := tools.Require(t, "promtool", "prometheus")
+		promtool := testenv.Require(t, "promtool", "prometheus")
 		out, err := yaml.Marshal(map[string]any{"groups": spec.Spec.Groups})
 		if err != nil {
 			t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 )
 
 const (
@@ -155,7 +155,7 @@ func TestSystemdUnit(t *testing.T) {
 // systemd itself accepts the unit (an unknown or misspelt setting is only a
 // warning there, so any output fails the test), and rates its sandbox.
 func TestSystemdAnalyze(t *testing.T) {
-	sa := tools.Require(t, "systemd-analyze", "systemd")
+	sa := testenv.Require(t, "systemd-analyze", "systemd")
 	data, err := os.ReadFile(unitFile)
 	if err != nil {
 		t.Fatal(err)

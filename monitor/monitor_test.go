@@ -18,8 +18,8 @@ import (
 	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
-	"github.com/ct-exporter/ct_exporter/internal/tools"
 	"github.com/ct-exporter/ct_exporter/state"
 )
 
@@ -36,7 +36,7 @@ func parse(t *testing.T, yaml string) *config.Config {
 // package's deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	tools.Eventually(t, 30*time.Second, what, cond)
+	testenv.Eventually(t, 30*time.Second, what, cond)
 }
 
 func healthOf(m *Monitor, name string) (SourceHealth, bool) {

@@ -23,7 +23,7 @@ import (
 
 	ctx509 "github.com/google/certificate-transparency-go/x509"
 
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
@@ -62,14 +62,14 @@ func zlintDir(t *testing.T) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		tools.Unavailable(t, "the go command is needed to fetch the zlint corpus: %v", err)
+		testenv.Unavailable(t, "the go command is needed to fetch the zlint corpus: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	// Run in tools/corpus, whose go.sum verifies the download; GOWORK=off
 	// keeps a go.work file from mixing in other modules.
 	cmd := exec.CommandContext(ctx, goTool, "mod", "download", "-json", zlintModule+"@"+zlintPinned)
-	cmd.Dir = filepath.Join(tools.RepoRoot(), "tools", "corpus")
+	cmd.Dir = filepath.Join(testenv.RepoRoot(), "tools", "corpus")
 	cmd.Env = append(os.Environ(), "GOWORK=off")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -85,7 +85,7 @@ func zlintDir(t *testing.T) string {
 		if strings.Contains(why, "checksum mismatch") || strings.Contains(why, "SECURITY ERROR") {
 			t.Fatalf("go mod download %s@%s in %s: %v\n%s", zlintModule, zlintPinned, cmd.Dir, runErr, why)
 		}
-		tools.Unavailable(t, "cannot download the zlint corpus (%s@%s, go mod download in %s): %v: %s",
+		testenv.Unavailable(t, "cannot download the zlint corpus (%s@%s, go mod download in %s): %v: %s",
 			zlintModule, zlintPinned, cmd.Dir, runErr, why)
 	}
 	if mod.Sum != zlintSum {

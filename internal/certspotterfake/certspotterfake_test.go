@@ -23,8 +23,8 @@ import (
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/ct-exporter/ct_exporter/internal/certspotterfake"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
-	"github.com/ct-exporter/ct_exporter/internal/tools"
 )
 
 // issuance is what a client decodes, with every field expanded.
@@ -533,7 +533,7 @@ func TestDelayForOneDomain(t *testing.T) {
 		t.Errorf("after removing the delay: %d", got)
 	}
 	// The handler records it once it sees the client gone.
-	tools.Eventually(t, 10*time.Second, "the abandoned query recorded without a status", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the abandoned query recorded without a status", func() bool {
 		for _, r := range s.Requests() {
 			if r.Domain == "slow.example" && r.Status == 0 {
 				return true

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 )
 
 // serve runs an http.Server behind a Limiter of max connections and returns
@@ -46,7 +46,7 @@ func serve(t *testing.T, max int) (string, *Limiter) {
 // request sent is not yet one the server has read.
 func waitActive(t *testing.T, l *Limiter, n int) {
 	t.Helper()
-	tools.Eventually(t, 30*time.Second, fmt.Sprintf("%d active connections", n), func() bool {
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("%d active connections", n), func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		active := 0

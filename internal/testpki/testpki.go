@@ -1,6 +1,7 @@
 // Package testpki makes real certificates for tests: CAs, precertificates
 // and the final certificates that embed SCTs for them, signed with
-// crypto/x509 exactly as a CA issuing through CT would.
+// crypto/x509 exactly as a CA issuing through CT would; and self-signed
+// TLS server certificates for an exporter the tests serve over HTTPS.
 package testpki
 
 import (
@@ -270,4 +271,37 @@ func SPKISHA256(key crypto.PublicKey) [32]byte {
 		panic(err)
 	}
 	return sha256.Sum256(spki)
+}
+
+// TLSServer makes a self-signed TLS server certificate for an IP address,
+// its key, and a pool holding the certificate for a client to trust, and
+// fails the test if it cannot.
+func TLSServer(t testing.TB, ip string) (certPEM, keyPEM []byte, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "ct_exporter test"},
+		IPAddresses:  []net.IP{net.ParseIP(ip)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	pool = x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	return certPEM, keyPEM, pool
 }

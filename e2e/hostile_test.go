@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"crypto/ecdsa"
@@ -16,7 +16,9 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
 	"github.com/ct-exporter/ct_exporter/internal/oddcert"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 )
 
@@ -82,7 +84,7 @@ func hostileUpstreams(t *testing.T, mode string) {
 	writeHugeLogList(t, list, 5000, log.URL)
 	cfg := filepath.Join(dir, "ct.yml")
 	b64 := base64.StdEncoding.EncodeToString
-	writeFile(t, cfg, fmt.Sprintf(`
+	testenv.WriteFile(t, cfg, fmt.Sprintf(`
 watches:
   - domain: fail.example
   - domain: example.com
@@ -94,8 +96,8 @@ sources:
   - {name: huge, type: ctlog, url: %q, public_key: %s, interval: 200ms}
   - {name: list, type: loglist, url: %q}
 `, crtsh.URL+"/", crtshInterval, log.URL+"/", b64(log.PublicKeyDER()), huge.URL+"/", b64(huge.PublicKeyDER()), list))
-	e := startExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"))
-	e.waitReady()
+	e := harness.StartExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"))
+	e.WaitReady()
 
 	var last string
 	defer func() {
@@ -103,31 +105,31 @@ sources:
 			t.Logf("last: %s", last)
 		}
 	}()
-	e.eventually("everything reported", func() bool {
-		m := e.scrape()
-		last = fmt.Sprint(value(m, "ct_new_certificates_total", "watch", "example.com"), value(m, "ct_new_certificates_total", "watch", "example.org"),
-			count(m, "ct_certificate_first_seen_timestamp_seconds", "watch", "example.com"), value(m, "ct_new_certificates_total", "watch", "many.example"),
-			value(m, "ct_source_errors_total", "source", "list", "reason", "list_too_large"), value(m, "ct_log_verification_failures_total", "log", "huge", "check", "tree_size"),
-			value(m, "ct_source_errors_total", "source", "crtsh"))
-		return value(m, "ct_new_certificates_total", "watch", "example.com") == 3 && // crt.sh's, the long issuer's, the log's
-			value(m, "ct_new_certificates_total", "watch", "example.org") == 1 &&
-			count(m, "ct_certificate_first_seen_timestamp_seconds", "watch", "example.com") == 3 &&
-			value(m, "ct_new_certificates_total", "watch", "many.example") == 300 &&
-			value(m, "ct_source_errors_total", "source", "list", "reason", "list_too_large") >= 1 &&
-			value(m, "ct_log_verification_failures_total", "log", "huge", "check", "tree_size") >= 1 &&
-			value(m, "ct_source_errors_total", "source", "crtsh") >= 1
+	e.Eventually("everything reported", func() bool {
+		m := e.Scrape()
+		last = fmt.Sprint(harness.Value(m, "ct_new_certificates_total", "watch", "example.com"), harness.Value(m, "ct_new_certificates_total", "watch", "example.org"),
+			harness.Count(m, "ct_certificate_first_seen_timestamp_seconds", "watch", "example.com"), harness.Value(m, "ct_new_certificates_total", "watch", "many.example"),
+			harness.Value(m, "ct_source_errors_total", "source", "list", "reason", "list_too_large"), harness.Value(m, "ct_log_verification_failures_total", "log", "huge", "check", "tree_size"),
+			harness.Value(m, "ct_source_errors_total", "source", "crtsh"))
+		return harness.Value(m, "ct_new_certificates_total", "watch", "example.com") == 3 && // crt.sh's, the long issuer's, the log's
+			harness.Value(m, "ct_new_certificates_total", "watch", "example.org") == 1 &&
+			harness.Count(m, "ct_certificate_first_seen_timestamp_seconds", "watch", "example.com") == 3 &&
+			harness.Value(m, "ct_new_certificates_total", "watch", "many.example") == 300 &&
+			harness.Value(m, "ct_source_errors_total", "source", "list", "reason", "list_too_large") >= 1 &&
+			harness.Value(m, "ct_log_verification_failures_total", "log", "huge", "check", "tree_size") >= 1 &&
+			harness.Value(m, "ct_source_errors_total", "source", "crtsh") >= 1
 	})
-	m := e.scrape()
-	if got := value(m, "ct_new_certificates_total", "watch", "many.example", "issuer", "other"); got != 200 {
+	m := e.Scrape()
+	if got := harness.Value(m, "ct_new_certificates_total", "watch", "many.example", "issuer", "other"); got != 200 {
 		t.Errorf("many.example: %v issuances counted under issuer=\"other\", want 200 (beyond max_issuers_per_watch 100)", got)
 	}
-	if got := count(m, "ct_new_certificates_total", "watch", "many.example"); got != 101 {
+	if got := harness.Count(m, "ct_new_certificates_total", "watch", "many.example"); got != 101 {
 		t.Errorf("many.example: %d ct_new_certificates_total series, want 100 issuers and other", got)
 	}
-	if got := value(m, "ct_new_certificates_total", "watch", "fail.example"); got != 0 {
+	if got := harness.Value(m, "ct_new_certificates_total", "watch", "fail.example"); got != 0 {
 		t.Errorf("fail.example counted %v though crt.sh fails for it", got)
 	}
-	if got := count(m, "ct_log_tree_size", "log", "huge"); got != 0 {
+	if got := harness.Count(m, "ct_log_tree_size", "log", "huge"); got != 0 {
 		t.Errorf("the huge tree head is exposed: %d series", got)
 	}
 
@@ -138,15 +140,15 @@ sources:
 		crtsh.Add(issue(fmt.Sprintf("r%d.example.org", round)).Final)
 		log.AddCert(issue(fmt.Sprintf("r%d.log.example.com", round)).Final, ca.DER)
 		log.Publish()
-		e.eventually(fmt.Sprintf("round %d counted", round), func() bool {
-			m := e.scrape()
-			return value(m, "ct_new_certificates_total", "watch", "example.com") == float64(3+2*(round+1)) &&
-				value(m, "ct_new_certificates_total", "watch", "example.org") == float64(2+round)
+		e.Eventually(fmt.Sprintf("round %d counted", round), func() bool {
+			m := e.Scrape()
+			return harness.Value(m, "ct_new_certificates_total", "watch", "example.com") == float64(3+2*(round+1)) &&
+				harness.Value(m, "ct_new_certificates_total", "watch", "example.org") == float64(2+round)
 		})
 		t.Logf("%s: round %d counted %v after it was issued (crt.sh interval %v)", mode, round, time.Since(start).Round(time.Millisecond), crtshInterval)
 	}
 
-	m = e.scrape()
+	m = e.Scrape()
 	longest, where := 0, ""
 	for name, f := range m {
 		for _, s := range f.Metric {
@@ -160,10 +162,10 @@ sources:
 	if longest > 256 {
 		t.Errorf("a label value of %d bytes: %s", longest, where)
 	}
-	if n := count(m, "ct_certificate_first_seen_timestamp_seconds", "tbs_sha256", fmt.Sprintf("%x", long.TBSSHA256)); n != 1 {
+	if n := harness.Count(m, "ct_certificate_first_seen_timestamp_seconds", "tbs_sha256", fmt.Sprintf("%x", long.TBSSHA256)); n != 1 {
 		t.Errorf("the 40,000-character issuer's certificate has %d series, want 1", n)
 	}
-	goroutines, fds := value(m, "go_goroutines"), value(m, "process_open_fds")
+	goroutines, fds := harness.Value(m, "go_goroutines"), harness.Value(m, "process_open_fds")
 	t.Logf("%s: longest label value %d bytes (%s); %v goroutines, %v open descriptors", mode, longest, where, goroutines, fds)
 	if goroutines > 200 || fds > 100 {
 		t.Errorf("%v goroutines and %v descriptors: not bounded", goroutines, fds)

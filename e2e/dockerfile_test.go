@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -16,12 +16,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ct-exporter/ct_exporter/internal/harness"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 )
 
 // No Docker engine runs in CI; this checks what the image promises: a static
 // binary, a non-root user, the state on a volume, the port.
 func TestDockerfile(t *testing.T) {
-	data, err := os.ReadFile("Dockerfile")
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +46,7 @@ func TestDockerfile(t *testing.T) {
 
 	bin := filepath.Join(t.TempDir(), "ct_exporter")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = testenv.RepoRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("CGO_ENABLED=0 build: %v\n%s", err, out)
@@ -63,7 +67,7 @@ func TestDockerfile(t *testing.T) {
 // configuration it names is the one the build copies in (and validates),
 // and the state file is on the VOLUME.
 func TestDockerfileCommand(t *testing.T) {
-	data, err := os.ReadFile("Dockerfile")
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,8 +92,8 @@ func TestDockerfileCommand(t *testing.T) {
 			args = append(args, a)
 		}
 	}
-	args = append(args, "--config.file=config.example.yml", "--config.check")
-	if out, err := exec.Command(binary, args...).CombinedOutput(); err != nil {
+	args = append(args, "--config.file="+filepath.Join(testenv.RepoRoot(), "config.example.yml"), "--config.check")
+	if out, err := exec.Command(harness.Binary(t), args...).CombinedOutput(); err != nil {
 		t.Errorf("ct_exporter %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
@@ -130,7 +134,7 @@ func TestDockerImage(t *testing.T) {
 	}
 	id := fmt.Sprintf("ct_exporter-test-%d", time.Now().UnixNano())
 	image := "ct_exporter-test:" + id
-	docker1("build", "-t", image, ".")
+	docker1("build", "-t", image, testenv.RepoRoot())
 	t.Cleanup(func() { exec.Command(docker, "rmi", "-f", image).Run() })
 
 	var cfg struct {
@@ -192,7 +196,7 @@ func TestDockerImage(t *testing.T) {
 // The build context leaves out what must not reach a Docker daemon or an
 // image layer.
 func TestDockerignore(t *testing.T) {
-	data, err := os.ReadFile(".dockerignore")
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), ".dockerignore"))
 	if err != nil {
 		t.Fatal(err)
 	}

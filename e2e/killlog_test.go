@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/base64"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 )
 
@@ -59,7 +61,7 @@ func TestSIGKILLDuringLogCatchUp(t *testing.T) {
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ct.yml")
-	writeFile(t, cfg, fmt.Sprintf(`
+	testenv.WriteFile(t, cfg, fmt.Sprintf(`
 watches: [{domain: example.com}]
 sources:
   - {name: crtsh, type: crtsh, url: %q, interval: 300ms, request_interval: 0s}
@@ -77,37 +79,37 @@ sources:
 	for k := 0; k < kills; k++ {
 		grow(40)
 		before := log.Requests("get-entries")
-		e := startExporter(t, args...)
+		e := harness.StartExporter(t, args...)
 		want := 2 + rand.IntN(30)
-		e.eventually("get-entries", func() bool { return log.Requests("get-entries")-before >= want })
-		if err := e.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		e.Eventually("get-entries", func() bool { return log.Requests("get-entries")-before >= want })
+		if err := e.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		<-e.exited
+		<-e.Exited
 	}
 
 	grow(10)
-	e := startExporter(t, args...)
-	e.waitReady()
+	e := harness.StartExporter(t, args...)
+	e.WaitReady()
 	size := float64(log.Size())
-	e.eventually("caught up", func() bool {
-		m := e.scrape()
+	e.Eventually("caught up", func() bool {
+		m := e.Scrape()
 		// The position behind ct_log_entries_behind moves only after the
 		// commit that counted the entries processed.
-		return value(m, "ct_log_entries_processed_total", "log", "testlog") >= size &&
-			value(m, "ct_new_certificates_total") >= float64(issuances) &&
-			count(m, "ct_log_entries_behind", "log", "testlog") == 1 && value(m, "ct_log_entries_behind", "log", "testlog") == 0
+		return harness.Value(m, "ct_log_entries_processed_total", "log", "testlog") >= size &&
+			harness.Value(m, "ct_new_certificates_total") >= float64(issuances) &&
+			harness.Count(m, "ct_log_entries_behind", "log", "testlog") == 1 && harness.Value(m, "ct_log_entries_behind", "log", "testlog") == 0
 	})
-	m := e.scrape()
+	m := e.Scrape()
 	checks := map[string][2]float64{
-		"ct_log_entries_processed_total": {value(m, "ct_log_entries_processed_total", "log", "testlog"), size},
-		"ct_log_entries_behind":          {value(m, "ct_log_entries_behind", "log", "testlog"), 0},
-		"ct_log_tree_size":               {value(m, "ct_log_tree_size", "log", "testlog"), size},
-		"ct_new_certificates_total":      {value(m, "ct_new_certificates_total"), float64(issuances)},
-		"ct_state_certificates":          {value(m, "ct_state_certificates"), float64(issuances)},
-		"first-seen series":              {float64(count(m, "ct_certificate_first_seen_timestamp_seconds")), float64(issuances)},
-		"SCT series":                     {float64(count(m, "ct_certificate_embedded_scts")), float64(issuances)},
-		"verification failures":          {value(m, "ct_log_verification_failures_total"), 0},
+		"ct_log_entries_processed_total": {harness.Value(m, "ct_log_entries_processed_total", "log", "testlog"), size},
+		"ct_log_entries_behind":          {harness.Value(m, "ct_log_entries_behind", "log", "testlog"), 0},
+		"ct_log_tree_size":               {harness.Value(m, "ct_log_tree_size", "log", "testlog"), size},
+		"ct_new_certificates_total":      {harness.Value(m, "ct_new_certificates_total"), float64(issuances)},
+		"ct_state_certificates":          {harness.Value(m, "ct_state_certificates"), float64(issuances)},
+		"first-seen series":              {float64(harness.Count(m, "ct_certificate_first_seen_timestamp_seconds")), float64(issuances)},
+		"SCT series":                     {float64(harness.Count(m, "ct_certificate_embedded_scts")), float64(issuances)},
+		"verification failures":          {harness.Value(m, "ct_log_verification_failures_total"), 0},
 	}
 	for name, c := range checks {
 		if c[0] != c[1] {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/base64"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 )
 
@@ -23,7 +25,7 @@ const (
 // the status page: two watches, a crt.sh source that found an issuance
 // from an unexpected issuer whose names are markup, a source that is down,
 // and a CT log caught up with an expected issuance.
-func startStatusExporter(t *testing.T) *exporter {
+func startStatusExporter(t *testing.T) *harness.Exporter {
 	t.Helper()
 	crtsh := crtshfake.New()
 	t.Cleanup(crtsh.Close)
@@ -52,7 +54,7 @@ func startStatusExporter(t *testing.T) *exporter {
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ct.yml")
-	writeFile(t, cfg, fmt.Sprintf(`
+	testenv.WriteFile(t, cfg, fmt.Sprintf(`
 watches:
   - domain: example.com
     expected_issuers: ["Let's Encrypt"]
@@ -68,25 +70,25 @@ sources:
     start: beginning
     interval: 1s
 `, crtsh.URL+"/", log.URL+"/", base64.StdEncoding.EncodeToString(log.PublicKeyDER())))
-	e := startExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"))
-	e.waitReady()
-	e.eventually("every section filled", func() bool {
-		m := e.scrape()
-		return count(m, "ct_certificate_first_seen_timestamp_seconds") == 3 &&
-			value(m, "ct_certificate_embedded_scts", "watch", "example.com") == 3 && // both final certificates seen
-			count(m, "ct_log_tree_size", "log", "testlog") == 1 && value(m, "ct_log_entries_behind", "log", "testlog") == 0 &&
-			count(m, "ct_source_up", "source", "crtsh-mirror") == 1 &&
+	e := harness.StartExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"))
+	e.WaitReady()
+	e.Eventually("every section filled", func() bool {
+		m := e.Scrape()
+		return harness.Count(m, "ct_certificate_first_seen_timestamp_seconds") == 3 &&
+			harness.Value(m, "ct_certificate_embedded_scts", "watch", "example.com") == 3 && // both final certificates seen
+			harness.Count(m, "ct_log_tree_size", "log", "testlog") == 1 && harness.Value(m, "ct_log_entries_behind", "log", "testlog") == 0 &&
+			harness.Count(m, "ct_source_up", "source", "crtsh-mirror") == 1 &&
 			// Issuances and log positions are recorded in the middle of a
 			// poll, up or down only set when it ends.
-			count(m, "ct_source_up", "source", "crtsh") == 1 && value(m, "ct_source_up", "source", "crtsh") == 1 &&
-			count(m, "ct_source_up", "source", "testlog") == 1 && value(m, "ct_source_up", "source", "testlog") == 1
+			harness.Count(m, "ct_source_up", "source", "crtsh") == 1 && harness.Value(m, "ct_source_up", "source", "crtsh") == 1 &&
+			harness.Count(m, "ct_source_up", "source", "testlog") == 1 && harness.Value(m, "ct_source_up", "source", "testlog") == 1
 	})
 	return e
 }
 
 func TestStatusPageServedByTheExporter(t *testing.T) {
 	e := startStatusExporter(t)
-	res, err := e.client.Get(e.url("/"))
+	res, err := e.Client.Get(e.URL("/"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +119,7 @@ func TestStatusPageServedByTheExporter(t *testing.T) {
 	if t.Failed() {
 		t.Logf("page:\n%s", body)
 	}
-	res, err = e.client.Get(e.url("/no-such-page"))
+	res, err = e.Client.Get(e.URL("/no-such-page"))
 	if err != nil {
 		t.Fatal(err)
 	}

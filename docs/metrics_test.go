@@ -1,4 +1,4 @@
-package main
+package docs
 
 import (
 	"encoding/base64"
@@ -17,12 +17,17 @@ import (
 	"github.com/ct-exporter/ct_exporter/ctsource/ctlog"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
 	"github.com/ct-exporter/ct_exporter/internal/oddcert"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
-const metricsDoc = "docs/metrics.md"
+// The tests of this file run the real exporter, built once by the harness.
+func TestMain(m *testing.M) { harness.Main(m) }
+
+const metricsDoc = "metrics.md"
 
 // notExposedInTest lists documented families the test cannot make the
 // exporter expose, each with the reason. It is empty: a log, crt.sh and one
@@ -152,21 +157,21 @@ func TestMetricsReference(t *testing.T) {
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ct.yml")
-	writeFile(t, cfg, fmt.Sprintf(`
+	testenv.WriteFile(t, cfg, fmt.Sprintf(`
 watches: [{domain: example.com, expected_issuers: ["Let's Encrypt"]}]
 sources:
   - {name: crtsh, type: crtsh, url: %q, request_interval: 0s}
   - {name: testlog, type: ctlog, url: %q, public_key: %s, start: beginning, interval: 100ms}
 `, crtsh.URL+"/", log.URL+"/", base64.StdEncoding.EncodeToString(log.PublicKeyDER())))
-	e := startExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"))
-	e.waitReady()
-	e.eventually("both issuances, both sources polled, the log's tree head", func() bool {
-		m := e.scrape()
-		return count(m, "ct_certificate_embedded_scts") == 3 && count(m, "ct_certificate_parse_error_info") == 1 && count(m, "ct_source_up") == 2 &&
-			value(m, "ct_source_up") == 2 && count(m, "ct_log_tree_size", "log", "testlog") == 1 &&
-			count(m, "ct_source_watch_last_success_timestamp_seconds", "watch", "example.com") == 1
+	e := harness.StartExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"))
+	e.WaitReady()
+	e.Eventually("both issuances, both sources polled, the log's tree head", func() bool {
+		m := e.Scrape()
+		return harness.Count(m, "ct_certificate_embedded_scts") == 3 && harness.Count(m, "ct_certificate_parse_error_info") == 1 && harness.Count(m, "ct_source_up") == 2 &&
+			harness.Value(m, "ct_source_up") == 2 && harness.Count(m, "ct_log_tree_size", "log", "testlog") == 1 &&
+			harness.Count(m, "ct_source_watch_last_success_timestamp_seconds", "watch", "example.com") == 1
 	})
-	served := e.scrape()
+	served := e.Scrape()
 
 	for name, f := range served {
 		if !strings.HasPrefix(name, "ct_") {
@@ -220,7 +225,7 @@ sources:
 	}
 
 	// The README's shorter metrics table names only real families.
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +241,7 @@ sources:
 // The flags table of docs/configuration.md lists exactly the flags
 // ct_exporter --help shows, with the defaults it shows.
 func TestFlagsReference(t *testing.T) {
-	code, help := runBinary(t, "--help")
+	code, help := harness.Run(t, "--help")
 	if code != 0 {
 		t.Fatalf("--help: exit %d\n%s", code, help)
 	}
@@ -251,7 +256,7 @@ func TestFlagsReference(t *testing.T) {
 		t.Fatalf("read only %d flags from --help: has its format changed?\n%s", len(shown), help)
 	}
 
-	data, err := os.ReadFile("docs/configuration.md")
+	data, err := os.ReadFile("configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}

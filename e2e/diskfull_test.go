@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -9,6 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 )
 
@@ -33,12 +35,12 @@ func TestDiskFull(t *testing.T) {
 	issue("b.example.com")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ct.yml")
-	writeFile(t, cfg, fmt.Sprintf("watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh, url: %q, interval: 200ms, request_interval: 0s}]\n", crtsh.URL+"/"))
-	e := startExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"))
-	e.waitReady()
-	e.eventually("the first issuances", func() bool { return value(e.scrape(), "ct_new_certificates_total") == 2 })
+	testenv.WriteFile(t, cfg, fmt.Sprintf("watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh, url: %q, interval: 200ms, request_interval: 0s}]\n", crtsh.URL+"/"))
+	e := harness.StartExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"))
+	e.WaitReady()
+	e.Eventually("the first issuances", func() bool { return harness.Value(e.Scrape(), "ct_new_certificates_total") == 2 })
 
-	pid := e.cmd.Process.Pid
+	pid := e.Cmd.Process.Pid
 	full := unix.Rlimit{Cur: 8192, Max: unix.RLIM_INFINITY}
 	if err := unix.Prlimit(pid, unix.RLIMIT_FSIZE, &full, nil); err != nil {
 		t.Skipf("prlimit: %v", err)
@@ -47,23 +49,23 @@ func TestDiskFull(t *testing.T) {
 		issue(n)
 	}
 	var m map[string]*dto.MetricFamily
-	e.eventually("write errors", func() bool {
-		m = e.scrape()
-		return value(m, "ct_state_write_errors_total") >= 3
+	e.Eventually("write errors", func() bool {
+		m = e.Scrape()
+		return harness.Value(m, "ct_state_write_errors_total") >= 3
 	})
 	// A write error is counted in the middle of a poll, ct_source_up only
 	// when the poll ends (with its duration, under the same lock): wait for
 	// the poll whose writes failed to end. Every poll from then on fails
 	// its writes, as each tries to record c, d and e again.
 	failing := pollCount(m, "crtsh")
-	e.eventually("the end of a poll whose writes failed", func() bool {
-		m = e.scrape()
+	e.Eventually("the end of a poll whose writes failed", func() bool {
+		m = e.Scrape()
 		return pollCount(m, "crtsh") > failing
 	})
-	if got := value(m, "ct_new_certificates_total"); got != 2 {
+	if got := harness.Value(m, "ct_new_certificates_total"); got != 2 {
 		t.Fatalf("counted %v while nothing could be written", got)
 	}
-	if count(m, "ct_source_up", "source", "crtsh") != 1 || value(m, "ct_source_up", "source", "crtsh") != 0 {
+	if harness.Count(m, "ct_source_up", "source", "crtsh") != 1 || harness.Value(m, "ct_source_up", "source", "crtsh") != 0 {
 		t.Error("polls whose results cannot be written look successful")
 	}
 
@@ -71,18 +73,18 @@ func TestDiskFull(t *testing.T) {
 	if err := unix.Prlimit(pid, unix.RLIMIT_FSIZE, &space, nil); err != nil {
 		t.Fatal(err)
 	}
-	e.eventually("recovery", func() bool { return value(e.scrape(), "ct_new_certificates_total") >= 5 })
-	m = e.scrape()
-	if got := value(m, "ct_new_certificates_total"); got != 5 {
+	e.Eventually("recovery", func() bool { return harness.Value(e.Scrape(), "ct_new_certificates_total") >= 5 })
+	m = e.Scrape()
+	if got := harness.Value(m, "ct_new_certificates_total"); got != 5 {
 		t.Fatalf("counted %v, want 5", got)
 	}
-	if got := count(m, "ct_certificate_first_seen_timestamp_seconds"); got != 5 {
+	if got := harness.Count(m, "ct_certificate_first_seen_timestamp_seconds"); got != 5 {
 		t.Fatalf("%d series, want 5", got)
 	}
-	errs := value(m, "ct_state_write_errors_total")
+	errs := harness.Value(m, "ct_state_write_errors_total")
 	polls := pollCount(m, "crtsh")
-	e.eventually("two more polls", func() bool { return pollCount(e.scrape(), "crtsh") >= polls+2 })
-	if value(e.scrape(), "ct_state_write_errors_total") != errs {
+	e.Eventually("two more polls", func() bool { return pollCount(e.Scrape(), "crtsh") >= polls+2 })
+	if harness.Value(e.Scrape(), "ct_state_write_errors_total") != errs {
 		t.Error("write errors continue after space returned")
 	}
 	t.Logf("%v write errors while the disk was full; all 5 issuances recorded once space returned", errs)
@@ -90,7 +92,7 @@ func TestDiskFull(t *testing.T) {
 
 func pollCount(m map[string]*dto.MetricFamily, source string) uint64 {
 	for _, s := range m["ct_source_poll_duration_seconds"].GetMetric() {
-		if hasLabels(s, "source", source) {
+		if harness.HasLabels(s, "source", source) {
 			return s.GetHistogram().GetSampleCount()
 		}
 	}

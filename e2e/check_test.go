@@ -1,10 +1,9 @@
-package main
+package e2e
 
 import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,24 +11,10 @@ import (
 	"github.com/ct-exporter/ct_exporter/internal/certspotterfake"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 )
-
-// runSplit runs the binary and returns its exit code, stdout and stderr.
-func runSplit(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	cmd := exec.Command(binary, args...)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, stdout.String(), stderr.String()
-}
 
 // ct_exporter check, as a cron user runs it: every kind of source polled
 // once, new issuances printed (escaped) and recorded, the exit code telling
@@ -72,9 +57,9 @@ func TestCheckCommand(t *testing.T) {
 	log.AddPrecert(only.Precert, le.DER, le.DER)
 	log.Publish()
 
-	writeFile(t, filepath.Join(dir, "token"), "cron-user-key\n")
+	testenv.WriteFile(t, filepath.Join(dir, "token"), "cron-user-key\n")
 	cfg := filepath.Join(dir, "ct.yml")
-	writeFile(t, cfg, fmt.Sprintf(`
+	testenv.WriteFile(t, cfg, fmt.Sprintf(`
 watches:
   - domain: example.com
     expected_issuers: ["Let's Encrypt"]
@@ -85,7 +70,7 @@ sources:
 `, crtsh.URL+"/", api.URL+"/", log.URL+"/", base64.StdEncoding.EncodeToString(log.PublicKeyDER())))
 	state := filepath.Join(dir, "ct.state")
 
-	code, out, errOut := runSplit(t, "check", "--config.file="+cfg, "--state.file="+state)
+	code, out, errOut := harness.RunSplit(t, "check", "--config.file="+cfg, "--state.file="+state)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1 (an issuer_unexpected issuance):\n%s\n%s", code, out, errOut)
 	}
@@ -110,7 +95,7 @@ sources:
 	}
 
 	// Recorded: a second run has nothing new, and says so.
-	code, out, errOut = runSplit(t, "check", "--config.file="+cfg, "--state.file="+state)
+	code, out, errOut = harness.RunSplit(t, "check", "--config.file="+cfg, "--state.file="+state)
 	if code != 0 || strings.TrimSpace(out) != "No new certificates." {
 		t.Fatalf("second run: exit %d:\n%s\n%s", code, out, errOut)
 	}
@@ -119,7 +104,7 @@ sources:
 	late := issue(le, "late.example.com")
 	log.AddCert(late.Final, le.DER)
 	log.Publish()
-	code, out, errOut = runSplit(t, "check", "--output=json", "--log.level=info", "--config.file="+cfg, "--state.file="+state)
+	code, out, errOut = harness.RunSplit(t, "check", "--output=json", "--log.level=info", "--config.file="+cfg, "--state.file="+state)
 	var rows []map[string]any
 	if err := json.Unmarshal([]byte(out), &rows); err != nil || code != 0 || len(rows) != 1 {
 		t.Fatalf("json run: exit %d, %v:\n%s\n%s", code, err, out, errOut)
@@ -137,22 +122,22 @@ sources:
 	// A source that fails: exit 2, and what the others found still printed.
 	// An unexpected issuance found at the same time wins: exit 1.
 	crtsh.Close()
-	code, _, errOut = runSplit(t, "check", "--config.file="+cfg, "--state.file="+state)
+	code, _, errOut = harness.RunSplit(t, "check", "--config.file="+cfg, "--state.file="+state)
 	if code != 2 || !strings.Contains(errOut, "1 of 3 sources failed") || !strings.Contains(errOut, "source crtsh") {
 		t.Fatalf("a failed source: exit %d:\n%s", code, errOut)
 	}
 	worse := issue(rogue, "pay.example.com")
 	log.AddCert(worse.Final, rogue.DER)
 	log.Publish()
-	code, out, errOut = runSplit(t, "check", "--config.file="+cfg, "--state.file="+state)
+	code, out, errOut = harness.RunSplit(t, "check", "--config.file="+cfg, "--state.file="+state)
 	if code != 1 || !strings.Contains(out, "pay.example.com") || !strings.Contains(errOut, "source crtsh") {
 		t.Fatalf("an unexpected issuance and a failed source: exit %d, want 1:\n%s\n%s", code, out, errOut)
 	}
 
 	// The exporter holds the state file: check says so, and changes nothing.
-	e := startExporter(t, "--config.file="+cfg, "--state.file="+state)
-	e.waitReady()
-	code, _, errOut = runSplit(t, "check", "--config.file="+cfg, "--state.file="+state)
+	e := harness.StartExporter(t, "--config.file="+cfg, "--state.file="+state)
+	e.WaitReady()
+	code, _, errOut = harness.RunSplit(t, "check", "--config.file="+cfg, "--state.file="+state)
 	if code != 2 || !strings.Contains(errOut, state) {
 		t.Fatalf("state in use: exit %d:\n%s", code, errOut)
 	}

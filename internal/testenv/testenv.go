@@ -1,12 +1,14 @@
-// Package tools holds what tests in several packages share: finding the
-// external programs some run (Prometheus's promtool, Alertmanager, jsonnet),
-// a free loopback address, and polling with a deadline. Locally a test
-// without a program is skipped
-// with a message; CI sets CT_EXPORTER_REQUIRE_TOOLS=1, so that there a
-// missing program fails the test instead of silently testing less.
-package tools
+// Package testenv is what tests in several packages need from the machine
+// and the checkout: the programs some run (Prometheus's promtool,
+// Alertmanager, jsonnet, Chromium), a free loopback address, polling with a
+// deadline, the repository's root; and two helpers for the files they write
+// and compare (WriteFile, Normalized). Locally a test without a program is
+// skipped with a message; CI sets CT_EXPORTER_REQUIRE_TOOLS=1, so that
+// there a missing program fails the test instead of silently testing less.
+package testenv
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -75,19 +77,26 @@ func RepoRoot() string {
 	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
 }
 
-// BuildExporter builds the ct_exporter command into dir, with the race
-// detector when race is set, and returns its path. It takes no testing.TB:
-// TestMain builds it before any test runs.
-func BuildExporter(dir string, race bool) (string, error) {
-	path := filepath.Join(dir, "ct_exporter")
-	args := []string{"build", "-o", path}
-	if race {
-		args = append(args, "-race")
+// WriteFile writes content to path, or fails the test.
+func WriteFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	cmd := exec.Command("go", append(args, ".")...)
-	cmd.Dir = RepoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building ct_exporter: %v\n%s", err, out)
+}
+
+// Normalized is v as encoding/json reads it back (YAML's ints and maps
+// become JSON's float64 and map[string]any), so that values decoded from
+// YAML and from JSON compare with reflect.DeepEqual.
+func Normalized(t testing.TB, v any) any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return path, nil
+	var n any
+	if err := json.Unmarshal(b, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

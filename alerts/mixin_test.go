@@ -1,4 +1,8 @@
-package main
+package alerts
+
+// The monitoring mixin, mixin.libsonnet, stays at the repository root, where
+// a user vendoring the repository imports it (ct_exporter/mixin.libsonnet,
+// README.md); it is these rules and the dashboards, so its tests are here.
 
 import (
 	"encoding/json"
@@ -10,7 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 )
 
 // mixinOutput evaluates mixin.libsonnet, with config merged into its
@@ -20,9 +24,9 @@ func mixinOutput(t *testing.T, jsonnet, config string) (alerts, dashboards any) 
 	t.Helper()
 	expr := `local m = (import 'mixin.libsonnet') + { _config+:: ` + config + ` };
 { alerts: m.prometheusAlerts, dashboards: m.grafanaDashboards }`
-	// -J . as a vendored mixin is imported: the expression is not a file, so
-	// imports resolve against the library path.
-	out, err := exec.Command(jsonnet, "-J", ".", "-e", expr).Output()
+	// -J <repository root> as a vendored mixin is imported: the expression
+	// is not a file, so imports resolve against the library path.
+	out, err := exec.Command(jsonnet, "-J", testenv.RepoRoot(), "-e", expr).Output()
 	if err != nil {
 		t.Fatalf("jsonnet mixin.libsonnet: %v\n%s", err, exitStderr(err))
 	}
@@ -43,22 +47,6 @@ func exitStderr(err error) string {
 	return ""
 }
 
-// normalized is v as encoding/json reads it back (YAML's ints and maps
-// become JSON's float64 and map[string]any), so that a YAML file compares
-// with jsonnet's JSON.
-func normalized(t *testing.T, v any) any {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n any
-	if err := json.Unmarshal(b, &n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func readYAML(t *testing.T, path string) any {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -69,7 +57,7 @@ func readYAML(t *testing.T, path string) any {
 	if err := yaml.Unmarshal(b, &v); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	return normalized(t, v)
+	return testenv.Normalized(t, v)
 }
 
 func readJSON(t *testing.T, path string) any {
@@ -109,16 +97,16 @@ func replaceStrings(v any, old, new string) any {
 // The mixin is the shipped rules and dashboards, not a second copy of them:
 // with the default _config it yields exactly the committed files.
 func TestMixinIsTheShippedRulesAndDashboards(t *testing.T) {
-	jsonnet := tools.Require(t, "jsonnet", "jsonnet")
+	jsonnet := testenv.Require(t, "jsonnet", "jsonnet")
 	alerts, dashboards := mixinOutput(t, jsonnet, "{}")
-	if want := readYAML(t, "alerts/ct_exporter.rules.yml"); !reflect.DeepEqual(alerts, want) {
+	if want := readYAML(t, "ct_exporter.rules.yml"); !reflect.DeepEqual(alerts, want) {
 		t.Error("mixin.libsonnet's prometheusAlerts differ from alerts/ct_exporter.rules.yml")
 	}
 	ds, ok := dashboards.(map[string]any)
 	if !ok || len(ds) != 1 {
 		t.Fatalf("grafanaDashboards: want one dashboard, got %T with %d", dashboards, len(ds))
 	}
-	if want := readJSON(t, "dashboards/ct_exporter-overview.json"); !reflect.DeepEqual(ds["ct_exporter-overview.json"], want) {
+	if want := readJSON(t, "../dashboards/ct_exporter-overview.json"); !reflect.DeepEqual(ds["ct_exporter-overview.json"], want) {
 		t.Error("mixin.libsonnet's grafanaDashboards['ct_exporter-overview.json'] differs from dashboards/ct_exporter-overview.json")
 	}
 }
@@ -126,10 +114,10 @@ func TestMixinIsTheShippedRulesAndDashboards(t *testing.T) {
 // A user adapts the rules through _config+:: alone, and the change reaches
 // every rule and annotation that selects ct_exporter's series.
 func TestMixinConfigOverride(t *testing.T) {
-	jsonnet := tools.Require(t, "jsonnet", "jsonnet")
+	jsonnet := testenv.Require(t, "jsonnet", "jsonnet")
 	const sel = `job="ct-exporter", namespace="monitoring"`
 	alerts, dashboards := mixinOutput(t, jsonnet, `{ selector: '`+sel+`', sourceDownFor: '1h' }`)
-	committed := readYAML(t, "alerts/ct_exporter.rules.yml")
+	committed := readYAML(t, "ct_exporter.rules.yml")
 	want := replaceStrings(committed, `job="ct_exporter"`, sel)
 	// CTSourceDown's `for` and the delay its description states.
 	want = replaceStrings(want, "30m", "1h")
@@ -141,7 +129,7 @@ func TestMixinConfigOverride(t *testing.T) {
 		t.Errorf("with selector %s and sourceDownFor 1h the rules are not the committed ones with those substituted:\n%s", sel, b)
 	}
 	// The dashboards choose the job with a variable: _config leaves them be.
-	if got := dashboards.(map[string]any)["ct_exporter-overview.json"]; !reflect.DeepEqual(got, readJSON(t, "dashboards/ct_exporter-overview.json")) {
+	if got := dashboards.(map[string]any)["ct_exporter-overview.json"]; !reflect.DeepEqual(got, readJSON(t, "../dashboards/ct_exporter-overview.json")) {
 		t.Error("a _config override changed the dashboard")
 	}
 }

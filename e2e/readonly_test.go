@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/hex"
@@ -19,6 +19,8 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/ct-exporter/ct_exporter/state"
 )
@@ -95,9 +97,9 @@ func TestWritesOnlyTheStateDirectory(t *testing.T) {
 	}
 	// The test binary lives in a 0700 directory of root's.
 	program := filepath.Join(bin, "ct_exporter")
-	copyFile(t, binary, program, 0o755)
+	copyFile(t, harness.Binary(t), program, 0o755)
 	config := filepath.Join(etc, "ct_exporter.yml")
-	writeFile(t, config, fmt.Sprintf("watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh, url: %q, interval: 200ms, request_interval: 0s}]\n", crtsh.URL+"/"))
+	testenv.WriteFile(t, config, fmt.Sprintf("watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh, url: %q, interval: 200ms, request_interval: 0s}]\n", crtsh.URL+"/"))
 	stateFile := filepath.Join(stateDir, "ct_exporter.state")
 
 	asNobody := func(cmd *exec.Cmd) {
@@ -123,38 +125,38 @@ func TestWritesOnlyTheStateDirectory(t *testing.T) {
 
 	start := time.Now()
 
-	e := startExporterWith(t, program, asNobody, "--config.file="+config, "--state.file="+stateFile)
-	e.waitReady()
+	e := harness.StartExporterWith(t, program, asNobody, "--config.file="+config, "--state.file="+stateFile)
+	e.WaitReady()
 	var m map[string]*dto.MetricFamily
-	e.eventually("the issuance in /metrics", func() bool {
-		m = e.scrape()
-		return value(m, "ct_new_certificates_total", "watch", "example.com") == 1 &&
-			count(m, "ct_certificate_first_seen_timestamp_seconds", "watch", "example.com", "tbs_sha256", tbs) == 1
+	e.Eventually("the issuance in /metrics", func() bool {
+		m = e.Scrape()
+		return harness.Value(m, "ct_new_certificates_total", "watch", "example.com") == 1 &&
+			harness.Count(m, "ct_certificate_first_seen_timestamp_seconds", "watch", "example.com", "tbs_sha256", tbs) == 1
 	})
 	// The issuance is counted in the middle of its poll, ct_source_up set
 	// when the poll ends (with its duration): wait for the poll that
 	// recorded it to end.
 	recording := pollCount(m, "crtsh")
-	e.eventually("the end of the poll that recorded the issuance", func() bool {
-		m = e.scrape()
+	e.Eventually("the end of the poll that recorded the issuance", func() bool {
+		m = e.Scrape()
 		return pollCount(m, "crtsh") > recording
 	})
-	if value(m, "ct_state_write_errors_total") != 0 || count(m, "ct_source_up", "source", "crtsh") != 1 || value(m, "ct_source_up", "source", "crtsh") != 1 {
-		t.Fatalf("write errors %v, crtsh up %v", value(m, "ct_state_write_errors_total"), value(m, "ct_source_up", "source", "crtsh"))
+	if harness.Value(m, "ct_state_write_errors_total") != 0 || harness.Count(m, "ct_source_up", "source", "crtsh") != 1 || harness.Value(m, "ct_source_up", "source", "crtsh") != 1 {
+		t.Fatalf("write errors %v, crtsh up %v", harness.Value(m, "ct_state_write_errors_total"), harness.Value(m, "ct_source_up", "source", "crtsh"))
 	}
-	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := e.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-e.exited:
+	case <-e.Exited:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the exporter did not exit within 30s of SIGTERM")
 	}
-	if code := e.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := e.Cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("the exporter exited with %d after SIGTERM", code)
 	}
-	if strings.Contains(e.logs.String(), "permission denied") || strings.Contains(e.logs.String(), "read-only file system") {
-		t.Errorf("the exporter tried to write somewhere it may not:\n%s", e.logs.String())
+	if strings.Contains(e.Log(), "permission denied") || strings.Contains(e.Log(), "read-only file system") {
+		t.Errorf("the exporter tried to write somewhere it may not:\n%s", e.Log())
 	}
 
 	// Nothing outside the state directory changed…

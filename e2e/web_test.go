@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
+	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -95,7 +97,7 @@ func (c *rawConn) closedByServer() {
 func minimalConfig(t *testing.T, dir string) string {
 	t.Helper()
 	cfg := filepath.Join(dir, "ct.yml")
-	writeFile(t, cfg, "watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh, url: 'http://127.0.0.1:1/', interval: 1h}]\n")
+	testenv.WriteFile(t, cfg, "watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh, url: 'http://127.0.0.1:1/', interval: 1h}]\n")
 	return cfg
 }
 
@@ -126,28 +128,28 @@ func TestIdleConnectionsDoNotBlockAScrape(t *testing.T) {
 	const idle = 1000
 	raiseFileLimit(t, idle+256)
 	dir := t.TempDir()
-	certPEM, keyPEM, pool := serverCert(t)
-	writeFile(t, filepath.Join(dir, "tls.crt"), string(certPEM))
-	writeFile(t, filepath.Join(dir, "tls.key"), string(keyPEM))
+	certPEM, keyPEM, pool := testpki.TLSServer(t, "127.0.0.1")
+	testenv.WriteFile(t, filepath.Join(dir, "tls.crt"), string(certPEM))
+	testenv.WriteFile(t, filepath.Join(dir, "tls.key"), string(keyPEM))
 	hash, err := bcryptHash("s3cret")
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "web.yml"), fmt.Sprintf(
+	testenv.WriteFile(t, filepath.Join(dir, "web.yml"), fmt.Sprintf(
 		"tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  prometheus: %s\n",
 		filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), hash))
-	e := startExporter(t, "--config.file="+minimalConfig(t, dir), "--state.file="+filepath.Join(dir, "s.state"),
+	e := harness.StartExporter(t, "--config.file="+minimalConfig(t, dir), "--state.file="+filepath.Join(dir, "s.state"),
 		"--web.config.file="+filepath.Join(dir, "web.yml"))
-	e.scheme = "https"
+	e.Scheme = "https"
 	// A new connection for each scrape, as after the idle ones arrived.
-	e.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	e.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
 	scrape := func() (time.Duration, float64) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", e.url("/metrics"), nil)
+		req, _ := http.NewRequest("GET", e.URL("/metrics"), nil)
 		req.SetBasicAuth("prometheus", "s3cret")
 		start := time.Now()
-		res, err := e.client.Do(req)
+		res, err := e.Client.Do(req)
 		if err != nil {
 			t.Fatalf("authorized scrape: %v", err)
 		}
@@ -168,8 +170,8 @@ func TestIdleConnectionsDoNotBlockAScrape(t *testing.T) {
 		}
 		return took, fds
 	}
-	e.eventually("TLS listener", func() bool {
-		res, err := e.client.Get(e.url("/-/healthy"))
+	e.Eventually("TLS listener", func() bool {
+		res, err := e.Client.Get(e.URL("/-/healthy"))
 		if err == nil {
 			res.Body.Close()
 		}
@@ -183,7 +185,7 @@ func TestIdleConnectionsDoNotBlockAScrape(t *testing.T) {
 	// would queue ahead of the scrape until timeouts close the TLS ones.
 	tlsConfig := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 	for i := range idle {
-		c, err := net.Dial("tcp", e.addr)
+		c, err := net.Dial("tcp", e.Addr)
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
@@ -199,7 +201,7 @@ func TestIdleConnectionsDoNotBlockAScrape(t *testing.T) {
 		if i%2 == 0 {
 			continue
 		}
-		io.WriteString(tc, "GET /metrics HTTP/1.1\r\nHost: "+e.addr+"\r\n\r\n")
+		io.WriteString(tc, "GET /metrics HTTP/1.1\r\nHost: "+e.Addr+"\r\n\r\n")
 		res, err := http.ReadResponse(bufio.NewReader(tc), nil)
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
@@ -230,10 +232,10 @@ func TestIdleConnectionsDoNotBlockAScrape(t *testing.T) {
 
 func TestIdleKeepAliveConnectionIsClosed(t *testing.T) {
 	dir := t.TempDir()
-	e := startExporter(t, "--config.file="+minimalConfig(t, dir), "--state.file="+filepath.Join(dir, "s.state"), "--web.idle-timeout=1s")
-	e.waitReady()
-	c := dialRaw(t, e.addr)
-	c.send("GET /-/healthy HTTP/1.1\r\nHost: " + e.addr + "\r\n\r\n")
+	e := harness.StartExporter(t, "--config.file="+minimalConfig(t, dir), "--state.file="+filepath.Join(dir, "s.state"), "--web.idle-timeout=1s")
+	e.WaitReady()
+	c := dialRaw(t, e.Addr)
+	c.send("GET /-/healthy HTTP/1.1\r\nHost: " + e.Addr + "\r\n\r\n")
 	if res := c.mustAnswer(200); res.Close {
 		t.Fatal("the server closed the connection after the response: nothing tests the idle timeout")
 	}
@@ -242,25 +244,25 @@ func TestIdleKeepAliveConnectionIsClosed(t *testing.T) {
 
 func TestMaxConnections(t *testing.T) {
 	dir := t.TempDir()
-	e := startExporter(t, "--config.file="+minimalConfig(t, dir), "--state.file="+filepath.Join(dir, "s.state"), "--web.max-connections=3")
-	e.waitReady()
+	e := harness.StartExporter(t, "--config.file="+minimalConfig(t, dir), "--state.file="+filepath.Join(dir, "s.state"), "--web.max-connections=3")
+	e.WaitReady()
 	// Each sends a request whose body never comes: the exporter reads it
 	// before answering, so the connection is busy.
 	var held []*rawConn
 	for range 3 {
-		c := dialRaw(t, e.addr)
-		c.send("POST /-/healthy HTTP/1.1\r\nHost: " + e.addr + "\r\nContent-Length: 1\r\n\r\n")
+		c := dialRaw(t, e.Addr)
+		c.send("POST /-/healthy HTTP/1.1\r\nHost: " + e.Addr + "\r\nContent-Length: 1\r\n\r\n")
 		held = append(held, c)
 	}
-	fourth := dialRaw(t, e.addr)
-	fourth.send("GET /-/healthy HTTP/1.1\r\nHost: " + e.addr + "\r\n\r\n")
+	fourth := dialRaw(t, e.Addr)
+	fourth.send("GET /-/healthy HTTP/1.1\r\nHost: " + e.Addr + "\r\n\r\n")
 	fourth.mustWait()
 	held[0].Close()
 	fourth.mustAnswer(200)
 
 	// The fourth is idle now; a fifth takes its place at once.
-	fifth := dialRaw(t, e.addr)
-	fifth.send("GET /-/healthy HTTP/1.1\r\nHost: " + e.addr + "\r\n\r\n")
+	fifth := dialRaw(t, e.Addr)
+	fifth.send("GET /-/healthy HTTP/1.1\r\nHost: " + e.Addr + "\r\n\r\n")
 	fifth.mustAnswer(200)
 	fourth.closedByServer()
 	// The busy ones were never cut off.
@@ -270,8 +272,8 @@ func TestMaxConnections(t *testing.T) {
 
 func TestMaxConnectionsRefusesZero(t *testing.T) {
 	dir := t.TempDir()
-	code, out := runBinary(t, "--config.file="+minimalConfig(t, dir), "--state.file="+filepath.Join(dir, "s.state"),
-		"--web.listen-address="+tools.FreeAddr(t), "--web.max-connections=0")
+	code, out := harness.Run(t, "--config.file="+minimalConfig(t, dir), "--state.file="+filepath.Join(dir, "s.state"),
+		"--web.listen-address="+testenv.FreeAddr(t), "--web.max-connections=0")
 	if code != 1 || !strings.Contains(out, "web.max-connections") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
@@ -281,24 +283,24 @@ func TestMaxConnectionsRefusesZero(t *testing.T) {
 func TestReloadRefusesCrossOrigin(t *testing.T) {
 	dir := t.TempDir()
 	cfg := minimalConfig(t, dir)
-	e := startExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "s.state"))
-	e.waitReady()
-	reloadedAt := func() float64 { return value(e.scrape(), "ct_config_last_reload_success_timestamp_seconds") }
+	e := harness.StartExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "s.state"))
+	e.WaitReady()
+	reloadedAt := func() float64 { return harness.Value(e.Scrape(), "ct_config_last_reload_success_timestamp_seconds") }
 	watchesOrg := func() bool {
-		return count(e.scrape(), "ct_certificate_series_dropped_total", "watch", "example.org") == 1
+		return harness.Count(e.Scrape(), "ct_certificate_series_dropped_total", "watch", "example.org") == 1
 	}
 	at := reloadedAt()
 	// A reload would now add a watch.
-	writeFile(t, cfg, "watches: [{domain: example.com}, {domain: example.org}]\nsources: [{name: crtsh, type: crtsh, url: 'http://127.0.0.1:1/', interval: 1h}]\n")
+	testenv.WriteFile(t, cfg, "watches: [{domain: example.com}, {domain: example.org}]\nsources: [{name: crtsh, type: crtsh, url: 'http://127.0.0.1:1/', interval: 1h}]\n")
 
 	reload := func(method string, header ...string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, e.url("/-/reload"), strings.NewReader("x=1"))
+		req, _ := http.NewRequest(method, e.URL("/-/reload"), strings.NewReader("x=1"))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		for i := 0; i+1 < len(header); i += 2 {
 			req.Header.Set(header[i], header[i+1])
 		}
-		res, err := e.client.Do(req)
+		res, err := e.Client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -308,13 +310,13 @@ func TestReloadRefusesCrossOrigin(t *testing.T) {
 	}
 	for _, h := range [][]string{
 		{"Origin", "https://evil.example"},
-		{"Origin", "http://evil.example:" + strings.Split(e.addr, ":")[1]},
+		{"Origin", "http://evil.example:" + strings.Split(e.Addr, ":")[1]},
 		{"Origin", "null"},
 		{"Sec-Fetch-Site", "cross-site"},
-		{"Sec-Fetch-Site", "same-site", "Origin", "http://other." + e.addr},
+		{"Sec-Fetch-Site", "same-site", "Origin", "http://other." + e.Addr},
 		// Sec-Fetch-Site is what a browser knows; Origin alone is not
 		// trusted over it.
-		{"Sec-Fetch-Site", "cross-site", "Origin", "http://" + e.addr},
+		{"Sec-Fetch-Site", "cross-site", "Origin", "http://" + e.Addr},
 	} {
 		for _, method := range []string{"POST", "PUT"} {
 			if code, body := reload(method, h...); code != http.StatusForbidden || !strings.Contains(body, "Cross-origin") {
@@ -329,8 +331,8 @@ func TestReloadRefusesCrossOrigin(t *testing.T) {
 	// curl -X POST, and the exporter's own origin, still reload.
 	for _, h := range [][]string{
 		nil,
-		{"Origin", "http://" + e.addr},
-		{"Sec-Fetch-Site", "same-origin", "Origin", "http://" + e.addr},
+		{"Origin", "http://" + e.Addr},
+		{"Sec-Fetch-Site", "same-origin", "Origin", "http://" + e.Addr},
 	} {
 		if code, body := reload("POST", h...); code != 200 {
 			t.Fatalf("POST with %q: %d %s", h, code, body)
@@ -358,21 +360,21 @@ func TestIdleConnectionsUnderALowFileLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "web.yml"), "basic_auth_users:\n  prometheus: "+hash+"\n")
+	testenv.WriteFile(t, filepath.Join(dir, "web.yml"), "basic_auth_users:\n  prometheus: "+hash+"\n")
 	cfg := filepath.Join(dir, "ct.yml")
-	writeFile(t, cfg, fmt.Sprintf("watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh, url: %q, interval: 200ms, request_interval: 0s}]\n", crtsh.URL+"/"))
-	e := startExporterWith(t, binary, func(cmd *exec.Cmd) {
+	testenv.WriteFile(t, cfg, fmt.Sprintf("watches: [{domain: example.com}]\nsources: [{name: crtsh, type: crtsh, url: %q, interval: 200ms, request_interval: 0s}]\n", crtsh.URL+"/"))
+	e := harness.StartExporterWith(t, harness.Binary(t), func(cmd *exec.Cmd) {
 		cmd.Args = append([]string{"sh", "-c", `ulimit -n 128 && exec "$0" "$@"`}, cmd.Args...)
 		cmd.Path = "/bin/sh"
 	}, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "s.state"), "--web.config.file="+filepath.Join(dir, "web.yml"))
-	e.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	e.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	var worst time.Duration
 	lastSuccess := func() float64 {
 		t.Helper()
-		req, _ := http.NewRequest("GET", e.url("/metrics"), nil)
+		req, _ := http.NewRequest("GET", e.URL("/metrics"), nil)
 		req.SetBasicAuth("prometheus", "s3cret")
 		start := time.Now()
-		res, err := e.client.Do(req)
+		res, err := e.Client.Do(req)
 		if err != nil {
 			t.Fatalf("authorized scrape: %v", err)
 		}
@@ -387,10 +389,10 @@ func TestIdleConnectionsUnderALowFileLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return value(families, "ct_source_last_success_timestamp_seconds", "source", "crtsh")
+		return harness.Value(families, "ct_source_last_success_timestamp_seconds", "source", "crtsh")
 	}
-	e.eventually("the first crt.sh poll", func() bool {
-		c, err := net.Dial("tcp", e.addr)
+	e.Eventually("the first crt.sh poll", func() bool {
+		c, err := net.Dial("tcp", e.Addr)
 		if err != nil {
 			return false
 		}
@@ -399,15 +401,15 @@ func TestIdleConnectionsUnderALowFileLimit(t *testing.T) {
 	})
 
 	for i := range 118 {
-		c := dialRaw(t, e.addr)
-		c.send("GET /metrics HTTP/1.1\r\nHost: " + e.addr + "\r\n\r\n")
+		c := dialRaw(t, e.Addr)
+		c.send("GET /metrics HTTP/1.1\r\nHost: " + e.Addr + "\r\n\r\n")
 		if res := c.mustAnswer(http.StatusUnauthorized); res.Close {
 			t.Fatalf("connection %d: the 401 closed the connection: nothing is held open", i)
 		}
 	}
 	flooded := float64(time.Now().UnixNano()) / 1e9
 	worst = 0
-	e.eventually("a crt.sh poll after the idle connections", func() bool { return lastSuccess() > flooded })
+	e.Eventually("a crt.sh poll after the idle connections", func() bool { return lastSuccess() > flooded })
 	t.Logf("slowest authorized scrape with 118 idle connections under a 128-file limit: %v", worst)
 	if worst > 5*time.Second {
 		t.Errorf("an authorized scrape took %v", worst)
@@ -416,17 +418,17 @@ func TestIdleConnectionsUnderALowFileLimit(t *testing.T) {
 
 // Socket activation still works, and its sockets are limited too.
 func TestMaxConnectionsWithSystemdSocket(t *testing.T) {
-	activate := tools.Require(t, "systemd-socket-activate", "systemd")
+	activate := testenv.Require(t, "systemd-socket-activate", "systemd")
 	dir := t.TempDir()
-	e := startExporterWith(t, binary, func(cmd *exec.Cmd) {
+	e := harness.StartExporterWith(t, harness.Binary(t), func(cmd *exec.Cmd) {
 		addr, _ := strings.CutPrefix(cmd.Args[1], "--web.listen-address=")
 		cmd.Args = append([]string{"systemd-socket-activate", "--listen=" + addr}, cmd.Args...)
 		cmd.Path = activate
 	}, "--web.systemd-socket", "--web.max-connections=1", "--config.file="+minimalConfig(t, dir), "--state.file="+filepath.Join(dir, "s.state"))
-	e.waitReady()
-	silent := dialRaw(t, e.addr)
-	c := dialRaw(t, e.addr)
-	c.send("GET /-/healthy HTTP/1.1\r\nHost: " + e.addr + "\r\n\r\n")
+	e.WaitReady()
+	silent := dialRaw(t, e.Addr)
+	c := dialRaw(t, e.Addr)
+	c.send("GET /-/healthy HTTP/1.1\r\nHost: " + e.Addr + "\r\n\r\n")
 	c.mustAnswer(200)
 	silent.closedByServer()
 }
@@ -434,11 +436,11 @@ func TestMaxConnectionsWithSystemdSocket(t *testing.T) {
 // The limit is over all listeners together.
 func TestMaxConnectionsOverSeveralListenAddresses(t *testing.T) {
 	dir := t.TempDir()
-	second := tools.FreeAddr(t)
-	e := startExporter(t, "--web.listen-address="+second, "--web.max-connections=1",
+	second := testenv.FreeAddr(t)
+	e := harness.StartExporter(t, "--web.listen-address="+second, "--web.max-connections=1",
 		"--config.file="+minimalConfig(t, dir), "--state.file="+filepath.Join(dir, "s.state"))
-	e.waitReady()
-	silent := dialRaw(t, e.addr)
+	e.WaitReady()
+	silent := dialRaw(t, e.Addr)
 	c := dialRaw(t, second)
 	c.send("GET /-/healthy HTTP/1.1\r\nHost: " + second + "\r\n\r\n")
 	c.mustAnswer(200)

@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package e2e
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/net/html"
 
-	"github.com/ct-exporter/ct_exporter/internal/tools"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 )
 
 // The status page in a real browser: Debian's headless Chromium renders it
@@ -26,7 +26,7 @@ import (
 func TestStatusPageInChromium(t *testing.T) {
 	browser := findChromium(t)
 	e := startStatusExporter(t)
-	url := e.url("/")
+	url := e.URL("/")
 
 	dom := runChromium(t, browser, "--dump-dom", url)
 	doc, err := html.Parse(strings.NewReader(dom))
@@ -118,7 +118,7 @@ func findChromium(t *testing.T) string {
 	if path, err := exec.LookPath("chromium-browser"); err == nil {
 		return path
 	}
-	return tools.Require(t, "chromium", "chromium")
+	return testenv.Require(t, "chromium", "chromium")
 }
 
 // runChromium runs headless Chromium once on a URL and returns its

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/hex"
@@ -15,6 +15,8 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 )
 
@@ -106,7 +108,7 @@ func TestSIGKILLDuringPollsLosesNothing(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ct.yml")
 	state := filepath.Join(dir, "ct.state")
-	writeFile(t, cfg, fmt.Sprintf(`
+	testenv.WriteFile(t, cfg, fmt.Sprintf(`
 watches:
   - domain: example.com
   - domain: shop.example.com
@@ -121,28 +123,28 @@ sources:
 		g.issue()
 		g.issue()
 		before := total(downloads(fake))
-		e := startExporter(t, args...)
+		e := harness.StartExporter(t, args...)
 		want := 1 + rand.IntN(4)
-		e.eventually("downloads", func() bool { return total(downloads(fake))-before >= want })
-		if err := e.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		e.Eventually("downloads", func() bool { return total(downloads(fake))-before >= want })
+		if err := e.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		<-e.exited
+		<-e.Exited
 	}
 
 	g.issue()
-	e := startExporter(t, args...)
-	e.waitReady()
-	e.eventually("every issuance counted", func() bool {
-		m := e.scrape()
-		return value(m, "ct_new_certificates_total") >= float64(g.matches()) &&
-			count(m, "ct_certificate_embedded_scts") == g.matches()
+	e := harness.StartExporter(t, args...)
+	e.WaitReady()
+	e.Eventually("every issuance counted", func() bool {
+		m := e.Scrape()
+		return harness.Value(m, "ct_new_certificates_total") >= float64(g.matches()) &&
+			harness.Count(m, "ct_certificate_embedded_scts") == g.matches()
 	})
-	m := e.scrape()
-	if got := value(m, "ct_new_certificates_total"); got != float64(g.matches()) {
+	m := e.Scrape()
+	if got := harness.Value(m, "ct_new_certificates_total"); got != float64(g.matches()) {
 		t.Fatalf("ct_new_certificates_total = %v, want %d: an issuance was counted twice", got, g.matches())
 	}
-	if got := value(m, "ct_state_certificates"); got != float64(len(g.pairs)) {
+	if got := harness.Value(m, "ct_state_certificates"); got != float64(len(g.pairs)) {
 		t.Errorf("ct_state_certificates = %v, want %d", got, len(g.pairs))
 	}
 	checkSeries(t, m, g)
@@ -161,17 +163,17 @@ sources:
 
 	// A graceful restart brings back the same series, and counts nothing.
 	before := seriesLines(m)
-	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := e.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	<-e.exited
-	e = startExporter(t, args...)
-	e.waitReady()
-	after := e.scrape()
+	<-e.Exited
+	e = harness.StartExporter(t, args...)
+	e.WaitReady()
+	after := e.Scrape()
 	if got := seriesLines(after); got != before {
 		t.Errorf("recent series changed across a restart:\nbefore:\n%s\nafter:\n%s", before, got)
 	}
-	if value(after, "ct_new_certificates_total") != float64(g.matches()) {
+	if harness.Value(after, "ct_new_certificates_total") != float64(g.matches()) {
 		t.Error("counters changed across a restart")
 	}
 }
@@ -182,7 +184,7 @@ func checkSeries(t *testing.T, m map[string]*dto.MetricFamily, g *groundTruth) {
 	t.Helper()
 	seen := map[string]int{}
 	for _, s := range m["ct_certificate_first_seen_timestamp_seconds"].GetMetric() {
-		l := labelMap(s)
+		l := harness.LabelMap(s)
 		seen[l["tbs_sha256"]+" "+l["watch"]]++
 		want := "unreviewed"
 		if l["watch"] == "example.org" {
@@ -202,14 +204,6 @@ func checkSeries(t *testing.T, m map[string]*dto.MetricFamily, g *groundTruth) {
 	if len(seen) != g.matches() {
 		t.Errorf("%d series, want %d", len(seen), g.matches())
 	}
-}
-
-func labelMap(m *dto.Metric) map[string]string {
-	l := map[string]string{}
-	for _, p := range m.Label {
-		l[p.GetName()] = p.GetValue()
-	}
-	return l
 }
 
 func seriesLines(m map[string]*dto.MetricFamily) string {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/base64"
@@ -15,6 +15,8 @@ import (
 	"github.com/ct-exporter/ct_exporter/internal/certspotterfake"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/ct-exporter/ct_exporter/state"
 )
@@ -98,7 +100,7 @@ func TestChaos(t *testing.T) {
 	cfg := filepath.Join(dir, "ct.yml")
 	stateFile := filepath.Join(dir, "ct.state")
 	writeConfig := func(limit int) {
-		writeFile(t, cfg, fmt.Sprintf(`
+		testenv.WriteFile(t, cfg, fmt.Sprintf(`
 recent_series_limit: %d
 watches: [{domain: example.com}, {domain: shop.example.com}]
 sources:
@@ -121,23 +123,23 @@ sources:
 	reloads := 0
 	for k := 0; k < kills; k++ {
 		arrive(1+rand.IntN(2), rand.IntN(60))
-		e := startExporter(t, args...)
+		e := harness.StartExporter(t, args...)
 		before := activity()
-		e.eventually("activity", func() bool { return activity()-before >= 1+rand.IntN(15) })
+		e.Eventually("activity", func() bool { return activity()-before >= 1+rand.IntN(15) })
 		if rand.IntN(3) == 0 {
 			// Kill during or right after a reload.
 			writeConfig(1000 + k)
-			if err := e.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			if err := e.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 				t.Fatal(err)
 			}
 			reloads++
 			before = activity()
-			e.eventually("activity after reload", func() bool { return activity()-before >= rand.IntN(5) })
+			e.Eventually("activity after reload", func() bool { return activity()-before >= rand.IntN(5) })
 		}
-		if err := e.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		if err := e.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		<-e.exited
+		<-e.Exited
 	}
 
 	// The state file opens after all that, and is consistent.
@@ -152,22 +154,22 @@ sources:
 	for _, ws := range truth {
 		matches += len(ws)
 	}
-	e := startExporter(t, args...)
-	e.waitReady()
-	e.eventually("everything counted", func() bool {
-		m := e.scrape()
-		return value(m, "ct_new_certificates_total") >= float64(matches) &&
-			value(m, "ct_log_entries_processed_total") >= float64(log.Size())
+	e := harness.StartExporter(t, args...)
+	e.WaitReady()
+	e.Eventually("everything counted", func() bool {
+		m := e.Scrape()
+		return harness.Value(m, "ct_new_certificates_total") >= float64(matches) &&
+			harness.Value(m, "ct_log_entries_processed_total") >= float64(log.Size())
 	})
-	m := e.scrape()
+	m := e.Scrape()
 	for what, c := range map[string][2]float64{
-		"ct_new_certificates_total":        {value(m, "ct_new_certificates_total"), float64(matches)},
-		"ct_state_certificates":            {value(m, "ct_state_certificates"), float64(len(truth))},
-		"ct_log_entries_processed_total":   {value(m, "ct_log_entries_processed_total"), float64(log.Size())},
-		"first-seen series":                {float64(count(m, "ct_certificate_first_seen_timestamp_seconds")), float64(matches)},
-		"ct_log_verification_failures":     {value(m, "ct_log_verification_failures_total"), 0},
-		"ct_state_write_errors_total":      {value(m, "ct_state_write_errors_total"), 0},
-		"ct_config_last_reload_successful": {value(m, "ct_config_last_reload_successful"), 1},
+		"ct_new_certificates_total":        {harness.Value(m, "ct_new_certificates_total"), float64(matches)},
+		"ct_state_certificates":            {harness.Value(m, "ct_state_certificates"), float64(len(truth))},
+		"ct_log_entries_processed_total":   {harness.Value(m, "ct_log_entries_processed_total"), float64(log.Size())},
+		"first-seen series":                {float64(harness.Count(m, "ct_certificate_first_seen_timestamp_seconds")), float64(matches)},
+		"ct_log_verification_failures":     {harness.Value(m, "ct_log_verification_failures_total"), 0},
+		"ct_state_write_errors_total":      {harness.Value(m, "ct_state_write_errors_total"), 0},
+		"ct_config_last_reload_successful": {harness.Value(m, "ct_config_last_reload_successful"), 1},
 	} {
 		if c[0] != c[1] {
 			t.Errorf("%s = %v, want %v", what, c[0], c[1])
@@ -175,7 +177,7 @@ sources:
 	}
 	seen := map[string]bool{}
 	for _, s := range m["ct_certificate_first_seen_timestamp_seconds"].GetMetric() {
-		l := labelMap(s)
+		l := harness.LabelMap(s)
 		key := l["tbs_sha256"] + " " + l["watch"]
 		if seen[key] || !truth[l["tbs_sha256"]][l["watch"]] {
 			t.Errorf("series %s: doubled or invented", key)
@@ -184,5 +186,5 @@ sources:
 	}
 	lost := matches - len(seen)
 	t.Logf("chaos: %d kills (%d right after a reload), %d issuances (%d watch matches) from a CT log of %d entries, crt.sh and Cert Spotter; lost %d, doubled %d",
-		kills, reloads, len(truth), matches, log.Size(), lost, int(value(m, "ct_new_certificates_total"))-matches)
+		kills, reloads, len(truth), matches, log.Size(), lost, int(harness.Value(m, "ct_new_certificates_total"))-matches)
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/base64"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
+	"github.com/ct-exporter/ct_exporter/internal/harness"
+	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 )
 
@@ -38,34 +40,34 @@ func TestReloadLoopWhilePolling(t *testing.T) {
 			extra = fmt.Sprintf("  - {name: log, type: ctlog, url: %q, public_key: %s, start: beginning, interval: 50ms}\n",
 				log.URL+"/", base64.StdEncoding.EncodeToString(log.PublicKeyDER()))
 		}
-		writeFile(t, cfg, fmt.Sprintf("watches: [{domain: example.com}, {domain: w%d.example.org}]\nsources:\n  - {name: crtsh, type: crtsh, url: %q, interval: 50ms, request_interval: 0s}\n%s",
+		testenv.WriteFile(t, cfg, fmt.Sprintf("watches: [{domain: example.com}, {domain: w%d.example.org}]\nsources:\n  - {name: crtsh, type: crtsh, url: %q, interval: 50ms, request_interval: 0s}\n%s",
 			i%3, crtsh.URL+"/", extra))
 	}
 	write(0)
-	e := startExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"))
-	e.waitReady()
-	e.eventually("polls", func() bool { return value(e.scrape(), "ct_new_certificates_total") == 50 })
-	goroutines := value(e.scrape(), "go_goroutines")
+	e := harness.StartExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"))
+	e.WaitReady()
+	e.Eventually("polls", func() bool { return harness.Value(e.Scrape(), "ct_new_certificates_total") == 50 })
+	goroutines := harness.Value(e.Scrape(), "go_goroutines")
 	const reloads = 200
 	for i := 1; i <= reloads; i++ {
 		write(i)
-		if err := e.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		if err := e.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
 		if i%20 == 0 {
-			e.scrape() // and scrapes in between
+			e.Scrape() // and scrapes in between
 		}
 		time.Sleep(2 * time.Millisecond) // a tight loop, not a synchronization
 	}
 	// The last configuration (200: crt.sh only, w2.example.org) wins.
-	e.eventually("the last configuration", func() bool {
-		m := e.scrape()
-		return count(m, "ct_certificate_series_dropped_total", "watch", "w2.example.org") == 1 &&
-			count(m, "ct_certificate_series_dropped_total") == 2 && count(m, "ct_source_up", "source", "log") == 0 &&
-			value(m, "ct_config_last_reload_successful") == 1
+	e.Eventually("the last configuration", func() bool {
+		m := e.Scrape()
+		return harness.Count(m, "ct_certificate_series_dropped_total", "watch", "w2.example.org") == 1 &&
+			harness.Count(m, "ct_certificate_series_dropped_total") == 2 && harness.Count(m, "ct_source_up", "source", "log") == 0 &&
+			harness.Value(m, "ct_config_last_reload_successful") == 1
 	})
-	e.eventually("goroutines back to their number", func() bool { return value(e.scrape(), "go_goroutines") <= goroutines+5 })
-	if v := value(e.scrape(), "ct_new_certificates_total"); v != 50 {
+	e.Eventually("goroutines back to their number", func() bool { return harness.Value(e.Scrape(), "go_goroutines") <= goroutines+5 })
+	if v := harness.Value(e.Scrape(), "ct_new_certificates_total"); v != 50 {
 		t.Fatalf("counted %v, want 50", v)
 	}
 }
