@@ -26,6 +26,10 @@ type SourceHealth struct {
 	// searched successfully; a watch never searched successfully, or no
 	// longer configured, is absent.
 	WatchLastSuccess map[string]time.Time
+	// LogListTimestamp is, for a loglist source, the log_list_timestamp of
+	// the list in effect; zero before a list is accepted, or when the list
+	// has none.
+	LogListTimestamp time.Time
 	Errors           map[string]uint64 // by reason; every reason present
 	// Poll durations: cumulative counts per bucket upper bound.
 	DurationCount   uint64
@@ -39,6 +43,7 @@ type health struct {
 	up          bool
 	lastSuccess time.Time
 	watches     map[string]time.Time
+	listTime    time.Time
 	errors      map[string]uint64
 	count       uint64
 	sum         float64
@@ -62,6 +67,12 @@ func (h *health) countError(reason string) {
 func (h *health) watchSearched(w string, at time.Time) {
 	h.mu.Lock()
 	h.watches[w] = at
+	h.mu.Unlock()
+}
+
+func (h *health) logListAccepted(timestamp time.Time) {
+	h.mu.Lock()
+	h.listTime = timestamp
 	h.mu.Unlock()
 }
 
@@ -102,6 +113,7 @@ func (h *health) snapshot(name string, watches func(string) bool) SourceHealth {
 		LastSuccess:      h.lastSuccess,
 		Errors:           maps.Clone(h.errors),
 		WatchLastSuccess: make(map[string]time.Time, len(h.watches)),
+		LogListTimestamp: h.listTime,
 		DurationCount:    h.count,
 		DurationSum:      h.sum,
 		DurationBuckets:  make(map[float64]uint64, len(PollDurationBuckets)),
