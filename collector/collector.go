@@ -60,6 +60,7 @@ type Collector struct {
 	logOlderHeads    *prometheus.Desc
 	logMMD           *prometheus.Desc
 	logReadonly      *prometheus.Desc
+	loglistTimestamp *prometheus.Desc
 	now              func() time.Time
 }
 
@@ -126,6 +127,8 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 			"The log's maximum merge delay.", []string{"log"}, nil),
 		logReadonly: prometheus.NewDesc("ct_log_readonly",
 			"1 for a readonly log, followed up to the final tree head its log list gives.", []string{"log"}, nil),
+		loglistTimestamp: prometheus.NewDesc("ct_loglist_timestamp_seconds",
+			"The log_list_timestamp of the log list in effect (Unix seconds). Absent until a list is accepted, and for a list without one.", []string{"source"}, nil),
 		now: time.Now,
 	}
 }
@@ -134,7 +137,7 @@ func New(st StateSnapshotter, h HealthReporter, logger *slog.Logger) *Collector 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.newCertificates, c.firstSeen, c.embeddedSCTs, c.parseErrors, c.parseErrorInfo, c.seriesDropped,
 		c.sourceUp, c.sourceLastOK, c.sourceWatchOK, c.sourceInterval, c.sourceErrors, c.sourceDuration, c.stateWriteErrors, c.stateCerts,
-		c.logTreeSize, c.logSTHTime, c.logSTHLag, c.logBehind, c.logProcessed, c.logMalformed, c.logFailures, c.logOlderHeads, c.logMMD, c.logReadonly} {
+		c.logTreeSize, c.logSTHTime, c.logSTHLag, c.logBehind, c.logProcessed, c.logMalformed, c.logFailures, c.logOlderHeads, c.logMMD, c.logReadonly, c.loglistTimestamp} {
 		ch <- d
 	}
 }
@@ -216,6 +219,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.sourceErrors, prometheus.CounterValue, float64(n), h.Name, reason)
 		}
 		ch <- prometheus.MustNewConstHistogram(c.sourceDuration, h.DurationCount, h.DurationSum, h.DurationBuckets, h.Name)
+		if !h.LogListTimestamp.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.loglistTimestamp, prometheus.GaugeValue, float64(h.LogListTimestamp.UnixNano())/1e9, h.Name)
+		}
 	}
 }
 
