@@ -119,6 +119,40 @@
             },
           },
           {
+            alert: 'CTLogListSignatureInvalid',
+            // Refused at a recent poll and not polled successfully since
+            // (the list served then verified, or was the one in effect).
+            // Held 10m: a poll between the upload of a new list and of its
+            // signature is refused once, and retried 5s later.
+            expr: oneLine(|||
+              max without (%(without)s) (
+              increase(ct_source_errors_total{%(sel)s, reason="bad_signature"}[%(window)s]) > 0
+              unless ignoring (reason) ct_source_up{%(sel)s} == 1)
+            ||| % { without: without, sel: c.selector, window: c.logListSignatureWindow }),
+            'for': '10m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'A log list was refused: its signature does not verify',
+              description: 'The log list of source {{ $labels.source }} does not verify with its public_key, or has no signature: it is refused at every poll. ' +
+                           'The previous list is still followed, so nobody adds or removes a log on its word, but no change of the list is taken until one verifies. ' +
+                           'The exporter log ("poll failed", source_name={{ $labels.source }}, err="bad_signature: …") says whether the signature is missing or does not verify.',
+              runbook_url: runbook('CTLogListSignatureInvalid'),
+            },
+          },
+          {
+            alert: 'CTLogListStale',
+            expr: 'max without (%(without)s) (time() - ct_loglist_timestamp_seconds{%(sel)s} > %(days)d * 86400)' % { without: without, sel: c.selector, days: c.logListStaleDays },
+            'for': '15m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'The log list in effect is old',
+              description: ('The log list of source {{ $labels.source }} in effect was published {{ $value | humanizeDuration }} ago (its log_list_timestamp), more than %d days: ' % c.logListStaleDays) +
+                           'logs added since are not followed, and logs it names may be retired. The list is not being updated, or newer lists are refused ' +
+                           '(ct_source_errors_total{source="{{ $labels.source }}"} says why).',
+              runbook_url: runbook('CTLogListStale'),
+            },
+          },
+          {
             alert: 'CTLogSTHStale',
             // Readonly logs publish no new tree heads: their lag only grows.
             expr: 'max without (%(without)s) (ct_log_sth_lag_seconds{%(sel)s} > on (%(on)s) ct_log_mmd_seconds{%(sel)s} unless on (%(on)s) ct_log_readonly{%(sel)s} == 1)' % { without: without, sel: c.selector, on: 'job, instance, log' },

@@ -18,6 +18,13 @@
     // successful search before CTSourceWatchStale (a poll takes part of an
     // interval, and a failing watch is retried up to an interval apart).
     sourceWatchStaleIntervals: 3,
+    // How far back a refused log list (reason bad_signature) keeps
+    // CTLogListSignatureInvalid firing while its source has not polled
+    // successfully since (a list at its default 6h interval: 4 polls).
+    logListSignatureWindow: '1d',
+    // How old the log list in effect may be (its own log_list_timestamp)
+    // before CTLogListStale: Google publishes its list daily.
+    logListStaleDays: 30,
     runbookURL: 'https://github.com/ct-exporter/ct_exporter/blob/main/docs/runbook.md',
   },
 }

@@ -117,6 +117,10 @@ func newSources() *Sources {
 			Help:    "How long polls of the source took.",
 			Buckets: pollDurationBuckets,
 		}, []string{labelSource}),
+		logListTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ct_loglist_timestamp_seconds",
+			Help: "The log_list_timestamp of the log list in effect (Unix seconds). Absent until a list is accepted, and for a list without one.",
+		}, []string{labelSource}),
 	}
 }
 

@@ -17,6 +17,7 @@ type Sources struct {
 	interval         *prometheus.GaugeVec
 	errors           *prometheus.CounterVec
 	duration         *prometheus.HistogramVec
+	logListTime      *prometheus.GaugeVec
 }
 
 // SourceStarted reports a source started, or restarted on reload, with its
@@ -58,9 +59,20 @@ func (s *Sources) WatchGone(source, watch string) {
 	s.watchLastSuccess.DeleteLabelValues(source, watch)
 }
 
+// LogListAccepted reports the log_list_timestamp of the list a loglist
+// source took; a list without one has no series.
+func (s *Sources) LogListAccepted(source string, timestamp time.Time) {
+	if timestamp.IsZero() {
+		s.logListTime.DeleteLabelValues(source)
+		return
+	}
+	s.logListTime.WithLabelValues(source).Set(unixSeconds(timestamp))
+}
+
 // SourceGone removes every series of a source no longer configured.
 func (s *Sources) SourceGone(source string) {
 	s.up.DeleteLabelValues(source)
+	s.logListTime.DeleteLabelValues(source)
 	s.lastSuccess.DeleteLabelValues(source)
 	s.interval.DeleteLabelValues(source)
 	s.duration.DeleteLabelValues(source)
@@ -69,7 +81,7 @@ func (s *Sources) SourceGone(source string) {
 }
 
 func (s *Sources) collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.up, s.lastSuccess, s.watchLastSuccess, s.interval, s.errors, s.duration}
+	return []prometheus.Collector{s.up, s.lastSuccess, s.watchLastSuccess, s.interval, s.errors, s.duration, s.logListTime}
 }
 
 // Describe sends the sources' Descs.

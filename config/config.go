@@ -6,9 +6,12 @@ package config
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -66,9 +69,11 @@ type Source struct {
 	RequestInterval Duration `yaml:"request_interval"`
 
 	// CT logs (type ctlog).
-	Protocol          string   `yaml:"protocol"`   // rfc6962 | static
-	PublicKey         string   `yaml:"public_key"` // base64 DER SubjectPublicKeyInfo
-	Start             string   `yaml:"start"`      // end | beginning | an entry index
+	Protocol string `yaml:"protocol"` // rfc6962 | static
+	// PublicKey is a ctlog's key, base64 DER SubjectPublicKeyInfo; or the
+	// key that signs a loglist's list, PEM (base64 DER accepted too).
+	PublicKey         string   `yaml:"public_key"`
+	Start             string   `yaml:"start"` // end | beginning | an entry index
 	MMD               Duration `yaml:"mmd"`
 	Workers           int      `yaml:"workers"`
 	BatchSize         int      `yaml:"batch_size"`
@@ -87,8 +92,16 @@ type Source struct {
 	// MaxLogs bounds how many logs the list may name to follow: a larger
 	// list is refused, as one that does not parse is.
 	MaxLogs int `yaml:"max_logs"`
+	// PublicKeyFile is a PEM file holding the key that signs the list, as
+	// public_key does inline.
+	PublicKeyFile string `yaml:"public_key_file"`
+	// SignatureURL is where the list's detached signature is (a URL, or a
+	// file path as url may be); with a key only. Default: url with its
+	// log_list.json ending made log_list.sig.
+	SignatureURL string `yaml:"signature_url"`
 
-	// PublicKeyDER is PublicKey decoded.
+	// PublicKeyDER is PublicKey (or, for a loglist, PublicKeyFile's key)
+	// decoded; nil for a loglist without a key.
 	PublicKeyDER []byte `yaml:"-"`
 }
 
@@ -97,7 +110,7 @@ var keysOf = map[string][]string{
 	TypeCrtsh:       {"url", "interval", "timeout", "request_interval"},
 	TypeCertspotter: {"url", "interval", "timeout", "request_interval", "token_file"},
 	TypeCTLog:       {"url", "interval", "timeout", "protocol", "public_key", "start", "mmd", "workers", "batch_size", "requests_per_second"},
-	TypeLogList:     {"url", "interval", "timeout", "states", "log_interval", "max_logs", "start", "workers", "batch_size", "requests_per_second"},
+	TypeLogList:     {"url", "interval", "timeout", "states", "log_interval", "max_logs", "public_key", "public_key_file", "signature_url", "start", "workers", "batch_size", "requests_per_second"},
 }
 
 // DefaultLogListStates are the log states a log list source follows.
@@ -361,7 +374,7 @@ func validateCertspotter(p *problems, s *Source, at func(string) int, dir string
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dir, path)
 	}
-	b, err := readSmallFile(path, 4096)
+	b, err := readSmallFile(path, 4096, "an API key")
 	if err != nil {
 		p.add(at("token_file"), "source %s: token_file: %v", s.Name, err)
 		return
@@ -390,8 +403,9 @@ func IsLoopbackHost(host string) bool {
 	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
 }
 
-// readSmallFile reads a file that must be small (a key, not a key store).
-func readSmallFile(path string, limit int64) ([]byte, error) {
+// readSmallFile reads a file that must be small (a key, not a key store);
+// what names what it should hold.
+func readSmallFile(path string, limit int64, what string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -402,7 +416,7 @@ func readSmallFile(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes: it is not an API key", path, limit)
+		return nil, fmt.Errorf("%s is larger than %d bytes: it is not %s", path, limit, what)
 	}
 	return b, nil
 }
@@ -448,7 +462,106 @@ func validateLogList(p *problems, s *Source, at func(string) int, set func(strin
 	} else if s.MaxLogs < 1 {
 		p.add(at("max_logs"), "source %s: max_logs must be positive: it is how many logs the list may name to follow (default %d)", s.Name, DefaultLogListMaxLogs)
 	}
+	validateLogListSignature(p, s, at, set, dir)
 	validateLogOptions(p, s, at, set)
+}
+
+// validateLogListSignature reads the key that signs a log list, from
+// public_key or public_key_file, and decides where its signature is.
+func validateLogListSignature(p *problems, s *Source, at func(string) int, set func(string) bool, dir string) {
+	var (
+		keyPEM []byte
+		keyAt  int
+		what   string
+	)
+	switch {
+	case set("public_key") && set("public_key_file"):
+		p.add(at("public_key_file"), "source %s: public_key and public_key_file are both set: give the key once", s.Name)
+		return
+	case set("public_key"):
+		keyPEM, keyAt, what = []byte(s.PublicKey), at("public_key"), "public_key"
+	case set("public_key_file"):
+		path := s.PublicKeyFile
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(dir, path)
+		}
+		b, err := readSmallFile(path, 64<<10, "a public key")
+		if err != nil {
+			p.add(at("public_key_file"), "source %s: public_key_file: %v", s.Name, err)
+			return
+		}
+		keyPEM, keyAt, what = b, at("public_key_file"), "public_key_file "+path
+	default:
+		if set("signature_url") {
+			p.add(at("signature_url"), "source %s: signature_url is set but no public_key or public_key_file: nothing would verify the signature; add the key that signs the list", s.Name)
+		}
+		return
+	}
+	der, err := parseListKey(keyPEM)
+	if err != nil {
+		p.add(keyAt, "source %s: %s: %v", s.Name, what, err)
+		return
+	}
+	s.PublicKeyDER = der
+	sigAt := at("signature_url")
+	if !set("signature_url") {
+		base, ok := strings.CutSuffix(s.URL, "log_list.json")
+		if !ok {
+			p.add(keyAt, "source %s: a list whose url does not end in log_list.json has no default signature_url: set signature_url to where the list's detached signature is", s.Name)
+			return
+		}
+		// The url made absolute above, for a file.
+		s.SignatureURL, sigAt = base+"log_list.sig", keyAt
+	}
+	if strings.Contains(s.SignatureURL, "://") {
+		if u, err := url.Parse(s.SignatureURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add(sigAt, "source %s: signature_url %q is not an http or https URL", s.Name, s.SignatureURL)
+		}
+		return
+	}
+	// A file path, as url may be; it must exist, as the list's file must.
+	if !filepath.IsAbs(s.SignatureURL) {
+		s.SignatureURL = filepath.Join(dir, s.SignatureURL)
+	}
+	if _, err := os.Stat(s.SignatureURL); err != nil {
+		p.add(sigAt, "source %s: the list's signature file: %v", s.Name, err)
+	}
+}
+
+// parseListKey reads the key that signs a log list: a PEM PUBLIC KEY block
+// (as Google publishes log_list_pubkey.pem), or base64 DER as a ctlog's
+// public_key. It must be RSA (2048 bits or more) or ECDSA.
+func parseListKey(b []byte) ([]byte, error) {
+	var der []byte
+	if block, rest := pem.Decode(b); block != nil {
+		if block.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("the PEM block is a %q: it must be a PUBLIC KEY (-----BEGIN PUBLIC KEY-----)", block.Type)
+		}
+		if next, _ := pem.Decode(rest); next != nil {
+			return nil, errors.New("more than one PEM block: give the one public key that signs the list")
+		}
+		der = block.Bytes
+	} else {
+		d, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil {
+			return nil, errors.New("not a PEM public key (-----BEGIN PUBLIC KEY-----) nor base64 DER")
+		}
+		der = d
+	}
+	key, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("not a public key: %v", err)
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < 2048 {
+			return nil, fmt.Errorf("an RSA key of %d bits: a list's key must have 2048 bits or more", n)
+		}
+	case *ecdsa.PublicKey:
+	default:
+		return nil, fmt.Errorf("a %T key: a log list is signed with RSA (PKCS#1 v1.5, SHA-256) or ECDSA (SHA-256)", key)
+	}
+	return der, nil
 }
 
 func validateLog(p *problems, s *Source, at func(string) int, set func(string) bool) {

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"strings"
@@ -50,6 +53,18 @@ func (c *Config) Describe(w io.Writer) {
 		if s.Type == TypeLogList {
 			fmt.Fprintf(w, "  follows the logs in states %s, each every %s; a list naming more than %d (max_logs) is refused\n",
 				strings.Join(s.States, ", "), s.LogInterval, s.MaxLogs)
+			if s.PublicKeyDER != nil {
+				kind := "RSA"
+				if k, _ := x509.ParsePKIXPublicKey(s.PublicKeyDER); k != nil {
+					if _, ok := k.(*ecdsa.PublicKey); ok {
+						kind = "ECDSA"
+					}
+				}
+				fmt.Fprintf(w, "  accepted only when its signature %s verifies with an %s key (SPKI SHA-256 %x); otherwise refused (bad_signature)\n",
+					s.SignatureURL, kind, sha256.Sum256(s.PublicKeyDER))
+			} else {
+				fmt.Fprintf(w, "  not verified: no public_key (whoever can change the list chooses the logs followed)\n")
+			}
 		}
 		if s.Type == TypeCertspotter {
 			if s.TokenFile != "" {

@@ -442,7 +442,10 @@ func TestReferenceExamplesParse(t *testing.T) {
 				t.Fatal(err)
 			}
 			content := []byte("{}\n")
-			if strings.HasSuffix(f, ".pem") {
+			switch {
+			case strings.HasSuffix(f, "pubkey.pem"): // a log list's key
+				content = publicKeyPEM(t)
+			case strings.HasSuffix(f, ".pem"):
 				content = endEntityPEM(t)
 			}
 			if err := os.WriteFile(path, content, 0o644); err != nil {
@@ -462,6 +465,16 @@ func TestReferenceExamplesParse(t *testing.T) {
 			t.Errorf("%s:%d: the example watches nothing", referenceFile, ex.line)
 		}
 	}
+}
+
+// publicKeyPEM is a PUBLIC KEY block, as Google's log_list_pubkey.pem.
+func publicKeyPEM(t *testing.T) []byte {
+	t.Helper()
+	der, err := base64.StdEncoding.DecodeString(testPublicKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
 
 func endEntityPEM(t *testing.T) []byte {

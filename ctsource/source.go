@@ -41,10 +41,14 @@ const (
 	// ReasonListTooLarge is a log list naming more logs than its max_logs:
 	// it is refused whole, as a list that does not parse is.
 	ReasonListTooLarge = "list_too_large"
+	// ReasonBadSignature is a log list whose detached signature does not
+	// verify with the source's public_key, or that has no signature: it is
+	// refused whole, and the previous list kept.
+	ReasonBadSignature = "bad_signature"
 )
 
 // Reasons lists every reason, so that each source's counters exist from the start.
-var Reasons = []string{ReasonTimeout, ReasonHTTP429, ReasonHTTP5xx, ReasonHTTP4xx, ReasonBadResponse, ReasonTruncated, ReasonNetwork, ReasonRecord, ReasonListTooLarge}
+var Reasons = []string{ReasonTimeout, ReasonHTTP429, ReasonHTTP5xx, ReasonHTTP4xx, ReasonBadResponse, ReasonTruncated, ReasonNetwork, ReasonRecord, ReasonListTooLarge, ReasonBadSignature}
 
 // Error is a source failure with the reason it is counted under.
 type Error struct {
@@ -108,6 +112,10 @@ type Env struct {
 	// watch by a search source, and when it ended
 	// (ct_source_watch_last_success_timestamp_seconds).
 	WatchSearched func(watch string, at time.Time)
+	// LogListAccepted, when set, is told the log_list_timestamp of every
+	// log list a loglist source accepts (the zero time when the list has
+	// none): ct_loglist_timestamp_seconds.
+	LogListAccepted func(timestamp time.Time)
 }
 
 // Backoff returns how long to wait before attempt number failures+1: an

@@ -214,7 +214,7 @@ local sources = [
   g.line(8, [
     g.timeseries(
       'Source errors by reason',
-      'Failed requests per minute (ct_source_errors_total): timeout, http_429, http_5xx, http_4xx, bad_response (HTML with 200, truncated or undecodable JSON), truncated_results (crt.sh cut a watch at 10,000 rows: narrow it), network, record (a certificate that could not be stored: skipped, see the log), list_too_large (a log list names more logs than max_logs: refused).',
+      'Failed requests per minute (ct_source_errors_total): timeout, http_429, http_5xx, http_4xx, bad_response (HTML with 200, truncated or undecodable JSON), truncated_results (crt.sh cut a watch at 10,000 rows: narrow it), network, record (a certificate that could not be stored: skipped, see the log), list_too_large (a log list names more logs than max_logs: refused), bad_signature (a signed log list does not verify or has no signature: refused).',
       'cpm',
       [g.range('60 * sum by (instance, source, reason) (rate(%s[$__rate_interval])) > 0' % sel('ct_source_errors_total'), '{{source}} · {{reason}} · {{instance}}')],
       noValue='No errors',

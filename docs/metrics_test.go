@@ -1,7 +1,13 @@
 package docs
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -156,19 +162,24 @@ func TestMetricsReference(t *testing.T) {
 	crtsh.Add(onCrtsh.Final)
 
 	dir := t.TempDir()
+	// A signed log list naming the same log (followed once), for the list's
+	// timestamp.
+	writeSignedLogList(t, dir, log.URL+"/", log.PublicKeyDER())
 	cfg := filepath.Join(dir, "ct.yml")
 	testenv.WriteFile(t, cfg, fmt.Sprintf(`
 watches: [{domain: example.com, expected_issuers: ["Let's Encrypt"]}]
 sources:
   - {name: crtsh, type: crtsh, url: %q, request_interval: 0s}
   - {name: testlog, type: ctlog, url: %q, public_key: %s, start: beginning, interval: 100ms}
+  - {name: list, type: loglist, url: log_list.json, public_key_file: log_list_pubkey.pem}
 `, crtsh.URL+"/", log.URL+"/", base64.StdEncoding.EncodeToString(log.PublicKeyDER())))
 	e := harness.StartExporter(t, "--config.file="+cfg, "--state.file="+filepath.Join(dir, "ct.state"))
 	e.WaitReady()
 	e.Eventually("both issuances, both sources polled, the log's tree head", func() bool {
 		m := e.Scrape()
-		return harness.Count(m, "ct_certificate_embedded_scts") == 3 && harness.Count(m, "ct_certificate_parse_error_info") == 1 && harness.Count(m, "ct_source_up") == 2 &&
-			harness.Value(m, "ct_source_up") == 2 && harness.Count(m, "ct_log_tree_size", "log", "testlog") == 1 &&
+		return harness.Count(m, "ct_certificate_embedded_scts") == 3 && harness.Count(m, "ct_certificate_parse_error_info") == 1 && harness.Count(m, "ct_source_up") == 3 &&
+			harness.Value(m, "ct_source_up") == 3 && harness.Count(m, "ct_log_tree_size", "log", "testlog") == 1 &&
+			harness.Count(m, "ct_loglist_timestamp_seconds", "source", "list") == 1 &&
 			harness.Count(m, "ct_source_watch_last_success_timestamp_seconds", "watch", "example.com") == 1
 	})
 	served := e.Scrape()
@@ -236,6 +247,32 @@ sources:
 			}
 		}
 	}
+}
+
+// writeSignedLogList writes dir/log_list.json naming one usable log, its
+// signature beside it (log_list.sig) and the signing key
+// (log_list_pubkey.pem), as Google publishes them.
+func writeSignedLogList(t *testing.T, dir, logURL string, logKey []byte) {
+	t.Helper()
+	signer, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(signer.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := fmt.Sprintf(`{"version": "1", "log_list_timestamp": "2026-10-01T00:00:00Z", "operators": [{"name": "T", "email": ["t@example.com"], "logs": [`+
+		`{"description": "Test log", "log_id": "%s", "key": "%s", "url": %q, "mmd": 86400, "state": {"usable": {"timestamp": "2026-01-01T00:00:00Z"}}}], "tiled_logs": []}]}`,
+		base64.StdEncoding.EncodeToString(make([]byte, 32)), base64.StdEncoding.EncodeToString(logKey), logURL)
+	digest := sha256.Sum256([]byte(list))
+	sig, err := ecdsa.SignASN1(rand.Reader, signer, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WriteFile(t, filepath.Join(dir, "log_list.json"), list)
+	testenv.WriteFile(t, filepath.Join(dir, "log_list.sig"), string(sig))
+	testenv.WriteFile(t, filepath.Join(dir, "log_list_pubkey.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki})))
 }
 
 // The flags table of docs/configuration.md lists exactly the flags

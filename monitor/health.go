@@ -23,6 +23,9 @@ type Metrics interface {
 	WatchGone(source, watch string)
 	// SourceGone: the source is no longer configured.
 	SourceGone(source string)
+	// LogListAccepted: a loglist source took a list with this
+	// log_list_timestamp (zero: the list has none).
+	LogListAccepted(source string, timestamp time.Time)
 }
 
 // ReportTo makes the monitor report its sources' health to metrics. Call
@@ -53,6 +56,10 @@ type SourceHealth struct {
 	// searched successfully; a watch never searched successfully, or no
 	// longer configured, is absent.
 	WatchLastSuccess map[string]time.Time
+	// LogListTimestamp is, for a loglist source, the log_list_timestamp of
+	// the list in effect; zero before a list is accepted, or when the list
+	// has none.
+	LogListTimestamp time.Time
 	Errors           map[string]uint64 // by reason; every reason present
 	// Poll durations: how many, and their sum in seconds.
 	DurationCount uint64
@@ -71,6 +78,7 @@ type health struct {
 	up          bool
 	lastSuccess time.Time
 	watches     map[string]time.Time
+	listTime    time.Time
 	errors      map[string]uint64
 	count       uint64
 	sum         float64
@@ -118,6 +126,13 @@ func (h *health) watchSearched(w string, at time.Time) {
 	h.metrics.WatchSearched(h.name, w, at)
 }
 
+func (h *health) logListAccepted(timestamp time.Time) {
+	h.mu.Lock()
+	h.listTime = timestamp
+	h.mu.Unlock()
+	h.metrics.LogListAccepted(h.name, timestamp)
+}
+
 // keepWatches forgets the watches keep does not keep: a watch removed on
 // reload, or all of them when the source is no longer a search source.
 func (h *health) keepWatches(keep func(string) bool) {
@@ -155,6 +170,7 @@ func (h *health) snapshot(name string, watches func(string) bool) SourceHealth {
 		LastSuccess:      h.lastSuccess,
 		Errors:           maps.Clone(h.errors),
 		WatchLastSuccess: make(map[string]time.Time, len(h.watches)),
+		LogListTimestamp: h.listTime,
 		DurationCount:    h.count,
 		DurationSum:      h.sum,
 	}
@@ -174,4 +190,5 @@ func (noMetrics) ObservePoll(string, bool, time.Time, time.Duration) {}
 func (noMetrics) CountError(string, string)                          {}
 func (noMetrics) WatchSearched(string, string, time.Time)            {}
 func (noMetrics) WatchGone(string, string)                           {}
+func (noMetrics) LogListAccepted(string, time.Time)                  {}
 func (noMetrics) SourceGone(string)                                  {}

@@ -40,6 +40,9 @@ func (r *reports) WatchSearched(source, watch string, at time.Time) {
 }
 func (r *reports) WatchGone(source, watch string) { r.add("watch gone %s %s", source, watch) }
 func (r *reports) SourceGone(source string)       { r.add("gone %s", source) }
+func (r *reports) LogListAccepted(source string, at time.Time) {
+	r.add("log list %s %s", source, at.UTC().Format(time.RFC3339))
+}
 
 // count is how many lines are line.
 func (r *reports) count(line string) int {

@@ -4,8 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -282,4 +284,102 @@ func TestFirstPollDelay(t *testing.T) {
 	if d := firstPollDelay(0, 1, time.Hour); d != 0 {
 		t.Errorf("a single new log waits %v", d)
 	}
+}
+
+// A signed log list through the monitor, with the key inline in PEM and the
+// signature at its default URL: a correctly signed list's logs are followed
+// and its log_list_timestamp reported; a list tampered with after signing
+// is refused at every poll (bad_signature), its logs never followed, the
+// previous list and its timestamp kept; the next correctly signed list is
+// taken.
+func TestMonitorSignedLogList(t *testing.T) {
+	good, other := ctlogfake.New(t), ctlogfake.New(t)
+	signer, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(signer.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki})
+	list := func(ts string, logs ...listedLog) []byte {
+		entries := make([]string, len(logs))
+		for i, l := range logs {
+			entries[i] = fmt.Sprintf(`{"description": %q, "log_id": "%s", "key": "%s", "url": %q, "mmd": 86400, "state": {"usable": {"timestamp": "2026-01-01T00:00:00Z"}}}`,
+				l.desc, base64.StdEncoding.EncodeToString(make([]byte, 32)), base64.StdEncoding.EncodeToString(l.key), l.url)
+		}
+		return []byte(`{"version": "1", "log_list_timestamp": "` + ts + `", "operators": [{"name": "T", "email": ["t@example.com"], "logs": [` + strings.Join(entries, ",") + `], "tiled_logs": []}]}`)
+	}
+	sign := func(data []byte) []byte {
+		digest := sha256.Sum256(data)
+		sig, err := ecdsa.SignASN1(rand.Reader, signer, digest[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	var mu sync.Mutex
+	var body, sig []byte
+	serve := func(b, s []byte) {
+		mu.Lock()
+		body, sig = b, s
+		mu.Unlock()
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.URL.Path {
+		case "/ct/log_list.json":
+			w.Write(body)
+		case "/ct/log_list.sig":
+			w.Write(sig)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+
+	goodLog := listedLog{"Test 'Good' log", good.URL + "/", good.PublicKeyDER()}
+	otherLog := listedLog{"Test 'Other' log", other.URL + "/", other.PublicKeyDER()}
+	v1 := list("2026-09-01T00:00:00Z", goodLog)
+	serve(v1, sign(v1))
+	m := newTestMonitor(t)
+	cfg := parse(t, fmt.Sprintf("watches: [{domain: example.com}]\nsources:\n  - name: list\n    type: loglist\n    url: %s/ct/log_list.json\n    interval: 50ms\n    log_interval: 50ms\n    public_key: |\n      %s\n",
+		srv.URL, strings.ReplaceAll(strings.TrimSpace(string(keyPEM)), "\n", "\n      ")))
+	if got := cfg.Sources[0].SignatureURL; got != srv.URL+"/ct/log_list.sig" {
+		t.Fatalf("signature_url defaults to %q", got)
+	}
+	if err := m.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+	eventually(t, "the signed list's log followed and its timestamp reported", func() bool {
+		h, _ := healthOf(m, "list")
+		return followedLogs(m)["test_good_log"] && h.LogListTimestamp.Equal(t1)
+	})
+
+	signed := list("2026-09-02T00:00:00Z", goodLog)
+	tampered := list("2026-09-02T00:00:00Z", goodLog, otherLog)
+	serve(tampered, sign(signed))
+	eventually(t, "the tampered list refused at two polls", func() bool {
+		h, _ := healthOf(m, "list")
+		return h.Errors[ctsource.ReasonBadSignature] >= 2 && !h.Up
+	})
+	if logs := followedLogs(m); len(logs) != 1 || !logs["test_good_log"] {
+		t.Fatalf("logs followed after the tampered list: %v", logs)
+	}
+	if _, ok := healthOf(m, "test_other_log"); ok {
+		t.Fatal("the log the tampered list added has a source")
+	}
+	if h, _ := healthOf(m, "list"); !h.LogListTimestamp.Equal(t1) {
+		t.Fatalf("list timestamp %v after the tampered list, want the previous list's %v", h.LogListTimestamp, t1)
+	}
+
+	v3 := list("2026-09-03T00:00:00Z", goodLog, otherLog)
+	serve(v3, sign(v3))
+	eventually(t, "the next signed list taken", func() bool {
+		h, _ := healthOf(m, "list")
+		return h.Up && followedLogs(m)["test_other_log"] && h.LogListTimestamp.Equal(time.Date(2026, 9, 3, 0, 0, 0, 0, time.UTC))
+	})
 }

@@ -291,12 +291,20 @@ func newSource(s spec, errs ctsource.ErrorCounter, found func(list string, logs 
 		}
 		return ctlog.NewRFC6962(s.Name, s.URL, s.PublicKeyDER, opts)
 	case config.TypeLogList:
-		return loglist.New(s.Name, s.URL, s.States, s.MaxLogs, time.Duration(s.Interval), time.Duration(s.Timeout), errs, found)
+		l, err := loglist.New(s.Name, s.URL, s.States, s.MaxLogs, time.Duration(s.Interval), time.Duration(s.Timeout), errs, found)
+		if err != nil || s.PublicKeyDER == nil {
+			return l, err
+		}
+		if err := l.RequireSignature(s.PublicKeyDER, s.SignatureURL); err != nil {
+			l.Close()
+			return nil, err
+		}
+		return l, nil
 	}
 	return nil, fmt.Errorf("monitor: source %s: type %q is not supported", s.Name, s.Type)
 }
 
 // env is what a runner's source polls with; it reports to h.
 func (m *Monitor) env(h *health) *ctsource.Env {
-	return &ctsource.Env{Recorder: m.rec, Logger: m.logger, WatchSearched: h.watchSearched}
+	return &ctsource.Env{Recorder: m.rec, Logger: m.logger, WatchSearched: h.watchSearched, LogListAccepted: h.logListAccepted}
 }

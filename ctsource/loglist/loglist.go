@@ -5,8 +5,15 @@ package loglist
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -23,6 +30,10 @@ import (
 
 // maxListSize caps a log list: Google's is about 100 kB.
 const maxListSize = 64 << 20
+
+// maxSignatureSize caps a detached signature: an RSA-4096 signature is 512
+// bytes, an ECDSA one about 140.
+const maxSignatureSize = 64 << 10
 
 // EndedShardGrace is how long after its temporal interval ended a shard is
 // still followed: certificates in it have expired by then.
@@ -46,7 +57,9 @@ type Log struct {
 // file, and tells the monitor which logs to follow. A list that cannot be
 // read or parsed, or that names more than maxLogs logs to follow, keeps the
 // previous one in effect: every log followed costs goroutines, connections
-// and memory, so whoever controls the list must not decide how many.
+// and memory, so whoever controls the list must not decide how many. With a
+// public key (RequireSignature), a list whose detached signature does not
+// verify is refused the same way.
 type List struct {
 	name     string
 	location string
@@ -59,6 +72,11 @@ type List struct {
 	// fetched (and refused) again at the next poll, not answered 304.
 	etag string
 	last []byte
+	// key, when set, must verify the signature at sigLocation over the
+	// exact bytes of a list before it is accepted.
+	key         crypto.PublicKey
+	sigLocation string
+	sigHTTP     *ctsource.Transport
 }
 
 // States names the states a log list may give a log.
@@ -79,6 +97,14 @@ func New(name, location string, states []string, maxLogs int, interval, timeout 
 		return nil, fmt.Errorf("loglist %s: max_logs must be positive, not %d", name, maxLogs)
 	}
 	l := &List{name: name, location: location, maxLogs: maxLogs, found: found, errs: errs, http: ctsource.NewTransport(timeout, 0, interval, maxListSize, errs)}
+	// A signature URL answering 4xx (404: there is no signature) is a list
+	// that cannot be verified: counted as bad_signature, not http_4xx.
+	l.sigHTTP = ctsource.NewTransport(timeout, 0, interval, maxSignatureSize, func(reason string) {
+		if reason == ctsource.ReasonHTTP4xx {
+			reason = ctsource.ReasonBadSignature
+		}
+		errs.Count(reason)
+	})
 	for _, s := range states {
 		st, ok := States[s]
 		if !ok {
@@ -89,11 +115,69 @@ func New(name, location string, states []string, maxLogs int, interval, timeout 
 	return l, nil
 }
 
+// RequireSignature makes the list accepted only when the detached signature
+// at location (a URL, or a file path) verifies over the exact bytes of the
+// list with keyDER, a DER SubjectPublicKeyInfo: RSASSA-PKCS1-v1_5 with
+// SHA-256 for an RSA key (as Google signs log_list.json), ECDSA with
+// SHA-256 (an ASN.1 signature) for an ECDSA key. A list that does not
+// verify, or whose signature is missing, is refused (bad_signature) and the
+// previous one kept. Call it before the first Poll.
+func (l *List) RequireSignature(keyDER []byte, location string) error {
+	key, err := ParseSignatureKey(keyDER)
+	if err != nil {
+		return fmt.Errorf("loglist %s: %w", l.name, err)
+	}
+	if location == "" {
+		return fmt.Errorf("loglist %s: a public key without a signature location", l.name)
+	}
+	l.key, l.sigLocation = key, location
+	return nil
+}
+
+// ParseSignatureKey parses a log list's signing key, a DER
+// SubjectPublicKeyInfo: RSA (2048 bits or more) or ECDSA.
+func ParseSignatureKey(der []byte) (crypto.PublicKey, error) {
+	key, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("the public key is not a DER SubjectPublicKeyInfo: %w", err)
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("the RSA public key has %d bits, fewer than 2048", k.N.BitLen())
+		}
+	case *ecdsa.PublicKey:
+	default:
+		return nil, fmt.Errorf("the public key is a %T: a log list is signed with RSA or ECDSA", key)
+	}
+	return key, nil
+}
+
+// verify checks sig over data with key: RSASSA-PKCS1-v1_5 with SHA-256 for
+// an RSA key, ECDSA with SHA-256 (ASN.1 DER signature, nothing after it)
+// for an ECDSA key.
+func verify(key crypto.PublicKey, data, sig []byte) error {
+	digest := sha256.Sum256(data)
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		return rsa.VerifyPKCS1v15(k, crypto.SHA256, digest[:], sig)
+	case *ecdsa.PublicKey:
+		if !ecdsa.VerifyASN1(k, digest[:], sig) {
+			return errors.New("ECDSA verification failed")
+		}
+		return nil
+	}
+	return fmt.Errorf("unsupported key type %T", key)
+}
+
 // Name is the source label.
 func (l *List) Name() string { return l.name }
 
 // Close drops idle connections.
-func (l *List) Close() { l.http.Close() }
+func (l *List) Close() {
+	l.http.Close()
+	l.sigHTTP.Close()
+}
 
 // Poll fetches the list and, when it changed, passes its logs to
 // the function it was made with. The logs counted against maxLogs are those it would follow:
@@ -106,7 +190,12 @@ func (l *List) Poll(ctx context.Context, env *ctsource.Env) error {
 		return err
 	}
 	if data == nil {
-		return nil // unchanged
+		return nil // unchanged: the list in effect, verified when accepted
+	}
+	if l.key != nil {
+		if err := l.checkSignature(ctx, data); err != nil {
+			return err
+		}
 	}
 	list, err := loglist3.NewFromJSON(data)
 	if err != nil {
@@ -132,7 +221,69 @@ func (l *List) Poll(ctx context.Context, env *ctsource.Env) error {
 	}
 	l.found(l.name, logs)
 	l.last, l.etag = data, etag
+	if env.LogListAccepted != nil {
+		env.LogListAccepted(list.LogListTimestamp)
+	}
 	return nil
+}
+
+// checkSignature fetches the list's detached signature and verifies it over
+// data, the exact bytes fetched. A signature that does not verify, or that
+// is missing (a 4xx, no such file), is a bad_signature, counted here (a 4xx
+// by sigHTTP's counter). A signature that cannot be fetched for another
+// reason (5xx, timeout, network) is counted under that reason by the
+// transport: the list is not accepted either, and the next poll tries
+// again.
+func (l *List) checkSignature(ctx context.Context, data []byte) error {
+	refuse := func(format string, args ...any) error {
+		return &ctsource.Error{Reason: ctsource.ReasonBadSignature, Err: fmt.Errorf("loglist %s: %s; keeping the previous list", l.name, fmt.Sprintf(format, args...))}
+	}
+	sig, err := l.fetchSignature(ctx)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		l.errs.Count(ctsource.ReasonBadSignature)
+		return refuse("the list has no signature: %v", err)
+	case errors.Is(err, errSignatureTooLarge):
+		l.errs.Count(ctsource.ReasonBadSignature)
+		return refuse("the signature file %s is %v", l.sigLocation, err)
+	case ctsource.ReasonOf(err) == ctsource.ReasonHTTP4xx: // counted as bad_signature by sigHTTP
+		return refuse("the list has no signature at %s: %v", l.sigLocation, err)
+	case err != nil:
+		return fmt.Errorf("loglist %s: fetching the signature: %w; keeping the previous list", l.name, err)
+	}
+	if err := verify(l.key, data, sig); err != nil {
+		l.errs.Count(ctsource.ReasonBadSignature)
+		return refuse("the list's signature (%s) does not verify with the configured public key: %v", l.sigLocation, err)
+	}
+	return nil
+}
+
+// fetchSignature reads the signature, from a URL or a file.
+func (l *List) fetchSignature(ctx context.Context) ([]byte, error) {
+	if !isURL(l.sigLocation) {
+		f, err := os.Open(l.sigLocation)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		sig, err := io.ReadAll(io.LimitReader(f, maxSignatureSize+1))
+		if err == nil && len(sig) > maxSignatureSize {
+			err = errSignatureTooLarge
+		}
+		return sig, err
+	}
+	res, err := l.sigHTTP.Get(ctx, l.sigLocation, "*/*")
+	if err != nil {
+		return nil, err
+	}
+	return res.Body, nil
+}
+
+// errSignatureTooLarge is a signature file too large to be one.
+var errSignatureTooLarge = fmt.Errorf("larger than %d bytes: not a signature", maxSignatureSize)
+
+func isURL(location string) bool {
+	return strings.HasPrefix(location, "http://") || strings.HasPrefix(location, "https://")
 }
 
 // skippedLog is a log of the list that is not followed, and why.
@@ -161,7 +312,7 @@ func (l *List) reportSkipped(env *ctsource.Env, skipped []skippedLog) {
 
 // fetch returns the list and its ETag, or a nil list when it did not change.
 func (l *List) fetch(ctx context.Context) ([]byte, string, error) {
-	if !strings.HasPrefix(l.location, "http://") && !strings.HasPrefix(l.location, "https://") {
+	if !isURL(l.location) {
 		data, err := os.ReadFile(l.location)
 		if err != nil {
 			return nil, "", fmt.Errorf("loglist %s: %w", l.name, err)
