@@ -135,6 +135,8 @@ func run(args []string) int {
 		ct,
 		reloads.metrics,
 	)
+	// ct_watch_info's label names are the configuration's: unchecked.
+	reg.MustRegister(collector.NewWatchInfo(mon.WatchSet))
 	reloads.metrics.Succeeded(time.Now())
 
 	var ready atomic.Bool
