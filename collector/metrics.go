@@ -136,6 +136,10 @@ func NewReloads() *Reloads {
 			Name: "ct_config_last_reload_success_timestamp_seconds",
 			Help: "When the configuration was last loaded successfully.",
 		}),
+		searchRound: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ct_source_search_round_seconds",
+			Help: "Search sources (crt.sh, Cert Spotter): the least time a round of searches of all the watches takes, one request per watch at the source's request_interval. Above ct_source_interval_seconds, the watches are searched less often than every interval.",
+		}, []string{labelSource}),
 	}
 }
 
