@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"strings"
 	"path/filepath"
 	"testing"
 	"time"
@@ -114,7 +117,40 @@ receivers:
 		}
 		t.Logf("webhook %s: %d distinct alert(s) %v", team, len(distinct), distinct)
 	}
+	// The watch files are read again on reload: a new watch of payments
+	// gets its labels on ct_watch_info.
+	testenv.WriteFile(t, filepath.Join(dir, "teams", "payments.yml"), `
+- domains: [pay.example.net, new.example.net]
+  expected_issuers: ["Let's Encrypt"]
+  labels: {team: payments, service: checkout}
+`)
+	res, err := http.Post("http://"+addr+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("reload: %s", res.Status)
+	}
+	metrics := httpBody(t, "http://"+addr+"/metrics")
+	if want := `ct_watch_info{service="checkout",team="payments",watch="new.example.net"} 1`; !strings.Contains(metrics, want) {
+		t.Errorf("after the reload /metrics lacks %s", want)
+	}
 	if a, _, ok := hooks["payments"].Firing(map[string]string{"dns_names": "pay.example.net"}); ok && a.Labels["service"] != "" {
 		t.Errorf("service is not in _config.watchLabels, yet joined: %v", a.Labels)
 	}
+}
+
+func httpBody(t *testing.T, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
