@@ -43,6 +43,7 @@ func run(args []string) int {
 	var (
 		configFile  = app.Flag("config.file", "The YAML configuration file.").Default("ct_exporter.yml").String()
 		configCheck = app.Flag("config.check", "Validate the configuration, print what it would watch, and exit (0 valid, 1 not).").Bool()
+		checkFull   = app.Flag("config.check.full", "With --config.check: list every watch, however many (by default more than "+strconv.Itoa(config.DescribeFullLimit)+" are summarised).").Bool()
 		stateFile   = app.Flag("state.file", "The state file: what was seen and how far each source has read. Created if missing.").Default("ct_exporter.state").String()
 		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 		shardFlag   = app.Flag("shard", "i/n: this replica follows only the ctlog sources whose log id hashes to i mod n (search sources are not sharded).").Default("0/1").String()
@@ -87,7 +88,11 @@ func run(args []string) int {
 			return 1
 		}
 		fmt.Printf("%s is valid.\n\n", *configFile)
-		cfg.Describe(os.Stdout)
+		if *checkFull {
+			cfg.DescribeFull(os.Stdout)
+		} else {
+			cfg.Describe(os.Stdout)
+		}
 		return 0
 	}
 	shardIndex, shardCount, err := parseShard(*shardFlag)
@@ -135,7 +140,10 @@ func run(args []string) int {
 		ct,
 		reloads.metrics,
 	)
+	// ct_watch_info's label names are the configuration's: unchecked.
+	reg.MustRegister(collector.NewWatchInfo(mon.WatchSet))
 	reloads.metrics.Succeeded(time.Now())
+	reloads.metrics.Configured(searchRounds(cfg, logger))
 
 	var ready atomic.Bool
 	mux := http.NewServeMux()
@@ -260,8 +268,29 @@ func (r *reloader) reload() error {
 		return err
 	}
 	r.metrics.Succeeded(time.Now())
+	r.metrics.Configured(searchRounds(cfg, r.logger))
 	r.logger.Info("configuration reloaded", "file", r.file, "watches", len(cfg.Watches), "sources", len(cfg.Sources))
 	return nil
+}
+
+// searchRounds is, for each search source, the least time a round of
+// searches of all its watches takes; a source that cannot search them all
+// within its interval is warned about, rather than silently falling behind.
+func searchRounds(cfg *config.Config, logger *slog.Logger) map[string]time.Duration {
+	rounds := map[string]time.Duration{}
+	for i := range cfg.Sources {
+		s := &cfg.Sources[i]
+		n, round := cfg.SearchRound(s)
+		if s.Type != config.TypeCrtsh && s.Type != config.TypeCertspotter {
+			continue
+		}
+		rounds[s.Name] = round
+		if why := cfg.Overdue(s); why != "" {
+			logger.Warn("a search source cannot keep up with its watches", "source", s.Name, "watches", n,
+				"round", round, "interval", time.Duration(s.Interval), "why", why)
+		}
+	}
+	return rounds
 }
 
 // parseShard parses --shard i/n.

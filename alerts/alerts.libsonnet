@@ -14,7 +14,20 @@
   // (its precertificate in one log, its final certificate in another)
   // expose different cert_sha256 labels: bottomk keeps the one first seen,
   // whose value (first seen) never changes, so the alert's labels stay put.
-  local certificates(verdict) =
+  // An alert about a watch takes the watch's labels (_config.watchLabels)
+  // from ct_watch_info, one series per watch (topk: replicas amid a
+  // reload may disagree, and group_left needs one). A watch with no
+  // ct_watch_info (an exporter older than it) alerts all the same, without
+  // them: a missing info series must never lose a certificate alert.
+  local watchInfo = 'topk by (watch) (1, max without (%(without)s) (ct_watch_info{%(sel)s}))' % { without: without, sel: c.selector },
+  local withWatchLabels(expr) =
+    if std.length(c.watchLabels) == 0 then expr
+    else '(%(e)s) * on (watch) group_left (%(l)s) %(i)s or (%(e)s unless on (watch) %(i)s)' % {
+      e: expr, l: std.join(', ', c.watchLabels), i: watchInfo,
+    },
+
+  local certificates(verdict) = withWatchLabels(certificatesOnly(verdict)),
+  local certificatesOnly(verdict) =
     'bottomk by (watch, tbs_sha256) (1, ' +
     'max without (%(without)s) (last_over_time(ct_certificate_first_seen_timestamp_seconds{%(sel)s, verdict="%(v)s"}[%(hold)s])) ' % {
       without: without, sel: c.selector, v: verdict, hold: c.certificateAlertHold,
@@ -67,11 +80,11 @@
                            'An expected issuer is no proof it is yours: authorize your keys to silence these.'),
           {
             alert: 'CTCertificateTooFewSCTs',
-            expr: oneLine(|||
+            expr: withWatchLabels(oneLine(|||
               (max without (%(without)s) (ct_certificate_embedded_scts{%(sel)s}) < 2)
               * on (watch, tbs_sha256) group_left (dns_names, issuer, serial, cert_sha256)
               (0 * bottomk by (watch, tbs_sha256) (1, max without (%(without)s, verdict) (ct_certificate_first_seen_timestamp_seconds{%(sel)s})) + 1)
-            ||| % { without: without, sel: c.selector }),
+            ||| % { without: without, sel: c.selector })),
             labels: { severity: 'warning' },
             annotations: {
               summary: 'A certificate for your domain embeds fewer than 2 SCTs',
@@ -103,12 +116,12 @@
             alert: 'CTSourceWatchStale',
             // Each replica searches on its own: one alert however many
             // replicas cannot search the watch, with the longest staleness.
-            expr: oneLine(|||
+            expr: withWatchLabels(oneLine(|||
               max without (%(without)s) (
               (time() - ct_source_watch_last_success_timestamp_seconds{%(sel)s})
               > ignoring (watch) group_left
               %(n)d * ct_source_interval_seconds{%(sel)s})
-            ||| % { without: without, sel: c.selector, n: c.sourceWatchStaleIntervals }),
+            ||| % { without: without, sel: c.selector, n: c.sourceWatchStaleIntervals })),
             labels: { severity: 'warning' },
             annotations: {
               summary: 'A search source has not searched one watch for several intervals',

@@ -25,6 +25,12 @@
     // How old the log list in effect may be (its own log_list_timestamp)
     // before CTLogListStale: Google publishes its list daily.
     logListStaleDays: 30,
+    // The watch labels (the labels key of a watch in ct_exporter's
+    // configuration) that alerts about a watch carry, for Alertmanager to
+    // route on (matchers: [team="payments"]). Set it to the label names
+    // your configuration uses: the rules join them from ct_watch_info, so
+    // the names must be known when the rules are rendered. [] joins nothing.
+    watchLabels: ['team'],
     runbookURL: 'https://github.com/ct-exporter/ct_exporter/blob/main/docs/runbook.md',
   },
 }

@@ -136,6 +136,10 @@ func NewReloads() *Reloads {
 			Name: "ct_config_last_reload_success_timestamp_seconds",
 			Help: "When the configuration was last loaded successfully.",
 		}),
+		searchRound: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ct_source_search_round_seconds",
+			Help: "Search sources (crt.sh, Cert Spotter): the least time a round of searches of all the watches takes, one request per watch at the source's request_interval. Above ct_source_interval_seconds, the watches are searched less often than every interval.",
+		}, []string{labelSource}),
 	}
 }
 
@@ -143,7 +147,7 @@ func NewReloads() *Reloads {
 // for checks of dashboards, alerts and documentation against the code.
 func Describe(ch chan<- *prometheus.Desc) {
 	New(nil, nil, nil).Describe(ch)
-	for _, f := range []constFamily{firstSeen, embeddedSCTs, parseErrorInfo} {
+	for _, f := range []constFamily{firstSeen, embeddedSCTs, parseErrorInfo, watchInfo} {
 		ch <- f.desc
 	}
 	NewReloads().Describe(ch)
@@ -207,3 +211,15 @@ func (f constFamily) series(v float64, labels ...string) *dto.Metric {
 	}
 	return m
 }
+
+// Watches' own labels (the labels key), for the alerting rules to join.
+// Its label names are the watches' label names, chosen in the
+// configuration, so its Desc is made at each scrape (WatchInfo is an
+// unchecked collector); watchInfoHelp is its HELP, watchInfo its Desc with
+// no label of the user's, for the checks of the documentation.
+const (
+	watchInfoName = "ct_watch_info"
+	watchInfoHelp = "Always 1, one series per configured watch, carrying the watch's labels (the labels key; empty when a watch does not set one): join it in rules to route a watch's alerts, e.g. * on (watch) group_left (team) ct_watch_info."
+)
+
+var watchInfo = gauge(watchInfoName, watchInfoHelp, labelWatch)

@@ -102,6 +102,17 @@ func (s *Sources) Collect(ch chan<- prometheus.Metric) {
 // ct_config_last_reload_success_timestamp_seconds (NewReloads).
 type Reloads struct {
 	success, timestamp prometheus.Gauge
+	searchRound        *prometheus.GaugeVec
+}
+
+// Configured reports, for each search source of the configuration in
+// effect, the least time a round of searches of all its watches takes at
+// its request spacing (config.SearchRound).
+func (r *Reloads) Configured(rounds map[string]time.Duration) {
+	r.searchRound.Reset()
+	for source, d := range rounds {
+		r.searchRound.WithLabelValues(source).Set(d.Seconds())
+	}
 }
 
 // Succeeded reports the configuration loaded at at.
@@ -117,12 +128,14 @@ func (r *Reloads) Failed() { r.success.Set(0) }
 func (r *Reloads) Describe(ch chan<- *prometheus.Desc) {
 	r.success.Describe(ch)
 	r.timestamp.Describe(ch)
+	r.searchRound.Describe(ch)
 }
 
 // Collect sends the series.
 func (r *Reloads) Collect(ch chan<- prometheus.Metric) {
 	r.success.Collect(ch)
 	r.timestamp.Collect(ch)
+	r.searchRound.Collect(ch)
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }

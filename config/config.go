@@ -39,22 +39,35 @@ type Config struct {
 	// MaxIssuersPerWatch bounds the issuer label values of
 	// ct_new_certificates_total per watch: issuers beyond it are counted
 	// as issuer="other".
-	MaxIssuersPerWatch int      `yaml:"max_issuers_per_watch"`
-	Watches            []Watch  `yaml:"watches"`
-	Sources            []Source `yaml:"sources"`
+	MaxIssuersPerWatch int     `yaml:"max_issuers_per_watch"`
+	Watches            []Watch `yaml:"watches"`
+	// WatchFiles are globs of YAML files, each a list of watches entries,
+	// read at every (re)load; relative ones from the configuration's
+	// directory.
+	WatchFiles []string `yaml:"watch_files"`
+	Sources    []Source `yaml:"sources"`
 
 	// Policy is the compiled watches, authorized keys from files included.
 	Policy *watch.Set `yaml:"-"`
 }
 
-// Watch is one watches entry.
+// Watch is one watches entry: one domain, or a group of domains sharing
+// one policy. Once loaded, Config.Watches holds one entry per domain (the
+// groups and the watch files expanded), its Domain normalized.
 type Watch struct {
 	Domain                 string   `yaml:"domain"`
+	Domains                []string `yaml:"domains"`
 	IncludeSubdomains      *bool    `yaml:"include_subdomains"`
 	ExpectedIssuers        []string `yaml:"expected_issuers"`
 	AuthorizedKeys         []string `yaml:"authorized_keys"`
 	AuthorizedKeyFiles     []string `yaml:"authorized_key_files"`
 	AuthorizedCertificates []string `yaml:"authorized_certificates"`
+	// Labels are added, through ct_watch_info, to the alerts about this
+	// watch's issuances (label name → value).
+	Labels map[string]string `yaml:"labels"`
+
+	// File is where the entry is, "file:line", for messages.
+	File string `yaml:"-"`
 }
 
 // Source is one sources entry.
@@ -243,59 +256,11 @@ func (c *Config) validate(p *problems, root *yaml.Node, dir string) {
 	} else if c.MaxIssuersPerWatch < 0 {
 		p.add(line(root, "max_issuers_per_watch"), "max_issuers_per_watch must be positive")
 	}
-	if len(c.Watches) == 0 {
-		p.add(line(root, "watches"), "no watches: add at least one, such as `watches: [{domain: example.com}]`")
-	}
 	if len(c.Sources) == 0 {
 		p.add(line(root, "sources"), "no sources: add at least one, such as `sources: [{name: crtsh, type: crtsh}]`")
 	}
 
-	watches := make([]watch.Watch, 0, len(c.Watches))
-	seenDomain := map[string]int{}
-	for i := range c.Watches {
-		w := &c.Watches[i]
-		at := func(key string) int { return line(root, "watches", i, key) }
-		domain, why := watch.NormalizeDomain(w.Domain)
-		if why != "" {
-			p.add(at("domain"), "watch domain %q: %s", w.Domain, why)
-			continue
-		}
-		if prev, dup := seenDomain[domain]; dup {
-			p.add(at("domain"), "watch %s is configured twice (also at line %d): merge the two entries", domain, prev)
-			continue
-		}
-		seenDomain[domain] = at("domain")
-		if w.IncludeSubdomains == nil {
-			t := true
-			w.IncludeSubdomains = &t
-		}
-		cw := watch.NewWatch(domain, *w.IncludeSubdomains)
-		for j, e := range w.ExpectedIssuers {
-			m, err := watch.ParseIssuerMatcher(e)
-			if err != nil {
-				p.add(line(root, "watches", i, "expected_issuers", j), "watch %s: %v", domain, err)
-				continue
-			}
-			cw.ExpectedIssuers = append(cw.ExpectedIssuers, m)
-		}
-		cw.AuthorizedKeys = hashes(p, root, i, "authorized_keys", w.AuthorizedKeys,
-			"watch %s: authorized key %q is not a SHA-256 in hex (64 hex digits, the SPKI SHA-256 crt.sh and Cert Spotter show)", domain)
-		for j, g := range w.AuthorizedKeyFiles {
-			keys, err := readKeyFiles(g, dir)
-			if err != nil {
-				p.add(line(root, "watches", i, "authorized_key_files", j), "watch %s: %v", domain, err)
-				continue
-			}
-			for _, h := range keys {
-				cw.AuthorizedKeys[h] = struct{}{}
-			}
-		}
-		cw.AuthorizedCerts = hashes(p, root, i, "authorized_certificates", w.AuthorizedCertificates,
-			"watch %s: authorized certificate %q is not a tbs_sha256 in hex (64 hex digits)", domain)
-		w.Domain = domain
-		watches = append(watches, cw)
-	}
-	c.Policy = watch.NewSet(watches)
+	c.compileWatches(p, root, dir)
 
 	seenName := map[string]int{}
 	for i := range c.Sources {
@@ -645,12 +610,12 @@ func (s *Source) defaults(set func(string) bool, u string, interval, timeout, ga
 }
 
 // hashes parses a watch's list of SHA-256 hex strings, reporting each bad one.
-func hashes(p *problems, root *yaml.Node, watchIndex int, key string, list []string, complaint, domain string) map[[32]byte]struct{} {
+func hashes(p *problems, entry *yaml.Node, key string, list []string, complaint, domain string) map[[32]byte]struct{} {
 	set := make(map[[32]byte]struct{}, len(list))
 	for j, k := range list {
 		h, ok := parseHash(k)
 		if !ok {
-			p.add(line(root, "watches", watchIndex, key, j), complaint, domain, k)
+			p.add(line(entry, key, j), complaint, domain, k)
 			continue
 		}
 		set[h] = struct{}{}

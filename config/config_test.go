@@ -136,7 +136,7 @@ func TestParseErrorsNameFileLineAndFix(t *testing.T) {
 watches: [{domain: example.com}]
 sources: [{name: c, type: crtsh}]
 recent_windw: 1h
-`, []string{`f.yml:4: unknown key "recent_windw" in the configuration; the keys are: max_issuers_per_watch, recent_series_limit, recent_window, sources, watches`}},
+`, []string{`f.yml:4: unknown key "recent_windw" in the configuration; the keys are: max_issuers_per_watch, recent_series_limit, recent_window, sources, watch_files, watches`}},
 		"limits": {`
 watches: [{domain: example.com}]
 sources: [{name: c, type: crtsh}]

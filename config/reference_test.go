@@ -294,6 +294,8 @@ func docKind(t reflect.Type) string {
 		return "duration"
 	case t.Kind() == reflect.Slice:
 		return "list"
+	case t.Kind() == reflect.Map:
+		return "map"
 	case t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Bool, t.Kind() == reflect.Bool:
 		return "boolean"
 	case t.Kind() == reflect.Int:
@@ -447,6 +449,8 @@ func TestReferenceExamplesParse(t *testing.T) {
 				content = publicKeyPEM(t)
 			case strings.HasSuffix(f, ".pem"):
 				content = endEntityPEM(t)
+			case strings.HasSuffix(f, ".yml"): // a watch file
+				content = []byte("- domain: " + strings.TrimSuffix(filepath.Base(f), ".yml") + ".example\n")
 			}
 			if err := os.WriteFile(path, content, 0o644); err != nil {
 				t.Fatal(err)

@@ -4,10 +4,13 @@
 // (jsonnet, then 2-space JSON); the test fails when the JSON is stale.
 local g = import 'grafana.libsonnet';
 local sel = g.sel;
+// A watch's series, of the watches of the teams selected ($team, from
+// ct_watch_info: a watch's labels).
+local wsel = g.wsel;
 
 // One value per issuance and watch, whichever replicas expose it.
 local firstSeen(matchers='') =
-  'max by (watch, tbs_sha256) (%s)' % sel('ct_certificate_first_seen_timestamp_seconds', matchers);
+  'max by (watch, tbs_sha256) (%s)' % wsel('ct_certificate_first_seen_timestamp_seconds', matchers);
 local inRange(expr) = '%s > time() - $__range_s' % expr;
 local countOrZero(expr) = 'count(%s) or vector(0)' % expr;
 // Replicas count the same issuances: take one replica's increase per series.
@@ -19,7 +22,7 @@ local countOrZero(expr) = 'count(%s) or vector(0)' % expr;
 // scrape interval: at step t it counts first-seen times in (t-R, t-R+I],
 // each issuance in exactly one step, once its series exists.
 local firstSeenPerStep(by) =
-  'count by (%s) ((max by (watch, tbs_sha256, issuer, verdict) (%s) > time() - $__rate_interval_s) <= time() - $__rate_interval_s + $__interval_s)' % [by, sel('ct_certificate_first_seen_timestamp_seconds')];
+  'count by (%s) ((max by (watch, tbs_sha256, issuer, verdict) (%s) > time() - $__rate_interval_s) <= time() - $__rate_interval_s + $__interval_s)' % [by, wsel('ct_certificate_first_seen_timestamp_seconds')];
 
 local verdictMappings = g.valueMappings({
   authorized: { color: 'green', text: 'authorized' },
@@ -68,14 +71,14 @@ local certificates = [
       'Final certificates with < 2 SCTs',
       'Recent issuances whose final certificate embeds fewer than 2 SCTs (CTCertificateTooFewSCTs): browsers reject them.',
       'none',
-      [g.instant(countOrZero('max by (watch, tbs_sha256) (%s) < 2' % sel('ct_certificate_embedded_scts')))],
+      [g.instant(countOrZero('max by (watch, tbs_sha256) (%s) < 2' % wsel('ct_certificate_embedded_scts')))],
       zeroGood('orange'),
     ),
     g.stat(
       'Recent series dropped · in range',
       'Recent issuances not exposed as series because a watch reached recent_series_limit (least urgent dropped first). Anything above 0 means the table and the certificate alerts may miss issuances: narrow the watch or raise the limit.',
       'none',
-      [g.instant('sum(max by (watch) (increase(%s[$__range]))) or vector(0)' % sel('ct_certificate_series_dropped_total'))],
+      [g.instant('sum(max by (watch) (increase(%s[$__range]) and on (watch) %s)) or vector(0)' % [sel('ct_certificate_series_dropped_total'), g.teamWatches])],
       zeroGood('orange'),
     ),
   ]),
@@ -107,12 +110,12 @@ local certificates = [
       [
         g.tableQuery(
           '(%s) * 1000' % inRange('max by (watch, verdict, issuer, dns_names, subject_cn, serial, tbs_sha256, cert_sha256) (%s)'
-                                  % sel('ct_certificate_first_seen_timestamp_seconds')),
+                                  % wsel('ct_certificate_first_seen_timestamp_seconds')),
           'A'
         ),
         g.tableQuery(
           'max by (watch, tbs_sha256) (%s) and on (watch, tbs_sha256) (%s)'
-          % [sel('ct_certificate_embedded_scts'), inRange(firstSeen())],
+          % [wsel('ct_certificate_embedded_scts'), inRange(firstSeen())],
           'B'
         ),
       ],
@@ -145,7 +148,7 @@ local certificates = [
       'Recent issuances exposed, by current verdict',
       'Issuances exposed as recent series (first seen within recent_window), by their current verdict: unexpected and unreviewed ones are the certificate alerts that fire; authorizing one moves it to authorized.',
       'none',
-      [g.range('count by (verdict) (max by (watch, tbs_sha256, verdict) (%s))' % sel('ct_certificate_first_seen_timestamp_seconds'), '{{verdict}}')],
+      [g.range('count by (verdict) (max by (watch, tbs_sha256, verdict) (%s))' % wsel('ct_certificate_first_seen_timestamp_seconds'), '{{verdict}}')],
       stack=true,
       overrides=g.verdictOverrides,
     ),
@@ -153,7 +156,7 @@ local certificates = [
       'Recent series dropped, by watch',
       'Recent issuances not exposed because the watch reached recent_series_limit, per rate window (ct_certificate_series_dropped_total counts since the exporter started).',
       'none',
-      [g.range('max by (watch) (increase(%s[$__rate_interval])) > 0' % sel('ct_certificate_series_dropped_total'), '{{watch}}')],
+      [g.range('max by (watch) (increase(%s[$__rate_interval]) and on (watch) %s) > 0' % [sel('ct_certificate_series_dropped_total'), g.teamWatches], '{{watch}}')],
       bars=true,
       noValue='None dropped',
     ),
@@ -466,7 +469,7 @@ g.dashboard(
     datasource: g.ds,
     enable: true,
     expr: 'max by (watch, verdict, issuer, dns_names, serial, tbs_sha256) (%s) * 1000'
-          % sel('ct_certificate_first_seen_timestamp_seconds', 'verdict=~"issuer_unexpected|unreviewed"'),
+          % wsel('ct_certificate_first_seen_timestamp_seconds', 'verdict=~"issuer_unexpected|unreviewed"'),
     hide: false,
     iconColor: 'red',
     name: 'Issuances to review',

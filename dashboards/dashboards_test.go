@@ -33,6 +33,7 @@ var testVars = map[string]string{
 	"__interval":      "15s",
 	"job":             "ct_exporter",
 	"instance":        ".+",
+	"team":            ".*",
 }
 
 type dashboard struct {
@@ -891,8 +892,8 @@ func TestQueries(t *testing.T) {
 			t.Errorf("%s: a variable the end-to-end tests do not set is left in %s", q, s)
 		}
 	}
-	if kinds["panel"] != targets || kinds["annotation"] == 0 || kinds["variable"] != 2 {
-		t.Errorf("Queries found %v; the dashboards have %d panel queries, an annotation and the job and instance variables", kinds, targets)
+	if kinds["panel"] != targets || kinds["annotation"] == 0 || kinds["variable"] != 3 {
+		t.Errorf("Queries found %v; the dashboards have %d panel queries, an annotation and the job, instance and team variables", kinds, targets)
 	}
 	var table, instant bool
 	for _, q := range qs {
@@ -994,6 +995,8 @@ func TestQueriesEvaluate(t *testing.T) {
 		{`ct_certificate_embedded_scts{job="ct_exporter",instance="a:9812",watch="example.com",tbs_sha256="t3"}`, "3x200"},
 		{`ct_certificate_embedded_scts{job="ct_exporter",instance="a:9812",watch="example.com",tbs_sha256="t2"}`, "2x200"},
 		{`ct_certificate_series_dropped_total{job="ct_exporter",instance="a:9812",watch="example.com"}`, "0x200"},
+		{`ct_watch_info{job="ct_exporter",instance="a:9812",watch="example.com",team="web"}`, "1x200"},
+		{`ct_watch_info{job="ct_exporter",instance="b:9812",watch="example.com",team="web"}`, "1x200"},
 		{`ct_log_sth_lag_seconds{job="ct_exporter",instance="a:9812",log="argon"}`, "43200x200"},
 		{`ct_log_sth_lag_seconds{job="ct_exporter",instance="b:9812",log="argon"}`, "21600x200"},
 		{`ct_log_mmd_seconds{job="ct_exporter",instance="a:9812",log="argon"}`, "86400x200"},

@@ -10,6 +10,13 @@
   sel(metric, matchers='')::
     metric + '{job=~"$job", instance=~"$instance"' + (if matchers == '' then '' else ', ' + matchers) + '}',
 
+  // wsel is sel for a family with a watch label, keeping the watches of
+  // the teams selected in the team variable (ct_watch_info's team label,
+  // from the watches' labels; All also keeps watches without a team).
+  wsel(metric, matchers='')::
+    '(%s and on (watch) %s)' % [$.sel(metric, matchers), $.teamWatches],
+  teamWatches:: $.sel('ct_watch_info', 'team=~"$team"'),
+
   // A range query drawn over time.
   range(expr, legend='__auto', refId='A'):: {
     datasource: $.ds,
@@ -275,6 +282,26 @@
       name: 'instance',
       options: [],
       query: 'label_values(ct_exporter_build_info{job=~"$job"}, instance)',
+      refresh: 2,
+      regex: '',
+      skipUrlSync: false,
+      sort: 1,
+      type: 'query',
+    },
+    // The teams owning the watches (the team label of the watches' labels
+    // key, on ct_watch_info): the certificate panels show their watches.
+    {
+      allValue: '.*',
+      current: { selected: true, text: ['All'], value: ['$__all'] },
+      datasource: $.ds,
+      definition: 'label_values(ct_watch_info{job=~"$job"}, team)',
+      hide: 0,
+      includeAll: true,
+      label: 'Team',
+      multi: true,
+      name: 'team',
+      options: [],
+      query: 'label_values(ct_watch_info{job=~"$job"}, team)',
       refresh: 2,
       regex: '',
       skipUrlSync: false,

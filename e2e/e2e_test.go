@@ -187,6 +187,7 @@ func checkDashboards(t *testing.T, w *world) {
 		"__rate_interval": "4s", "__interval": "1s", "__range": "1h",
 		// As Grafana writes a regex-escaped value into a PromQL string.
 		"job": "ct_exporter", "instance": strings.ReplaceAll(regexp.QuoteMeta(w.addr), `\`, `\\`),
+		"team": ".*",
 	}
 	withData := map[string]bool{}
 	ctx := context.Background()

@@ -58,14 +58,8 @@ type stack struct {
 // second with the given rules.
 func startStack(t testing.TB, target, rules string) *stack {
 	t.Helper()
-	prom := testenv.Require(t, "prometheus", "prometheus")
-	am := testenv.Require(t, "prometheus-alertmanager", "prometheus-alertmanager")
-	dir := t.TempDir()
-	s := &stack{hook: harness.NewWebhook(t)}
-
-	amAddr := testenv.FreeAddr(t)
-	amCfg := filepath.Join(dir, "alertmanager.yml")
-	testenv.WriteFile(t, amCfg, fmt.Sprintf(`
+	hook := harness.NewWebhook(t)
+	s := startStackWith(t, target, rules, fmt.Sprintf(`
 route:
   receiver: hook
   group_by: [alertname, watch, tbs_sha256, source, log]
@@ -77,7 +71,22 @@ receivers:
     webhook_configs:
       - url: %q
         send_resolved: true
-`, s.hook.URL+"/"))
+`, hook.URL+"/"))
+	s.hook = hook
+	return s
+}
+
+// startStackWith is startStack with the given Alertmanager configuration.
+func startStackWith(t testing.TB, target, rules, alertmanagerConfig string) *stack {
+	t.Helper()
+	prom := testenv.Require(t, "prometheus", "prometheus")
+	am := testenv.Require(t, "prometheus-alertmanager", "prometheus-alertmanager")
+	dir := t.TempDir()
+	s := &stack{}
+
+	amAddr := testenv.FreeAddr(t)
+	amCfg := filepath.Join(dir, "alertmanager.yml")
+	testenv.WriteFile(t, amCfg, alertmanagerConfig)
 	harness.StartProcess(t, am, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am"),
 		"--web.listen-address="+amAddr, "--cluster.listen-address=")
 	s.amURL = "http://" + amAddr

@@ -202,6 +202,10 @@ func TestRoutesEdgeCases(t *testing.T) {
 		{"exporter alert, info (none shipped yet)", map[string]string{"alertname": "CTSomethingNew", "severity": "info", "job": "ct_exporter", "instance": "ct:9812"}, wantReceivers["info"]},
 		{"unknown severity is not lost and does not page", map[string]string{"alertname": "CTUnexpectedIssuerCertificate", "severity": "page", "job": "ct_exporter"}, []string{"ct-slack"}},
 		{"no severity", map[string]string{"alertname": "CTSourceDown", "job": "ct_exporter"}, []string{"ct-slack"}},
+		{"payments' critical certificate pages payments", map[string]string{"alertname": "CTUnexpectedIssuerCertificate", "severity": "critical", "job": "ct_exporter", "watch": "pay.example.com", "tbs_sha256": "aa11", "team": "payments"}, []string{"payments-pagerduty"}},
+		{"payments' warning goes to its channel", map[string]string{"alertname": "CTUnreviewedCertificate", "severity": "warning", "job": "ct_exporter", "watch": "pay.example.com", "tbs_sha256": "aa11", "team": "payments"}, []string{"payments-slack"}},
+		{"web's critical certificate goes to web", map[string]string{"alertname": "CTUnexpectedIssuerCertificate", "severity": "critical", "job": "ct_exporter", "watch": "example.org", "tbs_sha256": "aa11", "team": "web"}, []string{"web-slack"}},
+		{"a team without a route: by severity", map[string]string{"alertname": "CTUnexpectedIssuerCertificate", "severity": "critical", "job": "ct_exporter", "watch": "example.net", "tbs_sha256": "aa11", "team": "other"}, wantReceivers["critical"]},
 		{"another job's critical alert is not ct_exporter's to page", map[string]string{"alertname": "NodeDown", "severity": "critical", "job": "node"}, []string{"ct-slack"}},
 	} {
 		if got := routeTest(t, amtool, tc.labels); !slices.Equal(got, tc.want) {

@@ -18,6 +18,9 @@ type Set struct {
 	// "example.com"): a name whose suffix is not in it concerns no watch,
 	// so most names are dismissed by their last label alone.
 	suffixes map[string]struct{}
+	// labelNames is every label name of every watch, sorted: each watch
+	// has each (empty when it does not set it).
+	labelNames []string
 }
 
 // NewSet indexes watches. Their order is kept: Match returns indices into it.
@@ -29,8 +32,15 @@ func NewSet(watches []Watch) *Set {
 		byName:   make(map[string]int, len(watches)),
 		suffixes: make(map[string]struct{}, 2*len(watches)),
 	}
+	names := map[string]struct{}{}
 	for i := range watches {
 		w := &watches[i]
+		for k := range w.Labels {
+			if _, ok := names[k]; !ok {
+				names[k] = struct{}{}
+				s.labelNames = append(s.labelNames, k)
+			}
+		}
 		s.byName[w.Domain] = i
 		if w.IsIP() {
 			s.ipWatch = append(s.ipWatch, i)
@@ -49,8 +59,13 @@ func NewSet(watches []Watch) *Set {
 			s.byParent[parent] = append(s.byParent[parent], i)
 		}
 	}
+	slices.Sort(s.labelNames)
 	return s
 }
+
+// LabelNames returns the label names the watches set, sorted: every watch
+// has every one of them, empty when it does not set it.
+func (s *Set) LabelNames() []string { return s.labelNames }
 
 // Watches returns the watches in configuration order.
 func (s *Set) Watches() []Watch { return s.watches }

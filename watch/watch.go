@@ -149,6 +149,9 @@ type Watch struct {
 	ExpectedIssuers   []IssuerMatcher
 	AuthorizedKeys    map[[32]byte]struct{} // SPKI SHA-256
 	AuthorizedCerts   map[[32]byte]struct{} // tbs_sha256
+	// Labels are the watch's own labels (name → value), exposed on
+	// ct_watch_info for the alerting rules to join.
+	Labels map[string]string
 
 	prefix netip.Prefix // valid for IP watches
 }
