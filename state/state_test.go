@@ -462,8 +462,8 @@ func TestRecordRoundTrip(t *testing.T) {
 	is.ParseError = "x509: malformed certificate policies"
 	is.FirstSeen = now
 	is.Watches = []WatchMatch{{Watch: "example.com", FirstSeen: now, Verdict: watch.IssuerAllowed}}
-	enc := encodeIssuance(is)
-	got, err := decodeIssuance(is.TBSSHA256[:], enc)
+	enc := EncodeIssuance(is)
+	got, err := DecodeIssuance(is.TBSSHA256[:], enc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +471,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, is)
 	}
 	for i := range enc {
-		if _, err := decodeIssuance(is.TBSSHA256[:], enc[:i]); err == nil {
+		if _, err := DecodeIssuance(is.TBSSHA256[:], enc[:i]); err == nil {
 			t.Fatalf("truncated record (%d of %d bytes) decoded", i, len(enc))
 		}
 	}
@@ -483,20 +483,20 @@ func TestRecordVersion1IsRead(t *testing.T) {
 	is := issuance(8, now)
 	is.FirstSeen = now
 	is.Watches = []WatchMatch{{Watch: "example.com", FirstSeen: now, Verdict: watch.Unreviewed}}
-	enc := encodeIssuance(is)
+	enc := EncodeIssuance(is)
 	// Version 2 ends with an empty OtherCNs count and an empty ParseError.
 	if enc[0] != 2 || enc[len(enc)-2] != 0 || enc[len(enc)-1] != 0 {
 		t.Fatalf("unexpected version 2 encoding %x", enc)
 	}
 	v1 := append([]byte{1}, enc[1:len(enc)-2]...)
-	got, err := decodeIssuance(is.TBSSHA256[:], v1)
+	got, err := DecodeIssuance(is.TBSSHA256[:], v1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(got) != fmt.Sprint(is) {
 		t.Fatalf("version 1:\n got %+v\nwant %+v", got, is)
 	}
-	if _, err := decodeIssuance(is.TBSSHA256[:], append([]byte{3}, enc[1:]...)); err == nil {
+	if _, err := DecodeIssuance(is.TBSSHA256[:], append([]byte{3}, enc[1:]...)); err == nil {
 		t.Fatal("a record of a newer version was read")
 	}
 }
@@ -591,7 +591,7 @@ func checkConsistent(t *testing.T, path string, s *Store) {
 		n := 0
 		matches := 0
 		err := tx.Bucket(bucketIssuances).ForEach(func(k, v []byte) error {
-			is, err := decodeIssuance(k, v)
+			is, err := DecodeIssuance(k, v)
 			if err != nil {
 				return err
 			}
