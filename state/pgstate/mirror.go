@@ -28,7 +28,7 @@ func (s *Store) refreshWith(ctx context.Context, q querier) error {
 	if err := q.QueryRow(ctx, `SELECT seq, issuances FROM ct_changes WHERE id = 1`).Scan(&seq, &count); err != nil {
 		return err
 	}
-	if uint64(seq) == s.seq {
+	if uint64(seq) == s.seq && s.loaded {
 		return nil
 	}
 	since := int64(s.seq)
@@ -56,6 +56,17 @@ func (s *Store) refreshWith(ctx context.Context, q querier) error {
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return err
+	}
+
+	if !s.loaded {
+		// Opening: the counters are all the mirror needs; the recent
+		// series are read, within their window only, by SetPolicy (as
+		// the state file does), so that a large database is not read
+		// into memory.
+		s.loaded = true
+		s.Apply(change)
+		s.seq = uint64(seq)
+		return nil
 	}
 
 	// New matches, as the transactions that made them found them.

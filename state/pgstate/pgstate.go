@@ -65,6 +65,7 @@ type Store struct {
 
 	refreshMu sync.Mutex // guards what follows and orders the mirror's changes
 	seq       uint64     // the change number the mirror reflects
+	loaded    bool       // the counters were read once
 	issuers   map[string]map[string]struct{}
 
 	*state.Mirror
