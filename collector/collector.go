@@ -17,8 +17,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/state"
 )
 
-// Sources of the snapshots; the store (monitor.Store: *state.Store or
-// *pgstate.Store) and *monitor.Monitor in the exporter.
+// Sources of the snapshots; *state.Store and *monitor.Monitor in the exporter.
 type (
 	StateSnapshotter interface {
 		SnapshotWithoutRecent() state.Snapshot

@@ -20,7 +20,7 @@ import (
 )
 
 // RecentState is what the recent-issuance series are built from:
-// the store (monitor.Store) in the exporter.
+// *state.Store in the exporter.
 type RecentState interface {
 	// RecentVersion changes whenever the recent series Snapshot returns
 	// would: an issuance recorded, judged again, or leaving the window.
