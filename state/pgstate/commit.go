@@ -213,9 +213,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
 				tbs[:], is.EmbeddedSCTs, text(is.ParseError), next, rec)
 		}
 	}
-	for _, r := range watchRows {
-		b.Queue(`INSERT INTO issuance_watches (tbs_sha256, watch, first_seen, verdict, changed) VALUES ($1, $2, $3, $4, $5)`,
-			append(r, next)...)
+	for i, r := range watchRows {
+		b.Queue(`INSERT INTO issuance_watches (tbs_sha256, watch, first_seen, verdict, changed, ordinal) VALUES ($1, $2, $3, $4, $5, $6)`,
+			append(r, next, i)...)
 	}
 	for k, d := range change.Counters {
 		name, labels := state.ParseCounterKey(k)

@@ -71,7 +71,7 @@ func (s *Store) refreshWith(ctx context.Context, q querier) error {
 
 	// New matches, as the transactions that made them found them.
 	rows, err = q.Query(ctx, `SELECT w.watch, i.tbs_sha256, i.record FROM issuance_watches w
-JOIN issuances i USING (tbs_sha256) WHERE w.changed > $1 ORDER BY w.changed, w.first_seen, i.tbs_sha256, w.watch`, since)
+JOIN issuances i USING (tbs_sha256) WHERE w.changed > $1 ORDER BY w.changed, w.ordinal`, since)
 	if err != nil {
 		return err
 	}

@@ -47,8 +47,9 @@ CREATE TABLE issuance_watches (
 	tbs_sha256  bytea NOT NULL REFERENCES issuances ON DELETE CASCADE,
 	watch       text NOT NULL,
 	first_seen  timestamptz NOT NULL,
-	verdict     text NOT NULL,
+	verdict     text NOT NULL,   -- when first seen (the counter's label)
 	changed     bigint NOT NULL,
+	ordinal     integer NOT NULL, -- order within its change
 	PRIMARY KEY (tbs_sha256, watch)
 );
 CREATE INDEX issuance_watches_first_seen ON issuance_watches (first_seen);
