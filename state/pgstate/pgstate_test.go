@@ -126,6 +126,24 @@ func TestOtherReplicasCommitsAreMirrored(t *testing.T) {
 	if g, _ := b.RecentVersion(); g == gen {
 		t.Fatal("the generation did not change")
 	}
+	// Once the server restarts, the other replica listens again.
+	srv.Restart(t)
+	commit := &state.Commit{Source: "test", Observations: []state.Observation{{Issuance: storetest.Issuance(2, c.Now()),
+		Matches: []state.Match{{Watch: "example.com", Verdict: watch.Unreviewed}}}}}
+	for i := 0; ; i++ {
+		if _, err := a.Commit(commit); err == nil {
+			break
+		} else if i == 5 {
+			t.Fatal(err)
+		}
+	}
+	deadline = time.Now().Add(RefreshInterval + 5*time.Second)
+	for len(b.Snapshot().Recent) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("a commit after the restart was not mirrored")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // A PostgreSQL restart makes a commit fail (a write error); the next one
