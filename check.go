@@ -92,13 +92,13 @@ func newCheckRow(is *state.Issuance, m state.Match) checkRow {
 }
 
 // runCheck polls every source once, prints what is new and records it.
-func runCheck(cfgFile, stateFile, output string, logger *slog.Logger, stdout, stderr io.Writer) int {
+func runCheck(cfgFile string, stateLoc stateLocation, output string, logger *slog.Logger, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(cfgFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s is not valid:\n%v\n", cfgFile, err)
 		return checkFailed
 	}
-	store, err := state.Open(stateFile, state.Options{})
+	store, err := openStore(stateLoc, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "ct_exporter check: %v\n", err)
 		return checkFailed
@@ -124,9 +124,9 @@ func runCheck(cfgFile, stateFile, output string, logger *slog.Logger, stdout, st
 	// Each issuance as it stands once every source is done: a final
 	// certificate seen after its precertificate brings its SCTs.
 	var rows []checkRow
-	if verr := store.View(func(tx *state.Tx) error {
+	if verr := func() error {
 		for _, n := range news {
-			is, err := tx.Issuance(n.tbs)
+			is, err := store.Issuance(n.tbs)
 			if err != nil {
 				return err
 			}
@@ -135,7 +135,7 @@ func runCheck(cfgFile, stateFile, output string, logger *slog.Logger, stdout, st
 			}
 		}
 		return nil
-	}); verr != nil {
+	}(); verr != nil {
 		fmt.Fprintf(stderr, "ct_exporter check: %v\n", verr)
 		err = verr
 	}

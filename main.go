@@ -32,7 +32,6 @@ import (
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/internal/connlimit"
 	"github.com/ct-exporter/ct_exporter/monitor"
-	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/statuspage"
 )
 
@@ -45,6 +44,7 @@ func run(args []string) int {
 		configCheck = app.Flag("config.check", "Validate the configuration, print what it would watch, and exit (0 valid, 1 not).").Bool()
 		checkFull   = app.Flag("config.check.full", "With --config.check: list every watch, however many (by default more than "+strconv.Itoa(config.DescribeFullLimit)+" are summarised).").Bool()
 		stateFile   = app.Flag("state.file", "The state file: what was seen and how far each source has read. Created if missing.").Default("ct_exporter.state").String()
+		stateURL    = app.Flag("state.url", "Keep the state in PostgreSQL instead of --state.file: postgres://USER@HOST:PORT/DB?sslmode=…, postgresql://…, or libpq's key=value form (PGPASSWORD, PGPASSFILE and ~/.pgpass hold). The schema is created or migrated at start.").String()
 		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 		shardFlag   = app.Flag("shard", "i/n: this replica follows only the ctlog sources whose log id hashes to i mod n (search sources are not sharded).").Default("0/1").String()
 		webConfig   = kingpinflag.AddFlags(app, ":9812")
@@ -53,8 +53,9 @@ func run(args []string) int {
 		logConfig   = &promslog.Config{}
 	)
 	promslogflag.AddFlags(app, logConfig)
-	var logLevelSet bool
+	var logLevelSet, stateFileSet bool
 	app.GetFlag("log.level").IsSetByUser(&logLevelSet)
+	app.GetFlag("state.file").IsSetByUser(&stateFileSet)
 	stampVersion(debug.ReadBuildInfo())
 	app.Version(version.Print("ct_exporter"))
 	app.HelpFlag.Short('h')
@@ -67,12 +68,17 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "ct_exporter: %v\n", err)
 		return 2
 	}
+	stateLoc := stateLocation{file: *stateFile, fileSet: stateFileSet, url: *stateURL}
+	if err := stateLoc.check(); err != nil {
+		fmt.Fprintf(os.Stderr, "ct_exporter: %v\n", err)
+		return 2
+	}
 	if cmd == checkCmd.FullCommand() {
 		// The table is the output; info lines on stderr would repeat it.
 		if !logLevelSet {
 			logConfig.Level.Set("warn")
 		}
-		return runCheck(*configFile, *stateFile, *checkOutput, promslog.New(logConfig), os.Stdout, os.Stderr)
+		return runCheck(*configFile, stateLoc, *checkOutput, promslog.New(logConfig), os.Stdout, os.Stderr)
 	}
 	logger := promslog.New(logConfig)
 	// Before anything starts: a SIGHUP's default action kills the process,
@@ -113,9 +119,9 @@ func run(args []string) int {
 		logger.Error("invalid configuration", "file", *configFile, "err", err)
 		return 1
 	}
-	store, err := state.Open(*stateFile, state.Options{})
+	store, err := openStore(stateLoc, logger)
 	if err != nil {
-		logger.Error("cannot open the state file", "err", err)
+		logger.Error("cannot open the state", "state", stateLoc.String(), "err", err)
 		return 1
 	}
 	defer store.Close()
@@ -128,7 +134,7 @@ func run(args []string) int {
 	}
 	mon.Start()
 	defer mon.Stop()
-	logger.Info("watching", "watches", len(cfg.Watches), "sources", len(cfg.Sources), "state", *stateFile,
+	logger.Info("watching", "watches", len(cfg.Watches), "sources", len(cfg.Sources), "state", stateLoc.String(),
 		"issuances_in_state", store.Snapshot().Certificates)
 
 	reg := prometheus.NewRegistry()

@@ -374,7 +374,7 @@ func TestMismatchDetected(t *testing.T) {
 	wrong := slices.Clone(needles[1:])         // one needle unexpected
 	wrong[0].Watches = []string{"example.net"} // one recorded for other watches
 	wrong[1].TBSSHA256[0] ^= 1                 // one not found
-	r, err := measure(context.Background(), o, srv, "rfc6962", wrong, len(g.Plan().Malformed)+1)
+	r, err := measure(context.Background(), o, srv, "rfc6962", false, wrong, len(g.Plan().Malformed)+1)
 	if err != nil {
 		t.Fatal(err)
 	}

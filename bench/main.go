@@ -36,6 +36,7 @@ type options struct {
 	listen     string
 	timeout    time.Duration
 	serve      bool
+	stateURL   string
 }
 
 func parseOptions(args []string, errOut io.Writer) (*options, error) {
@@ -53,6 +54,7 @@ func parseOptions(args []string, errOut io.Writer) (*options, error) {
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "server address (loopback only)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up a measurement after this long")
 	fs.BoolVar(&o.serve, "serve", false, "only run the server, printing its address and public key, until killed")
+	fs.StringVar(&o.stateURL, "state-url", "", "also measure each protocol with the state in PostgreSQL: a URL (or key=value string) whose role may CREATE DATABASE; each measurement uses a fresh database, dropped after")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -151,24 +153,29 @@ func run(ctx context.Context, o *options, out, errOut io.Writer) ([]*Result, err
 		if o.protocol != "both" && o.protocol != p {
 			continue
 		}
-		r, err := measure(ctx, o, srv, p, needles, len(plan.Malformed))
-		if err != nil {
-			return results, err
+		for _, pg := range []bool{false, true} {
+			if pg && o.stateURL == "" {
+				continue
+			}
+			r, err := measure(ctx, o, srv, p, pg, needles, len(plan.Malformed))
+			if err != nil {
+				return results, err
+			}
+			results = append(results, r)
 		}
-		results = append(results, r)
 	}
 	report(out, results)
 	for _, r := range results {
 		if !r.OK() {
-			return results, fmt.Errorf("%s: %w", r.Protocol, errMismatch)
+			return results, fmt.Errorf("%s: %w", r.Name(), errMismatch)
 		}
 	}
 	return results, nil
 }
 
 func report(out io.Writer, results []*Result) {
-	fmt.Fprintf(out, "%-8s %9s %8s %10s %9s %22s %15s %9s %9s %9s %s\n",
-		"protocol", "entries", "wall", "entries/s", "cpu µs/e", "server cpu", "peak RSS", "requests", "MB served", "found", "malformed")
+	fmt.Fprintf(out, "%-11s %9s %8s %10s %9s %22s %15s %9s %9s %9s %s\n",
+		"store", "entries", "wall", "entries/s", "cpu µs/e", "server cpu", "peak RSS", "requests", "MB served", "found", "malformed")
 	for _, r := range results {
 		var reqs, bytes int64
 		for _, c := range r.Requests {
@@ -179,17 +186,17 @@ func report(out io.Writer, results []*Result) {
 		if !r.RSSReset { // the process's peak, less its RSS at the start
 			rss = fmt.Sprintf("%.0f MiB (-)", float64(r.PeakRSS-r.BaselineRSS)/(1<<20))
 		}
-		fmt.Fprintf(out, "%-8s %9d %8s %10.0f %9.1f %22s %15s %9d %9.0f %4d/%-4d %d/%d\n",
-			r.Protocol, r.Entries, r.Wall.Round(10*time.Millisecond), float64(r.Entries)/r.Wall.Seconds(),
+		fmt.Fprintf(out, "%-11s %9d %8s %10.0f %9.1f %22s %15s %9d %9.0f %4d/%-4d %d/%d\n",
+			r.Name(), r.Entries, r.Wall.Round(10*time.Millisecond), float64(r.Entries)/r.Wall.Seconds(),
 			float64(r.CPU.Microseconds())/float64(r.Entries),
 			fmt.Sprintf("%.2fs (%.0f%% of client)", r.ServerCPU.Seconds(), 100*r.ServerCPU.Seconds()/r.CPU.Seconds()),
 			rss, reqs, float64(bytes)/1e6, r.Found, r.Needles, r.Malformed, r.WantMalform)
 	}
 	for _, r := range results {
 		if !r.RSSReset {
-			fmt.Fprintf(out, "\n%s: peak RSS could not be reset (/proc/self/clear_refs): shown as VmHWM minus the RSS at the start", r.Protocol)
+			fmt.Fprintf(out, "\n%s: peak RSS could not be reset (/proc/self/clear_refs): shown as VmHWM minus the RSS at the start", r.Name())
 		}
-		fmt.Fprintf(out, "\n%s: requests served:", r.Protocol)
+		fmt.Fprintf(out, "\n%s: requests served:", r.Name())
 		for _, k := range sortedKeys(r.Requests) {
 			c := r.Requests[k]
 			fmt.Fprintf(out, " %s %d (%.1f MB)", k, c.Requests, float64(c.Bytes)/1e6)
@@ -198,10 +205,10 @@ func report(out io.Writer, results []*Result) {
 			fmt.Fprintf(out, "; source errors: %v", r.SourceErrors)
 		}
 		if r.OK() {
-			fmt.Fprintf(out, "\n%s: OK: exactly the %d needles found, %d malformed entries counted\n", r.Protocol, r.Needles, r.Malformed)
+			fmt.Fprintf(out, "\n%s: OK: exactly the %d needles found, %d malformed entries counted\n", r.Name(), r.Needles, r.Malformed)
 			continue
 		}
-		fmt.Fprintf(out, "\n%s: MISMATCH:\n", r.Protocol)
+		fmt.Fprintf(out, "\n%s: MISMATCH:\n", r.Name())
 		for i, p := range r.Problems {
 			if i == 20 {
 				fmt.Fprintf(out, "  … %d more\n", len(r.Problems)-i)

@@ -29,6 +29,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/ctsource/ctlog"
 	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/state/pgstate"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
@@ -102,9 +103,11 @@ func (s *serverProc) stats() map[string]counter {
 	return m
 }
 
-// Result is one protocol's measurement.
+// Result is one protocol's measurement, with the state in a file or in
+// PostgreSQL.
 type Result struct {
 	Protocol     string
+	PostgreSQL   bool
 	Entries      int64
 	Wall         time.Duration
 	CPU          time.Duration // of the measuring process
@@ -119,6 +122,21 @@ type Result struct {
 	Malformed    uint64
 	WantMalform  int
 	Problems     []string
+}
+
+// Name is the protocol, and /pg with the state in PostgreSQL.
+func (r *Result) Name() string {
+	if r.PostgreSQL {
+		return r.Protocol + "/pg"
+	}
+	return r.Protocol
+}
+
+// benchStore is what a measurement uses of the state.
+type benchStore interface {
+	ctsource.Store
+	Snapshot() state.Snapshot
+	Close() error
 }
 
 // OK is true when exactly the needles were found and the malformed entries counted.
@@ -170,15 +188,30 @@ func resetPeakRSS() bool {
 
 // measure follows the log over protocol from the beginning and checks what
 // was found.
-func measure(ctx context.Context, o *options, srv *serverProc, protocol string, needles []Needle, malformed int) (*Result, error) {
+func measure(ctx context.Context, o *options, srv *serverProc, protocol string, pg bool, needles []Needle, malformed int) (*Result, error) {
 	dir, err := os.MkdirTemp("", "ct_exporter-bench-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	store, err := state.Open(filepath.Join(dir, "bench.state"), state.Options{})
-	if err != nil {
-		return nil, err
+	var store benchStore
+	if pg {
+		u, drop, err := freshDatabase(ctx, o.stateURL, protocol)
+		if err != nil {
+			return nil, fmt.Errorf("-state-url: %w", err)
+		}
+		defer drop()
+		s, err := pgstate.Open(u, pgstate.Options{})
+		if err != nil {
+			return nil, err
+		}
+		store = s
+	} else {
+		s, err := state.Open(filepath.Join(dir, "bench.state"), state.Options{})
+		if err != nil {
+			return nil, err
+		}
+		store = s
 	}
 	defer store.Close()
 	var ws []watch.Watch
@@ -213,7 +246,7 @@ func measure(ctx context.Context, o *options, srv *serverProc, protocol string, 
 		return nil, err
 	}
 
-	res := &Result{Protocol: protocol, Entries: srv.Ready.TreeSize, Needles: len(needles), WantMalform: malformed}
+	res := &Result{Protocol: protocol, PostgreSQL: pg, Entries: srv.Ready.TreeSize, Needles: len(needles), WantMalform: malformed}
 	runtime.GC()
 	debug.FreeOSMemory()
 	res.BaselineRSS = procStatus(os.Getpid(), "VmRSS")
@@ -270,7 +303,7 @@ func diffStats(before, after map[string]counter) map[string]counter {
 }
 
 // check compares the state file with the needles.
-func check(store *state.Store, l *ctlog.Log, name string, needles []Needle, malformed int, res *Result) []string {
+func check(store benchStore, l *ctlog.Log, name string, needles []Needle, malformed int, res *Result) []string {
 	var problems []string
 	snap := store.Snapshot()
 	res.Found = snap.Certificates
@@ -297,10 +330,10 @@ func check(store *state.Store, l *ctlog.Log, name string, needles []Needle, malf
 		}
 	}
 	want := map[[32]byte]bool{}
-	err := store.View(func(tx *state.Tx) error {
+	err := func() error {
 		for _, n := range needles {
 			want[n.TBSSHA256] = true
-			is, err := tx.Issuance(n.TBSSHA256)
+			is, err := store.Issuance(n.TBSSHA256)
 			if err != nil {
 				return err
 			}
@@ -321,7 +354,7 @@ func check(store *state.Store, l *ctlog.Log, name string, needles []Needle, malf
 			}
 		}
 		return nil
-	})
+	}()
 	if err != nil {
 		problems = append(problems, err.Error())
 	}

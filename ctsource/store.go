@@ -3,7 +3,7 @@ package ctsource
 import "github.com/ct-exporter/ct_exporter/state"
 
 // Store is what a source reads from and records into: the state file
-// (*state.Store), or any database that keeps the same things. Nothing in it
+// (*state.Store), PostgreSQL (*pgstate.Store), or any database that keeps the same things. Nothing in it
 // is particular to one: each read is a consistent read on its own, and
 // Commit is the one transaction that records issuances and moves a
 // source's position, cursor or ids together.

@@ -28,10 +28,27 @@ const PruneInterval = time.Hour
 // their interval, but never over more than this.
 const MaxFirstPollSpread = time.Minute
 
+// Store is the state the monitor records into and the metrics read: the
+// state file (*state.Store) or PostgreSQL (*pgstate.Store).
+type Store interface {
+	ctsource.Store
+	// SetPolicy installs the configuration's view of recent issuances and
+	// judges the recent ones again.
+	SetPolicy(state.Policy) error
+	// Prune deletes what expired; it returns how many issuances.
+	Prune() (int, error)
+	Snapshot() state.Snapshot
+	SnapshotWithoutRecent() state.Snapshot
+	RecentVersion() (generation uint64, until time.Time)
+	Close() error
+}
+
+var _ Store = (*state.Store)(nil)
+
 // Monitor owns the running sources. Its life: New, Apply a configuration,
 // Start, Apply again on each reload, Stop.
 type Monitor struct {
-	store  *state.Store
+	store  Store
 	logger *slog.Logger
 	policy atomic.Pointer[watch.Set]
 	rec    *ctsource.Recorder
@@ -72,7 +89,7 @@ func (s Shard) Follows(publicKeyDER []byte) bool {
 }
 
 // New returns a monitor that records into store. Nothing runs before Start.
-func New(store *state.Store, logger *slog.Logger, shard Shard) *Monitor {
+func New(store Store, logger *slog.Logger, shard Shard) *Monitor {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Monitor{
 		shard:      shard,

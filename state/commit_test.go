@@ -27,7 +27,7 @@ func TestCommit(t *testing.T) {
 	}
 	m := Match{"example.com", watch.Unreviewed}
 	huge := issuance(2, c.Now())
-	for i := 0; len(encodeIssuance(huge)) <= limit; i++ {
+	for i := 0; len(EncodeIssuance(huge)) <= limit; i++ {
 		huge.DNSNames = append(huge.DNSNames, fmt.Sprintf("name%d.example.com", i))
 	}
 	res, err := s.Commit(&Commit{

@@ -76,7 +76,7 @@ func FuzzDecodeIssuance(f *testing.F) {
 	final := *full
 	final.EmbeddedSCTs, final.IPs, final.Watches = 3, nil, full.Watches[:1]
 	for _, is := range []*Issuance{full, &final, {TBSSHA256: [32]byte{9}}} {
-		rec := encodeIssuance(is)
+		rec := EncodeIssuance(is)
 		f.Add(is.TBSSHA256[:], rec)
 		f.Add(is.TBSSHA256[:], rec[:len(rec)/2])
 	}
@@ -90,7 +90,7 @@ func FuzzDecodeIssuance(f *testing.F) {
 		var is *Issuance
 		var err error
 		limit := fuzzAllocLimit(tbs, data)
-		if n := allocated(func() { is, err = decodeIssuance(tbs, data) }, limit); n > limit {
+		if n := allocated(func() { is, err = DecodeIssuance(tbs, data) }, limit); n > limit {
 			t.Fatalf("decoding %d bytes allocated %d bytes (limit %d)", len(data), n, limit)
 		}
 		if err != nil {
@@ -99,8 +99,8 @@ func FuzzDecodeIssuance(f *testing.F) {
 			}
 			return
 		}
-		rec := encodeIssuance(is)
-		again, err := decodeIssuance(tbs, rec)
+		rec := EncodeIssuance(is)
+		again, err := DecodeIssuance(tbs, rec)
 		if err != nil {
 			t.Fatalf("re-encoded record does not decode: %v\nissuance %+v\nrecord %x", err, is, rec)
 		}
@@ -109,7 +109,7 @@ func FuzzDecodeIssuance(f *testing.F) {
 		}
 		// Overlong varints may make the input longer than its
 		// re-encoding, but re-encoding is stable from then on.
-		if rec2 := encodeIssuance(again); string(rec2) != string(rec) {
+		if rec2 := EncodeIssuance(again); string(rec2) != string(rec) {
 			t.Fatalf("encoding is not stable:\n%x\n%x", rec, rec2)
 		}
 	})
@@ -137,14 +137,14 @@ func FuzzStateKeys(f *testing.F) {
 		v := watch.Verdict(verdict).String()
 		la, lb := watch.Label(issuerA), watch.Label(issuerB)
 
-		ka := counterKey(CounterNewCertificates, w, la, v)
-		kb := counterKey(CounterNewCertificates, w, lb, v)
-		for _, k := range []string{ka, kb, counterKey(CounterParseErrors, w), counterKey(CounterNewCertificates, w, IssuerOther, v)} {
+		ka := CounterKey(CounterNewCertificates, w, la, v)
+		kb := CounterKey(CounterNewCertificates, w, lb, v)
+		for _, k := range []string{ka, kb, CounterKey(CounterParseErrors, w), CounterKey(CounterNewCertificates, w, IssuerOther, v)} {
 			if len(k) == 0 || len(k) > bbolt.MaxKeySize {
 				t.Fatalf("counter key of %d bytes", len(k))
 			}
 		}
-		name, labels := parseCounterKey(ka)
+		name, labels := ParseCounterKey(ka)
 		if name != CounterNewCertificates || !slices.Equal(labels, []string{w, la, v}) {
 			t.Fatalf("counter key %q decodes to %q %q", ka, name, labels)
 		}
@@ -153,7 +153,7 @@ func FuzzStateKeys(f *testing.F) {
 		}
 		// Another watch's counter is another key, even with a label
 		// value that holds the other's name.
-		if other := counterKey(CounterNewCertificates, w+".x", la, v); other == ka {
+		if other := CounterKey(CounterNewCertificates, w+".x", la, v); other == ka {
 			t.Fatalf("watches %s and %s.x share the counter key %q", w, w, ka)
 		}
 

@@ -29,7 +29,7 @@ func TestObserveRefusesUnrecordableWhole(t *testing.T) {
 	}
 	m := Match{"example.com", watch.IssuerUnexpected}
 	huge := issuance(2, c.Now())
-	for i := 0; len(encodeIssuance(huge)) <= limit; i++ {
+	for i := 0; len(EncodeIssuance(huge)) <= limit; i++ {
 		huge.DNSNames = append(huge.DNSNames, fmt.Sprintf("name%d.example.com", i))
 	}
 	// A first-seen key over the (lowered) key limit: a watch name of 70
@@ -85,7 +85,7 @@ func TestObserveRefusesUnrecordableWhole(t *testing.T) {
 	for {
 		withWatch := *known
 		withWatch.Watches = []WatchMatch{{Watch: m.Watch, FirstSeen: c.Now()}}
-		if len(encodeIssuance(&withWatch)) <= limit-30 {
+		if len(EncodeIssuance(&withWatch)) <= limit-30 {
 			break
 		}
 		known.DNSNames = known.DNSNames[:len(known.DNSNames)-1]

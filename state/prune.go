@@ -49,7 +49,7 @@ func (s *Store) pruneIssuances() (deleted int, more bool, err error) {
 			if err != nil {
 				return err
 			}
-			if is != nil && lastSeen(is).After(horizon) {
+			if is != nil && LastSeen(is).After(horizon) {
 				continue
 			}
 			doomed = append(doomed, bytes.Clone(k))
@@ -77,9 +77,9 @@ func (s *Store) pruneIssuances() (deleted int, more bool, err error) {
 	return deleted, more, err
 }
 
-// lastSeen is when the issuance last became new for a watch; zero for one
+// LastSeen is when the issuance last became new for a watch; zero for one
 // that concerns no watch (a crt.sh download that matched nothing).
-func lastSeen(is *Issuance) time.Time {
+func LastSeen(is *Issuance) time.Time {
 	var t time.Time
 	for _, w := range is.Watches {
 		if w.FirstSeen.After(t) {

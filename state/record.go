@@ -82,10 +82,11 @@ const recordVersion = 2
 
 var errCorrupt = errors.New("corrupt record")
 
+// EncodeIssuance is the record of an issuance, DecodeIssuance reads it.
 // The record format is a version byte, then fields in a fixed order: fixed-size
 // hashes, uvarint-length-prefixed strings, zigzag varints for times (Unix
 // nanoseconds) and the SCT count. Compact, because there may be millions.
-func encodeIssuance(is *Issuance) []byte {
+func EncodeIssuance(is *Issuance) []byte {
 	b := make([]byte, 0, 160+len(is.Issuer.DN)+16*len(is.DNSNames))
 	b = append(b, recordVersion)
 	b = append(b, is.CertSHA256[:]...)
@@ -121,7 +122,8 @@ func encodeIssuance(is *Issuance) []byte {
 	return appendString(b, is.ParseError)
 }
 
-func decodeIssuance(tbs []byte, b []byte) (*Issuance, error) {
+// DecodeIssuance reads a record of EncodeIssuance.
+func DecodeIssuance(tbs []byte, b []byte) (*Issuance, error) {
 	d := decoder{b: b}
 	version := d.byte()
 	if version < 1 || version > recordVersion {

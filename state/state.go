@@ -14,7 +14,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -97,7 +96,6 @@ type Policy struct {
 type Store struct {
 	db   *bbolt.DB
 	path string
-	now  func() time.Time
 
 	writeMu sync.Mutex // one transaction at a time, applied in commit order
 	// issuers are the issuer label values of ct_new_certificates_total by
@@ -108,17 +106,8 @@ type Store struct {
 	// maxKey and maxValue are bbolt's limits, lowered by tests.
 	maxKey, maxValue int
 
-	mu          sync.RWMutex // guards what follows: the in-memory mirror
-	policy      Policy
-	refreshed   bool
-	counters    map[string]uint64
-	count       uint64
-	exposed     map[string][]Recent // watch → recent series
-	dropped     map[string]uint64
-	writeErrors uint64
-	// generation counts changes to the recent series, so that their
-	// exposition can be cached between changes.
-	generation uint64
+	// Mirror is the in-memory copy of what the metrics show.
+	*Mirror
 }
 
 // Options tune Open; the zero value is fine.
@@ -135,12 +124,8 @@ type Options struct {
 func Open(path string, opts Options) (*Store, error) {
 	s := &Store{
 		path:     path,
-		now:      opts.Now,
-		counters: map[string]uint64{},
-		exposed:  map[string][]Recent{},
-		dropped:  map[string]uint64{},
+		Mirror:   NewMirror(opts.Now),
 		issuers:  map[string]map[string]struct{}{},
-		policy:   Policy{RecentWindow: 168 * time.Hour, SeriesLimit: 1000, MaxIssuersPerWatch: DefaultMaxIssuersPerWatch},
 		maxKey:   bbolt.MaxKeySize,
 		maxValue: bbolt.MaxValueSize,
 	}
@@ -149,9 +134,6 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if opts.MaxValueSize > 0 {
 		s.maxValue = min(opts.MaxValueSize, bbolt.MaxValueSize)
-	}
-	if s.now == nil {
-		s.now = time.Now
 	}
 	fi, err := os.Stat(path)
 	switch {
@@ -330,9 +312,7 @@ func (s *Store) Update(fn func(*Tx) error) error {
 		if errors.As(err, &ce) {
 			return ce.err
 		}
-		s.mu.Lock()
-		s.writeErrors++
-		s.mu.Unlock()
+		s.AddWriteError()
 		return fmt.Errorf("state: write %s: %w", s.path, err)
 	}
 	s.apply(tx)
@@ -347,76 +327,12 @@ func (s *Store) View(fn func(*Tx) error) error {
 }
 
 func (s *Store) apply(tx *Tx) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, d := range tx.counters {
-		s.counters[k] += d
-	}
 	for w, issuers := range tx.issuers {
 		for i := range issuers {
 			s.addIssuer(w, i)
 		}
 	}
-	s.count = uint64(int64(s.count) + tx.countDelta)
-	if len(tx.recent) > 0 || len(tx.scts) > 0 || len(tx.parseErrors) > 0 {
-		s.generation++
-	}
-	// New series first: a final certificate recorded in the same
-	// transaction as its precertificate updates the series just added.
-	for _, r := range tx.recent {
-		s.expose(r)
-	}
-	for tbs, n := range tx.scts {
-		s.eachExposed(tbs, func(r *Recent) { r.EmbeddedSCTs = n })
-	}
-	for tbs, e := range tx.parseErrors {
-		s.eachExposed(tbs, func(r *Recent) { r.ParseError = ParseErrorLabel(e) })
-	}
-}
-
-// eachExposed calls f with every exposed series of an issuance.
-func (s *Store) eachExposed(tbs [32]byte, f func(*Recent)) {
-	for _, items := range s.exposed {
-		for i := range items {
-			if items[i].TBSSHA256 == tbs {
-				f(&items[i])
-			}
-		}
-	}
-}
-
-// expose adds a new recent series for its watch, evicting under the cap the
-// least urgent, oldest series first — so that 1000 authorized certificates
-// never push an unexpected one out.
-func (s *Store) expose(r Recent) {
-	horizon := s.now().Add(-s.policy.RecentWindow)
-	items := slices.DeleteFunc(s.exposed[r.Watch], func(x Recent) bool { return x.FirstSeen.Before(horizon) })
-	if len(items) < s.policy.SeriesLimit {
-		s.exposed[r.Watch] = append(items, r)
-		return
-	}
-	s.dropped[r.Watch]++
-	if len(items) == 0 {
-		s.exposed[r.Watch] = items
-		return
-	}
-	victim := 0
-	for i := range items {
-		if lessUrgent(items[i], items[victim]) {
-			victim = i
-		}
-	}
-	if lessUrgent(items[victim], r) {
-		items[victim] = r
-	}
-	s.exposed[r.Watch] = items
-}
-
-func lessUrgent(a, b Recent) bool {
-	if a.Verdict != b.Verdict {
-		return a.Verdict < b.Verdict
-	}
-	return a.FirstSeen.Before(b.FirstSeen)
+	s.Apply(Change{Counters: tx.counters, CountDelta: tx.countDelta, Recent: tx.recent, SCTs: tx.scts, ParseErrors: tx.parseErrors})
 }
 
 // SetPolicy installs the configuration's view of recent issuances and
@@ -443,7 +359,7 @@ func (s *Store) SetPolicy(p Policy) error {
 				if v == nil {
 					return fmt.Errorf("%w: first_seen names unknown issuance %x", errCorrupt, k[8:40])
 				}
-				is, err := decodeIssuance(k[8:40], v)
+				is, err := DecodeIssuance(k[8:40], v)
 				if err != nil {
 					return err
 				}
@@ -457,39 +373,14 @@ func (s *Store) SetPolicy(p Policy) error {
 			if i < 0 {
 				return fmt.Errorf("%w: issuance %x has no match for %s", errCorrupt, cached.TBSSHA256, w)
 			}
-			byWatch[w] = append(byWatch[w], newRecent(cached, cached.Watches[i].FirstSeen, w, verdict))
+			byWatch[w] = append(byWatch[w], NewRecent(cached, cached.Watches[i].FirstSeen, w, verdict))
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("state: %s: %w", s.path, err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.policy = p
-	for w, items := range byWatch {
-		if len(items) > p.SeriesLimit {
-			slices.SortFunc(items, func(a, b Recent) int {
-				switch {
-				case lessUrgent(b, a):
-					return -1
-				case lessUrgent(a, b):
-					return 1
-				}
-				return 0
-			})
-			if !s.refreshed {
-				// Counted at start only: a reload re-selects the same
-				// issuances and must not count them again.
-				s.dropped[w] += uint64(len(items) - p.SeriesLimit)
-			}
-			items = items[:p.SeriesLimit]
-		}
-		byWatch[w] = items
-	}
-	s.exposed = byWatch
-	s.refreshed = true
-	s.generation++
+	s.Rebuild(p, byWatch)
 	return nil
 }
 
@@ -530,7 +421,8 @@ func CertHex(h [32]byte) string {
 // quote certificate fields.
 func ParseErrorLabel(e string) string { return watch.Label(e) }
 
-func newRecent(is *Issuance, firstSeen time.Time, w string, v watch.Verdict) Recent {
+// NewRecent is the recent series of an issuance first seen for watch w.
+func NewRecent(is *Issuance, firstSeen time.Time, w string, v watch.Verdict) Recent {
 	return Recent{
 		Watch:        w,
 		Verdict:      v,
@@ -596,73 +488,10 @@ type Snapshot struct {
 	WriteErrors  uint64
 }
 
-// Snapshot copies the in-memory mirror.
-func (s *Store) Snapshot() Snapshot { return s.snapshot(true) }
-
-// SnapshotWithoutRecent is Snapshot without the recent series, for callers
-// that cache those (see RecentVersion).
-func (s *Store) SnapshotWithoutRecent() Snapshot { return s.snapshot(false) }
-
-// RecentVersion identifies the recent series Snapshot would return: they
-// are the same while the generation is and until the time returned, when
-// the oldest leaves the recent window.
-func (s *Store) RecentVersion() (generation uint64, until time.Time) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	horizon := s.now().Add(-s.policy.RecentWindow)
-	for _, items := range s.exposed {
-		for _, r := range items {
-			if r.FirstSeen.Before(horizon) {
-				continue
-			}
-			if t := r.FirstSeen.Add(s.policy.RecentWindow); until.IsZero() || t.Before(until) {
-				until = t
-			}
-		}
-	}
-	return s.generation, until
-}
-
-func (s *Store) snapshot(withRecent bool) Snapshot {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	horizon := s.now().Add(-s.policy.RecentWindow)
-	snap := Snapshot{
-		Counters:     make([]Counter, 0, len(s.counters)),
-		Dropped:      make(map[string]uint64, len(s.dropped)),
-		Certificates: s.count,
-		WriteErrors:  s.writeErrors,
-	}
-	for k, v := range s.counters {
-		name, labels := parseCounterKey(k)
-		snap.Counters = append(snap.Counters, Counter{Name: name, Labels: labels, Value: v})
-	}
-	for w, d := range s.dropped {
-		snap.Dropped[w] = d
-	}
-	if !withRecent {
-		return snap
-	}
-	for _, items := range s.exposed {
-		for _, r := range items {
-			if !r.FirstSeen.Before(horizon) {
-				snap.Recent = append(snap.Recent, r)
-			}
-		}
-	}
-	slices.SortFunc(snap.Recent, func(a, b Recent) int {
-		if c := strings.Compare(a.Watch, b.Watch); c != 0 {
-			return c
-		}
-		return a.FirstSeen.Compare(b.FirstSeen)
-	})
-	return snap
-}
-
 // countIssuer adds the issuer of a ct_new_certificates_total counter key to
 // its watch's issuers.
 func (s *Store) countIssuer(key string) {
-	name, labels := parseCounterKey(key)
+	name, labels := ParseCounterKey(key)
 	if name == CounterNewCertificates && len(labels) == 3 {
 		s.addIssuer(labels[0], labels[1])
 	}
@@ -680,15 +509,15 @@ func (s *Store) addIssuer(w, issuer string) {
 	set[issuer] = struct{}{}
 }
 
-// counterKey is a counter's name and label values, NUL-separated. Label
+// CounterKey is a counter's name and label values, NUL-separated. Label
 // values never hold a NUL: watches are host names or prefixes, and values
 // from certificates are escaped (watch.Label).
-func counterKey(name string, labels ...string) string {
+func CounterKey(name string, labels ...string) string {
 	return name + "\x00" + strings.Join(labels, "\x00")
 }
 
-// parseCounterKey splits a counter key into its name and label values.
-func parseCounterKey(k string) (string, []string) {
+// ParseCounterKey splits a counter key into its name and label values.
+func ParseCounterKey(k string) (string, []string) {
 	parts := strings.Split(k, "\x00")
 	return parts[0], parts[1:]
 }

@@ -97,185 +97,6 @@ func counter(snap Snapshot, labels ...string) uint64 {
 	return 0
 }
 
-func TestObserveCountsEachIssuanceOncePerWatch(t *testing.T) {
-	c := newClock()
-	path := filepath.Join(t.TempDir(), "s.state")
-	s := openTest(t, path, c)
-	pre := issuance(1, c.Now())
-	m := Match{Watch: "example.com", Verdict: watch.Unreviewed}
-
-	if fresh := observe(t, s, pre, m); len(fresh) != 1 {
-		t.Fatalf("first sighting: fresh = %v", fresh)
-	}
-	c.Advance(time.Minute)
-	final := *pre
-	final.CertSHA256 = sha256.Sum256([]byte("final"))
-	final.EmbeddedSCTs = 2
-	if fresh := observe(t, s, &final, m); len(fresh) != 0 {
-		t.Fatalf("final certificate counted again: %v", fresh)
-	}
-	// A second watch sees it for the first time.
-	m2 := Match{Watch: "host1.example.com", Verdict: watch.IssuerUnexpected}
-	if fresh := observe(t, s, &final, m, m2); len(fresh) != 1 || fresh[0] != m2 {
-		t.Fatalf("second watch: fresh = %v", fresh)
-	}
-
-	snap := s.Snapshot()
-	if got := counter(snap, "example.com", "R11", "unreviewed"); got != 1 {
-		t.Errorf("new_certificates{example.com} = %d, want 1", got)
-	}
-	if got := counter(snap, "host1.example.com", "R11", "issuer_unexpected"); got != 1 {
-		t.Errorf("new_certificates{host1.example.com} = %d, want 1", got)
-	}
-	if snap.Certificates != 1 {
-		t.Errorf("certificates = %d, want 1", snap.Certificates)
-	}
-	if len(snap.Recent) != 2 {
-		t.Fatalf("recent = %d series, want 2", len(snap.Recent))
-	}
-	for _, r := range snap.Recent {
-		if r.CertSHA256 != pre.CertSHA256 {
-			t.Errorf("%s: cert_sha256 is not the first certificate's", r.Watch)
-		}
-		if r.EmbeddedSCTs != 2 {
-			t.Errorf("%s: SCTs = %d, want 2 from the final certificate", r.Watch, r.EmbeddedSCTs)
-		}
-		if !r.NotBefore.Equal(pre.NotBefore) || !r.NotAfter.Equal(pre.NotAfter) {
-			t.Errorf("%s: validity %v–%v, want %v–%v", r.Watch, r.NotBefore, r.NotAfter, pre.NotBefore, pre.NotAfter)
-		}
-	}
-
-	// Everything survives reopening, first-seen times included.
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openTest(t, path, c)
-	defer s.Close()
-	again := s.Snapshot()
-	if got := counter(again, "example.com", "R11", "unreviewed"); got != 1 {
-		t.Errorf("after reopen: new_certificates = %d, want 1", got)
-	}
-	if len(again.Recent) != 2 || !again.Recent[0].FirstSeen.Equal(snap.Recent[0].FirstSeen) || again.Recent[1] != snap.Recent[1] {
-		t.Errorf("recent series changed across reopen:\n%+v\n%+v", snap.Recent, again.Recent)
-	}
-	if fresh := observe(t, s, pre, m); len(fresh) != 0 {
-		t.Error("issuance counted again after reopen")
-	}
-}
-
-// A log batch can hold a precertificate and its final certificate: the
-// series added for the first must carry the SCTs of the second.
-func TestPrecertAndFinalInOneTransaction(t *testing.T) {
-	c := newClock()
-	s := openTest(t, filepath.Join(t.TempDir(), "s.state"), c)
-	defer s.Close()
-	pre := issuance(1, c.Now())
-	final := *pre
-	final.EmbeddedSCTs = 3
-	m := []Match{{"example.com", watch.Unreviewed}}
-	err := s.Update(func(tx *Tx) error {
-		if _, err := tx.Observe(pre, m); err != nil {
-			return err
-		}
-		_, err := tx.Observe(&final, m)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := s.Snapshot().Recent; len(r) != 1 || r[0].EmbeddedSCTs != 3 {
-		t.Fatalf("recent = %+v, want one series with 3 SCTs", r)
-	}
-}
-
-func TestExpiredIssuanceIsIgnored(t *testing.T) {
-	c := newClock()
-	s := openTest(t, filepath.Join(t.TempDir(), "s.state"), c)
-	defer s.Close()
-	is := issuance(1, c.Now())
-	is.NotAfter = c.Now().Add(-ExpiredGrace - time.Second)
-	if fresh := observe(t, s, is, Match{Watch: "example.com", Verdict: watch.Unreviewed}); fresh != nil {
-		t.Fatalf("expired issuance recorded: %v", fresh)
-	}
-	if n := s.Snapshot().Certificates; n != 0 {
-		t.Fatalf("certificates = %d", n)
-	}
-}
-
-func TestSeriesCapEvictsLeastUrgentFirst(t *testing.T) {
-	c := newClock()
-	s, err := Open(filepath.Join(t.TempDir(), "s.state"), Options{Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.SetPolicy(unchanged(time.Hour, 3)); err != nil {
-		t.Fatal(err)
-	}
-	w := "example.com"
-	observe(t, s, issuance(1, c.Now()), Match{w, watch.IssuerUnexpected})
-	for i := 2; i <= 6; i++ {
-		c.Advance(time.Second)
-		observe(t, s, issuance(i, c.Now()), Match{w, watch.Authorized})
-	}
-	snap := s.Snapshot()
-	if len(snap.Recent) != 3 {
-		t.Fatalf("recent = %d, want 3", len(snap.Recent))
-	}
-	if snap.Recent[0].Verdict != watch.IssuerUnexpected {
-		t.Errorf("the unexpected issuance was evicted by authorized ones: %+v", snap.Recent)
-	}
-	if snap.Recent[2].Serial != fmt.Sprintf("%08x", 6) || snap.Recent[1].Serial != fmt.Sprintf("%08x", 5) {
-		t.Errorf("kept %s, %s; want the newest authorized", snap.Recent[1].Serial, snap.Recent[2].Serial)
-	}
-	if snap.Dropped[w] != 3 {
-		t.Errorf("dropped = %d, want 3", snap.Dropped[w])
-	}
-	// Series leave once out of the window; the state keeps the issuances.
-	c.Advance(2 * time.Hour)
-	if snap := s.Snapshot(); len(snap.Recent) != 0 || snap.Certificates != 6 {
-		t.Errorf("after the window: %d recent, %d certificates", len(snap.Recent), snap.Certificates)
-	}
-}
-
-func TestSetPolicyJudgesAgain(t *testing.T) {
-	c := newClock()
-	s := openTest(t, filepath.Join(t.TempDir(), "s.state"), c)
-	defer s.Close()
-	a, b := issuance(1, c.Now()), issuance(2, c.Now())
-	observe(t, s, a, Match{"example.com", watch.Unreviewed})
-	observe(t, s, b, Match{"example.com", watch.Unreviewed}, Match{"gone.example", watch.Unreviewed})
-	err := s.SetPolicy(Policy{RecentWindow: time.Hour, SeriesLimit: 10, Verdict: func(w string, is *Issuance) (watch.Verdict, bool) {
-		if w == "gone.example" {
-			return 0, false
-		}
-		if is.TBSSHA256 == a.TBSSHA256 {
-			return watch.Authorized, true
-		}
-		return watch.Unreviewed, true
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := s.Snapshot()
-	if len(snap.Recent) != 2 {
-		t.Fatalf("recent = %+v", snap.Recent)
-	}
-	for _, r := range snap.Recent {
-		want := watch.Unreviewed
-		if r.TBSSHA256 == a.TBSSHA256 {
-			want = watch.Authorized
-		}
-		if r.Verdict != want || r.Watch != "example.com" {
-			t.Errorf("%x for %s: verdict %v, want %v", r.TBSSHA256[:4], r.Watch, r.Verdict, want)
-		}
-	}
-	// The counter keeps the verdict the issuance had when first seen.
-	if got := counter(snap, "example.com", "R11", "unreviewed"); got != 2 {
-		t.Errorf("new_certificates = %d, want 2", got)
-	}
-}
-
 func TestPrune(t *testing.T) {
 	c := newClock()
 	path := filepath.Join(t.TempDir(), "s.state")
@@ -462,8 +283,8 @@ func TestRecordRoundTrip(t *testing.T) {
 	is.ParseError = "x509: malformed certificate policies"
 	is.FirstSeen = now
 	is.Watches = []WatchMatch{{Watch: "example.com", FirstSeen: now, Verdict: watch.IssuerAllowed}}
-	enc := encodeIssuance(is)
-	got, err := decodeIssuance(is.TBSSHA256[:], enc)
+	enc := EncodeIssuance(is)
+	got, err := DecodeIssuance(is.TBSSHA256[:], enc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +292,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		t.Fatalf("round trip:\n got %+v\nwant %+v", got, is)
 	}
 	for i := range enc {
-		if _, err := decodeIssuance(is.TBSSHA256[:], enc[:i]); err == nil {
+		if _, err := DecodeIssuance(is.TBSSHA256[:], enc[:i]); err == nil {
 			t.Fatalf("truncated record (%d of %d bytes) decoded", i, len(enc))
 		}
 	}
@@ -483,20 +304,20 @@ func TestRecordVersion1IsRead(t *testing.T) {
 	is := issuance(8, now)
 	is.FirstSeen = now
 	is.Watches = []WatchMatch{{Watch: "example.com", FirstSeen: now, Verdict: watch.Unreviewed}}
-	enc := encodeIssuance(is)
+	enc := EncodeIssuance(is)
 	// Version 2 ends with an empty OtherCNs count and an empty ParseError.
 	if enc[0] != 2 || enc[len(enc)-2] != 0 || enc[len(enc)-1] != 0 {
 		t.Fatalf("unexpected version 2 encoding %x", enc)
 	}
 	v1 := append([]byte{1}, enc[1:len(enc)-2]...)
-	got, err := decodeIssuance(is.TBSSHA256[:], v1)
+	got, err := DecodeIssuance(is.TBSSHA256[:], v1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(got) != fmt.Sprint(is) {
 		t.Fatalf("version 1:\n got %+v\nwant %+v", got, is)
 	}
-	if _, err := decodeIssuance(is.TBSSHA256[:], append([]byte{3}, enc[1:]...)); err == nil {
+	if _, err := DecodeIssuance(is.TBSSHA256[:], append([]byte{3}, enc[1:]...)); err == nil {
 		t.Fatal("a record of a newer version was read")
 	}
 }
@@ -591,7 +412,7 @@ func checkConsistent(t *testing.T, path string, s *Store) {
 		n := 0
 		matches := 0
 		err := tx.Bucket(bucketIssuances).ForEach(func(k, v []byte) error {
-			is, err := decodeIssuance(k, v)
+			is, err := DecodeIssuance(k, v)
 			if err != nil {
 				return err
 			}

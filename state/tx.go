@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -33,7 +34,7 @@ func (tx *Tx) Issuance(tbs [32]byte) (*Issuance, error) {
 	if v == nil {
 		return nil, nil
 	}
-	return decodeIssuance(tbs[:], v)
+	return DecodeIssuance(tbs[:], v)
 }
 
 // Observe records that a certificate of issuance obs was seen, concerning
@@ -47,74 +48,32 @@ func (tx *Tx) Issuance(tbs [32]byte) (*Issuance, error) {
 // ErrUnrecordable, before anything is written (bbolt does not undo the puts
 // of a transaction that goes on). Any other error is the store's.
 func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
-	if !obs.NotAfter.IsZero() && obs.NotAfter.Before(tx.now.Add(-ExpiredGrace)) {
+	if Expired(obs, tx.now) {
 		return nil, nil
 	}
 	if !tx.btx.Writable() {
 		// Before anything else: the issuers are read under writeMu only.
 		return nil, bberrors.ErrTxNotWritable
 	}
-	is, err := tx.Issuance(obs.TBSSHA256)
+	stored, err := tx.Issuance(obs.TBSSHA256)
 	if err != nil {
 		return nil, err
 	}
-	// Everything is computed first, on is (a copy), and checked; then written.
-	var (
-		expiry          []byte // when the issuance is new
-		sctsKnown       bool
-		parseErrorKnown bool
-		firstSeen       [][]byte
-		counters        []string
-		issuers         []Match // watches for which the issuer is new, in Watch an issuer label
-		fresh           []Match
-	)
-	if is == nil {
-		rec := *obs
-		rec.FirstSeen = tx.now
-		rec.Watches = nil
-		is = &rec
-		expiry = expiryKey(expiryOf(is, tx.now), is.TBSSHA256)
-	} else {
-		if is.EmbeddedSCTs < 0 && obs.EmbeddedSCTs >= 0 {
-			is.EmbeddedSCTs = obs.EmbeddedSCTs
-			sctsKnown = true
-		}
-		if is.ParseError == "" && obs.ParseError != "" {
-			// A certificate of a known issuance that does not parse (the
-			// final one, when the precertificate did): the issuance is
-			// flagged from now on, for the watches it concerns already.
-			is.ParseError = obs.ParseError
-			parseErrorKnown = true
-			for _, w := range is.Watches {
-				counters = append(counters, counterKey(CounterParseErrors, w.Watch))
-			}
-		}
-	}
-	var issuer string
-	for _, m := range matches {
-		if is.watchIndex(m.Watch) >= 0 {
-			continue
-		}
-		if issuer == "" {
-			issuer = watch.Label(is.Issuer.Label())
-		}
-		is.Watches = append(is.Watches, WatchMatch{Watch: m.Watch, FirstSeen: tx.now, Verdict: m.Verdict})
-		firstSeen = append(firstSeen, firstSeenKey(tx.now, is.TBSSHA256, m.Watch))
-		label, isNew := tx.issuerLabel(m.Watch, issuer)
-		if isNew {
-			issuers = append(issuers, m)
-		}
-		counters = append(counters, counterKey(CounterNewCertificates, m.Watch, label, m.Verdict.String()))
-		if is.ParseError != "" {
-			counters = append(counters, counterKey(CounterParseErrors, m.Watch))
-		}
-		fresh = append(fresh, m)
-	}
-	if expiry == nil && !sctsKnown && !parseErrorKnown && len(fresh) == 0 {
+	d := Decide(stored, obs, matches, tx.now, tx.issuerLabel)
+	if d == nil {
 		return nil, nil
 	}
-	record := encodeIssuance(is)
-	if err := tx.recordable(is, expiry, firstSeen, counters, record); err != nil {
+	is := d.Issuance
+	var expiry []byte
+	if d.New {
+		expiry = expiryKey(d.Expiry, is.TBSSHA256)
+	}
+	firstSeen := make([][]byte, len(d.Fresh))
+	for i, m := range d.Fresh {
+		firstSeen[i] = firstSeenKey(tx.now, is.TBSSHA256, m.Watch)
+	}
+	record := EncodeIssuance(is)
+	if err := tx.recordable(is, expiry, firstSeen, d.Counters, record); err != nil {
 		return nil, err
 	}
 
@@ -129,7 +88,7 @@ func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
 			return nil, err
 		}
 	}
-	for _, k := range counters {
+	for _, k := range d.Counters {
 		if err := tx.add(k, 1); err != nil {
 			return nil, err
 		}
@@ -138,25 +97,119 @@ func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
 		return nil, err
 	}
 	// The in-memory effects, applied once the transaction commits.
-	if sctsKnown {
+	if d.SCTsKnown {
 		if tx.scts == nil {
 			tx.scts = map[[32]byte]int{}
 		}
 		tx.scts[is.TBSSHA256] = is.EmbeddedSCTs
 	}
-	if parseErrorKnown {
+	if d.ParseErrorKnown {
 		if tx.parseErrors == nil {
 			tx.parseErrors = map[[32]byte]string{}
 		}
 		tx.parseErrors[is.TBSSHA256] = is.ParseError
 	}
-	for _, m := range issuers {
-		tx.addIssuer(m.Watch, issuer)
+	for _, w := range d.NewIssuers {
+		tx.addIssuer(w, d.Issuer)
 	}
-	for _, m := range fresh {
-		tx.recent = append(tx.recent, newRecent(is, tx.now, m.Watch, m.Verdict))
+	tx.recent = append(tx.recent, d.Recent...)
+	return d.Fresh, nil
+}
+
+// Expired reports whether an observed issuance expired more than
+// ExpiredGrace before now: it is not recorded at all.
+func Expired(obs *Issuance, now time.Time) bool {
+	return !obs.NotAfter.IsZero() && obs.NotAfter.Before(now.Add(-ExpiredGrace))
+}
+
+// Decision is what observing an issuance changes, whatever the store: the
+// rules of Observe, as a pure function.
+type Decision struct {
+	// Issuance is the record to store: the stored one (a copy) updated,
+	// or the new one.
+	Issuance *Issuance
+	// New says that the issuance was not stored: it is counted, and kept
+	// until Expiry (then pruned).
+	New    bool
+	Expiry time.Time
+	// SCTsKnown and ParseErrorKnown say that a known issuance learnt its
+	// SCT count or that a certificate of it does not parse.
+	SCTsKnown, ParseErrorKnown bool
+	// Counters are the counter keys (CounterKey) to add 1 to, once each
+	// time they appear.
+	Counters []string
+	// Issuer is the issuer label value; NewIssuers the watches for which
+	// it is counted for the first time.
+	Issuer     string
+	NewIssuers []string
+	// Fresh are the matches new to the issuance (each first seen at now),
+	// and Recent their recent series.
+	Fresh  []Match
+	Recent []Recent
+}
+
+// Decide applies the rules of Observe to the stored record of an issuance
+// (nil when none), for a certificate of it observed at now concerning
+// matches. issuerLabel is the issuer label of a new issuance for a watch,
+// and whether the issuer is new for the watch (see Policy.MaxIssuersPerWatch);
+// it is called once per fresh match, and a store remembers the new ones
+// (NewIssuers) for the rest of the transaction. It returns nil when nothing
+// changes. The caller checks Expired first.
+func Decide(stored, obs *Issuance, matches []Match, now time.Time, issuerLabel func(w, issuer string) (string, bool)) *Decision {
+	d := &Decision{}
+	is := stored
+	if is == nil {
+		rec := *obs
+		rec.FirstSeen = now
+		rec.Watches = nil
+		is = &rec
+		d.New = true
+		d.Expiry = ExpiryOf(is, now)
+	} else {
+		cp := *is
+		cp.Watches = slices.Clone(is.Watches)
+		is = &cp
+		if is.EmbeddedSCTs < 0 && obs.EmbeddedSCTs >= 0 {
+			is.EmbeddedSCTs = obs.EmbeddedSCTs
+			d.SCTsKnown = true
+		}
+		if is.ParseError == "" && obs.ParseError != "" {
+			// A certificate of a known issuance that does not parse (the
+			// final one, when the precertificate did): the issuance is
+			// flagged from now on, for the watches it concerns already.
+			is.ParseError = obs.ParseError
+			d.ParseErrorKnown = true
+			for _, w := range is.Watches {
+				d.Counters = append(d.Counters, CounterKey(CounterParseErrors, w.Watch))
+			}
+		}
 	}
-	return fresh, nil
+	d.Issuance = is
+	for _, m := range matches {
+		if is.watchIndex(m.Watch) >= 0 {
+			continue
+		}
+		if d.Issuer == "" {
+			d.Issuer = watch.Label(is.Issuer.Label())
+		}
+		is.Watches = append(is.Watches, WatchMatch{Watch: m.Watch, FirstSeen: now, Verdict: m.Verdict})
+		label, isNew := issuerLabel(m.Watch, d.Issuer)
+		if isNew {
+			d.NewIssuers = append(d.NewIssuers, m.Watch)
+		}
+		d.Counters = append(d.Counters, CounterKey(CounterNewCertificates, m.Watch, label, m.Verdict.String()))
+		if is.ParseError != "" {
+			d.Counters = append(d.Counters, CounterKey(CounterParseErrors, m.Watch))
+		}
+		d.Fresh = append(d.Fresh, m)
+	}
+	if !d.New && !d.SCTsKnown && !d.ParseErrorKnown && len(d.Fresh) == 0 {
+		return nil
+	}
+	for _, m := range d.Fresh {
+		d.Recent = append(d.Recent, NewRecent(is, now, m.Watch, m.Verdict))
+	}
+	return d
 }
 
 // recordable checks everything Observe is about to write against what
@@ -192,20 +245,29 @@ func (tx *Tx) recordable(is *Issuance, expiry []byte, firstSeen [][]byte, counte
 // MaxIssuersPerWatch without it (IssuerOther). isNew says that the issuer
 // is counted for the watch for the first time.
 func (tx *Tx) issuerLabel(w, issuer string) (label string, isNew bool) {
+	return IssuerLabel(tx.policy, tx.s.issuers[w], tx.issuers[w], issuer)
+}
+
+// IssuerLabel is the issuer label of ct_new_certificates_total for a new
+// issuance of a watch whose issuers counted so far are known (IssuerOther
+// aside), and added by the transaction: the issuer's own, unless the watch
+// has reached the policy's MaxIssuersPerWatch without it (IssuerOther).
+// isNew says that the issuer is counted for the watch for the first time.
+func IssuerLabel(p Policy, known, added map[string]struct{}, issuer string) (label string, isNew bool) {
 	if issuer == IssuerOther {
 		return issuer, false
 	}
-	if _, ok := tx.s.issuers[w][issuer]; ok {
+	if _, ok := known[issuer]; ok {
 		return issuer, false
 	}
-	if _, ok := tx.issuers[w][issuer]; ok {
+	if _, ok := added[issuer]; ok {
 		return issuer, false
 	}
-	limit := tx.policy.MaxIssuersPerWatch
+	limit := p.MaxIssuersPerWatch
 	if limit <= 0 {
 		limit = DefaultMaxIssuersPerWatch
 	}
-	if len(tx.s.issuers[w])+len(tx.issuers[w]) >= limit {
+	if len(known)+len(added) >= limit {
 		return IssuerOther, false
 	}
 	return issuer, true
@@ -230,8 +292,8 @@ func (tx *Tx) addIssuer(w, issuer string) {
 // never pruned and then counted again while it could still be seen.
 const unreadableValidity = 2 * 398 * 24 * time.Hour
 
-// expiryOf is when an issuance first seen at now expires, for pruning.
-func expiryOf(is *Issuance, now time.Time) time.Time {
+// ExpiryOf is when an issuance first seen at now expires, for pruning.
+func ExpiryOf(is *Issuance, now time.Time) time.Time {
 	if is.NotAfter.IsZero() {
 		return now.Add(unreadableValidity)
 	}
@@ -248,7 +310,7 @@ func (tx *Tx) appendOnly(name []byte) *bbolt.Bucket {
 
 // AddCounter adds to a persisted counter.
 func (tx *Tx) AddCounter(name string, labels []string, delta uint64) error {
-	return tx.add(counterKey(name, labels...), delta)
+	return tx.add(CounterKey(name, labels...), delta)
 }
 
 func (tx *Tx) add(key string, delta uint64) error {

@@ -30,7 +30,7 @@ import (
 // may hold thousands of recent series, which no one reads in a browser.
 const DefaultMaxRecent = 500
 
-// Sources of what the page shows; *state.Store and *monitor.Monitor in the
+// Sources of what the page shows; the store (monitor.Store) and *monitor.Monitor in the
 // exporter.
 type (
 	StateSnapshotter interface {
