@@ -28,7 +28,29 @@ type Commit struct {
 	// IDs are the certificates the source processed (crt.sh's ids), so that
 	// none is fetched again.
 	IDs []ProcessedID
+	// Fence, when not nil, is the lease the committing replica holds on
+	// the source (PostgreSQL, shared by replicas): the store writes the
+	// commit only if the lease still has that holder and epoch, checked in
+	// the same transaction, and else refuses it whole with an error
+	// wrapping ErrFenced. The state file, which one replica owns, ignores
+	// it.
+	Fence *Fence
 }
+
+// Fence is a fencing token: the lease a replica holds on a source, by the
+// lease's name, holder and epoch. Every acquisition of a lease takes a new
+// epoch, so that a replica that stalled past its lease, and whose lease
+// another took, holds an epoch that is no longer the lease's.
+type Fence struct {
+	Lease  string
+	Holder string
+	Epoch  int64
+}
+
+// ErrFenced is wrapped by Commit's error when the commit's Fence is not
+// the lease's any more: nothing was written, and the source must stop on
+// this replica.
+var ErrFenced = errors.New("the lease on the source is held by another replica")
 
 // Observation is an issuance a source saw, with the watches it concerns and
 // the verdict each gives it (see Tx.Observe).

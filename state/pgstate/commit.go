@@ -21,6 +21,13 @@ func (s *Store) Commit(c *state.Commit) ([]state.Observed, error) {
 		added  map[string]map[string]struct{}
 	)
 	err := s.write(func(ctx context.Context, tx pgx.Tx) error {
+		// Fencing first, in this transaction: the lease row is locked
+		// until it ends, so no takeover commits between check and write.
+		if c.Fence != nil {
+			if err := fence(ctx, tx, c.Fence); err != nil {
+				return err
+			}
+		}
 		// Bring the mirror (and the issuers counted) up to what is
 		// committed: the issuer labels are decided on them.
 		if err := s.refreshWith(ctx, tx); err != nil {

@@ -193,6 +193,9 @@ func (s *Store) write(fn func(ctx context.Context, tx pgx.Tx) error) error {
 			break
 		}
 	}
+	if errors.Is(err, state.ErrFenced) {
+		return err // refused, not failed
+	}
 	if err != nil {
 		s.AddWriteError()
 		return fmt.Errorf("state: write %s: %w", s.name, err)

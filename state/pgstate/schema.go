@@ -83,6 +83,24 @@ CREATE TABLE processed_ids (
 );
 CREATE INDEX processed_ids_not_after ON processed_ids (not_after);
 `,
+	// 2: leases, so that replicas share the sources: each source is
+	// followed by the replica holding its lease (holder '' when released);
+	// epoch grows with every acquisition and fences commits. replicas is
+	// the heartbeat of the live replicas, by which they balance. Times are
+	// the database's (now()), never a replica's clock.
+	`
+CREATE TABLE leases (
+	source      text PRIMARY KEY,
+	holder      text NOT NULL,
+	epoch       bigint NOT NULL,
+	expires_at  timestamptz NOT NULL
+);
+
+CREATE TABLE replicas (
+	id          text PRIMARY KEY,
+	expires_at  timestamptz NOT NULL
+);
+`,
 }
 
 // SchemaVersion is the schema version this build creates and reads.
