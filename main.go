@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	cryptorand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/internal/connlimit"
 	"github.com/ct-exporter/ct_exporter/monitor"
+	"github.com/ct-exporter/ct_exporter/state/pgstate"
 	"github.com/ct-exporter/ct_exporter/statuspage"
 )
 
@@ -46,11 +48,14 @@ func run(args []string) int {
 		stateFile   = app.Flag("state.file", "The state file: what was seen and how far each source has read. Created if missing.").Default("ct_exporter.state").String()
 		stateURL    = app.Flag("state.url", "Keep the state in PostgreSQL instead of --state.file: postgres://USER@HOST:PORT/DB?sslmode=…, postgresql://…, or libpq's key=value form (PGPASSWORD, PGPASSFILE and ~/.pgpass hold). The schema is created or migrated at start.").String()
 		metricsPath = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
-		shardFlag   = app.Flag("shard", "i/n: this replica follows only the ctlog sources whose log id hashes to i mod n (search sources are not sharded).").Default("0/1").String()
-		webConfig   = kingpinflag.AddFlags(app, ":9812")
-		maxConns    = app.Flag("web.max-connections", "At most this many simultaneous HTTP connections; at the limit, the longest idle one is closed to make room.").Default("512").Int()
-		idleTimeout = app.Flag("web.idle-timeout", "For tests: how long an idle keep-alive connection stays open.").Hidden().Default("2m").Duration()
-		logConfig   = &promslog.Config{}
+		shardFlag   = app.Flag("shard", "i/n: this replica follows only the ctlog sources whose log id hashes to i mod n (search sources are not sharded). "+
+			"With --state.url the replicas share the logs and search sources by leases in the database: leave it at 0/1 (any other value is a static pre-filter applied before the leases, the same on every replica sharing them).").Default("0/1").String()
+		leaseDuration = app.Flag("state.lease-duration", "For tests: with --state.url, how long a lease on a source lasts unrenewed.").Hidden().Default("15s").Duration()
+		leaseRenew    = app.Flag("state.lease-renew", "For tests: with --state.url, how often the leases are renewed and shared again.").Hidden().Default("5s").Duration()
+		webConfig     = kingpinflag.AddFlags(app, ":9812")
+		maxConns      = app.Flag("web.max-connections", "At most this many simultaneous HTTP connections; at the limit, the longest idle one is closed to make room.").Default("512").Int()
+		idleTimeout   = app.Flag("web.idle-timeout", "For tests: how long an idle keep-alive connection stays open.").Hidden().Default("2m").Duration()
+		logConfig     = &promslog.Config{}
 	)
 	promslogflag.AddFlags(app, logConfig)
 	var logLevelSet, stateFileSet bool
@@ -126,6 +131,16 @@ func run(args []string) int {
 	}
 	defer store.Close()
 	mon := monitor.New(store, logger, monitor.Shard{Index: shardIndex, Count: shardCount})
+	if pg, ok := store.(*pgstate.Store); ok {
+		if *leaseRenew <= 0 || *leaseDuration <= *leaseRenew {
+			logger.Error("invalid lease timings: --state.lease-renew must be positive and shorter than --state.lease-duration")
+			return 1
+		}
+		leaser := pg.Leaser(replicaID(), *leaseDuration)
+		logger.Info("sharing the sources with the other replicas by leases", "replica", leaser.ID(),
+			"lease_duration", *leaseDuration, "renew_interval", *leaseRenew)
+		mon.ShareWith(leaser, *leaseRenew)
+	}
 	ct := collector.New(store, mon, logger)
 	mon.ReportTo(ct.Sources())
 	if err := mon.Apply(cfg); err != nil {
@@ -297,6 +312,15 @@ func searchRounds(cfg *config.Config, logger *slog.Logger) map[string]time.Durat
 		}
 	}
 	return rounds
+}
+
+// replicaID names this replica among those sharing the state: host, pid
+// and a random part, so that a restarted replica is a new holder.
+func replicaID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = cryptorand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
 }
 
 // parseShard parses --shard i/n.

@@ -26,6 +26,12 @@ type (
 		Logs() []monitor.LogStatus
 		Watches() []string
 	}
+	// FollowedReporter is what a HealthReporter may be too: it says which
+	// logs this replica follows (ct_log_followed): every log it knows,
+	// followed or not. Else the logs of Logs are those followed.
+	FollowedReporter interface {
+		Followed() map[string]bool
+	}
 )
 
 // Collector is the exporter's prometheus.Collector: every family but the
@@ -50,7 +56,7 @@ func (c *Collector) Sources() *Sources { return c.sources }
 // Describe sends every Desc.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, f := range []constFamily{newCertificates, parseErrors, seriesDropped, stateWriteErrors, stateCertificates,
-		logTreeSize, logSTHTime, logSTHLag, logBehind, logProcessed, logMalformed, logFailures, logOlderHeads, logMMD, logReadonly} {
+		logTreeSize, logSTHTime, logSTHLag, logBehind, logProcessed, logMalformed, logFailures, logOlderHeads, logMMD, logReadonly, logFollowed} {
 		ch <- f.desc
 	}
 	c.sources.Describe(ch)
@@ -72,7 +78,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	now := c.now()
-	for _, l := range c.health.Logs() {
+	logs := c.health.Logs()
+	if f, ok := c.health.(FollowedReporter); ok {
+		for log, followed := range f.Followed() {
+			ch <- logFollowed.metric(boolValue(followed), log)
+		}
+	} else {
+		for _, l := range logs {
+			ch <- logFollowed.metric(1, l.Log)
+		}
+	}
+	for _, l := range logs {
 		// Counters of logs no longer followed stay in the state file, unexposed.
 		ch <- logProcessed.metric(float64(perLog[state.CounterLogProcessed][l.Log]), l.Log)
 		ch <- logMalformed.metric(float64(perLog[state.CounterLogMalformed][l.Log]), l.Log)

@@ -239,6 +239,10 @@ ct_log_mmd_seconds{log="pending"} 3600
 # TYPE ct_log_older_tree_heads_total counter
 ct_log_older_tree_heads_total{log="argon"} 3
 ct_log_older_tree_heads_total{log="pending"} 0
+# HELP ct_log_followed 1 for a log this replica follows now, 0 for one another replica follows (state in PostgreSQL, shared by lease).
+# TYPE ct_log_followed gauge
+ct_log_followed{log="argon"} 1
+ct_log_followed{log="pending"} 1
 # HELP ct_log_readonly 1 for a readonly log, followed up to the final tree head its log list gives.
 # TYPE ct_log_readonly gauge
 ct_log_readonly{log="argon"} 0
@@ -261,7 +265,7 @@ ct_log_verification_failures_total{check="sth_signature",log="argon"} 0
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	names := []string{"ct_log_entries_behind", "ct_log_entries_processed_total", "ct_log_malformed_entries_total", "ct_log_mmd_seconds",
-		"ct_log_older_tree_heads_total", "ct_log_readonly", "ct_log_sth_lag_seconds", "ct_log_sth_timestamp_seconds", "ct_log_tree_size", "ct_log_verification_failures_total"}
+		"ct_log_older_tree_heads_total", "ct_log_followed", "ct_log_readonly", "ct_log_sth_lag_seconds", "ct_log_sth_timestamp_seconds", "ct_log_tree_size", "ct_log_verification_failures_total"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(expected), names...); err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,8 @@ var (
 		"Correctly signed tree heads older than the verified one and proven a prefix of it (caching frontends serve them); ignored.", labelLog)
 	logMMD = gauge("ct_log_mmd_seconds",
 		"The log's maximum merge delay.", labelLog)
+	logFollowed = gauge("ct_log_followed",
+		"1 for a log this replica follows now, 0 for one another replica follows (state in PostgreSQL, shared by lease).", labelLog)
 	logReadonly = gauge("ct_log_readonly",
 		"1 for a readonly log, followed up to the final tree head its log list gives.", labelLog)
 )

@@ -2,6 +2,7 @@ package ctsource
 
 import (
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"strings"
 
@@ -33,6 +34,12 @@ func (r *Recorder) Observe(c *state.Commit, crt *cert.Certificate) {
 // the store could not record is counted (reason="record", with errs) and
 // logged; the rest of c was written without it.
 func (e *Env) Commit(errs ErrorCounter, c *state.Commit) error {
+	if e.Fence != nil {
+		c.Fence = e.Fence()
+		if c.Fence == nil {
+			return fmt.Errorf("%s: %w", c.Source, state.ErrFenced)
+		}
+	}
 	res, err := e.Recorder.Store.Commit(c)
 	if err != nil {
 		return err

@@ -116,6 +116,11 @@ type Env struct {
 	// log list a loglist source accepts (the zero time when the list has
 	// none): ct_loglist_timestamp_seconds.
 	LogListAccepted func(timestamp time.Time)
+	// Fence, when set, is the lease this replica holds on the source
+	// (state in PostgreSQL, shared by replicas), nil once it is lost:
+	// every Commit carries it, and the store refuses the commit (an error
+	// wrapping state.ErrFenced) unless the lease is still this one.
+	Fence func() *state.Fence
 }
 
 // Backoff returns how long to wait before attempt number failures+1: an

@@ -73,6 +73,14 @@ type Monitor struct {
 	discMu     sync.Mutex
 	discovered map[string][]loglist.Log
 	reconcile  chan struct{}
+
+	// With leases (ShareWith): the sources whose lease is held and the
+	// CT logs shared, under discMu.
+	leases    Leases
+	renew     time.Duration
+	leaseKick chan struct{}
+	held      map[string]bool
+	leased    map[string]bool
 }
 
 // Shard is this replica's share of the CT logs: those whose log id hashes
@@ -101,6 +109,8 @@ func New(store Store, logger *slog.Logger, shard Shard) *Monitor {
 		health:     map[string]*health{},
 		discovered: map[string][]loglist.Log{},
 		reconcile:  make(chan struct{}, 1),
+		leaseKick:  make(chan struct{}, 1),
+		held:       map[string]bool{},
 	}
 	m.policy.Store(watch.NewSet(nil))
 	m.rec = &ctsource.Recorder{Store: store, Policy: m.policy.Load}
@@ -170,6 +180,10 @@ func (m *Monitor) Start() {
 	m.wg.Add(2)
 	go m.pruneLoop()
 	go m.reconciler()
+	if m.leases != nil {
+		m.wg.Add(1)
+		go m.leaseLoop()
+	}
 	if m.pending != nil {
 		m.run(m.pending, false)
 		m.pending = nil
@@ -216,6 +230,7 @@ func (m *Monitor) Stop() {
 	}
 	m.mu.Unlock()
 	m.wg.Wait()
+	m.releaseLeases()
 }
 
 // Health returns the health of every configured source.

@@ -2,16 +2,19 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/state"
 )
 
 type runner struct {
 	cfg    spec
 	source ctsource.Source
 	health *health
+	fenced func()        // the store refused a commit: the lease is lost
 	delay  time.Duration // before the first poll
 	cancel context.CancelFunc
 	kicks  chan struct{}
@@ -70,6 +73,15 @@ func (r *runner) run(ctx context.Context, env *ctsource.Env, interval time.Durat
 			err = r.source.Poll(ctx, env)
 		}
 		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, state.ErrFenced) {
+			// Another replica holds the source now: nothing more of ours
+			// is committed for it.
+			logger.Warn("the lease on the source was taken over by another replica: it stops here", "err", err)
+			if r.fenced != nil {
+				r.fenced()
+			}
 			return
 		}
 		r.health.observe(err == nil, start, time.Since(start))

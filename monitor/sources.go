@@ -13,6 +13,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/ctsource/crtsh"
 	"github.com/ct-exporter/ct_exporter/ctsource/ctlog"
 	"github.com/ct-exporter/ct_exporter/ctsource/loglist"
+	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
@@ -59,6 +60,9 @@ func (m *Monitor) plan(cfg *config.Config) (*sourcePlan, error) {
 	}
 	p := &sourcePlan{made: map[string]ctsource.Source{}, health: map[string]*health{}, listed: map[string]bool{}}
 	for _, s := range sourceSet(cfg, discovered, m.shard) {
+		if !m.follows(s) {
+			continue
+		}
 		if !configured[s.Name] {
 			p.listed[s.Name] = true
 		}
@@ -133,6 +137,10 @@ func (m *Monitor) run(p *sourcePlan, kick bool) {
 			kicks:  make(chan struct{}, 1),
 			done:   make(chan struct{}),
 		}
+		if m.leases != nil {
+			name := s.Name
+			r.fenced = func() { m.fenced(name) }
+		}
 		if p.listed[s.Name] {
 			r.delay = firstPollDelay(started, fresh, time.Duration(s.Interval))
 			started++
@@ -140,7 +148,7 @@ func (m *Monitor) run(p *sourcePlan, kick bool) {
 		ctx, cancel := context.WithCancel(m.ctx)
 		r.cancel = cancel
 		m.runners[s.Name] = r
-		go r.run(ctx, m.env(h), time.Duration(s.Interval), m.logger.With("source_name", s.Name))
+		go r.run(ctx, m.env(h, s), time.Duration(s.Interval), m.logger.With("source_name", s.Name))
 	}
 }
 
@@ -304,7 +312,13 @@ func newSource(s spec, errs ctsource.ErrorCounter, found func(list string, logs 
 	return nil, fmt.Errorf("monitor: source %s: type %q is not supported", s.Name, s.Type)
 }
 
-// env is what a runner's source polls with; it reports to h.
-func (m *Monitor) env(h *health) *ctsource.Env {
-	return &ctsource.Env{Recorder: m.rec, Logger: m.logger, WatchSearched: h.watchSearched, LogListAccepted: h.logListAccepted}
+// env is what a runner's source s polls with; it reports to h. With
+// leases, its commits carry the lease's fencing token.
+func (m *Monitor) env(h *health, s spec) *ctsource.Env {
+	env := &ctsource.Env{Recorder: m.rec, Logger: m.logger, WatchSearched: h.watchSearched, LogListAccepted: h.logListAccepted}
+	if m.leases != nil && s.Type != config.TypeLogList {
+		name := s.Name
+		env.Fence = func() *state.Fence { return m.leases.Fence(name) }
+	}
+	return env
 }
