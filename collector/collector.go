@@ -55,7 +55,7 @@ func (c *Collector) Sources() *Sources { return c.sources }
 
 // Describe sends every Desc.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, f := range []constFamily{newCertificates, parseErrors, seriesDropped, stateWriteErrors, stateCertificates,
+	for _, f := range []constFamily{newCertificates, parseErrors, seriesDropped, stateWriteErrors, stateReadErrors, stateCertificates,
 		logTreeSize, logSTHTime, logSTHLag, logBehind, logProcessed, logMalformed, logFailures, logOlderHeads, logMMD, logReadonly, logFollowed} {
 		ch <- f.desc
 	}
@@ -112,6 +112,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- parseErrors.metric(float64(parseErrorsByWatch[w]), w)
 	}
 	ch <- stateWriteErrors.metric(float64(snap.WriteErrors))
+	ch <- stateReadErrors.metric(float64(snap.ReadErrors))
 	ch <- stateCertificates.metric(float64(snap.Certificates))
 	c.sources.Collect(ch)
 }

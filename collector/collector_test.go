@@ -165,6 +165,9 @@ ct_source_watch_last_success_timestamp_seconds{source="crtsh",watch="example.org
 # HELP ct_state_certificates Issuances held in the state file.
 # TYPE ct_state_certificates gauge
 ct_state_certificates 3
+# HELP ct_state_read_errors_total Reads of the state in PostgreSQL that failed: this replica's metrics stop following the other replicas' commits while they fail. Always 0 with a state file.
+# TYPE ct_state_read_errors_total counter
+ct_state_read_errors_total 0
 # HELP ct_state_write_errors_total Transactions on the state file that failed to be written.
 # TYPE ct_state_write_errors_total counter
 ct_state_write_errors_total 0

@@ -41,6 +41,8 @@ var (
 	seriesDropped = counter("ct_certificate_series_dropped_total",
 		"Recent issuances not exposed as series because of recent_series_limit, since the exporter started.",
 		labelWatch)
+	stateReadErrors = counter("ct_state_read_errors_total",
+		"Reads of the state in PostgreSQL that failed: this replica's metrics stop following the other replicas' commits while they fail. Always 0 with a state file.")
 	stateWriteErrors = counter("ct_state_write_errors_total",
 		"Transactions on the state file that failed to be written.")
 	stateCertificates = gauge("ct_state_certificates",

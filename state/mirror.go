@@ -22,6 +22,7 @@ type Mirror struct {
 	exposed     map[string][]Recent // watch → recent series
 	dropped     map[string]uint64
 	writeErrors uint64
+	readErrors  uint64
 	// generation counts changes to the recent series, so that their
 	// exposition can be cached between changes.
 	generation uint64
@@ -91,6 +92,14 @@ func (s *Mirror) Apply(c Change) {
 	for tbs, e := range c.ParseErrors {
 		s.eachExposed(tbs, func(r *Recent) { r.ParseError = ParseErrorLabel(e) })
 	}
+}
+
+// AddReadError counts a failed read of a shared state (PostgreSQL) that
+// keeps the mirror from following the other replicas' commits.
+func (s *Mirror) AddReadError() {
+	s.mu.Lock()
+	s.readErrors++
+	s.mu.Unlock()
 }
 
 // AddWriteError counts a failed write.
@@ -212,6 +221,7 @@ func (s *Mirror) snapshot(withRecent bool) Snapshot {
 		Dropped:      make(map[string]uint64, len(s.dropped)),
 		Certificates: s.count,
 		WriteErrors:  s.writeErrors,
+		ReadErrors:   s.readErrors,
 	}
 	for k, v := range s.counters {
 		name, labels := ParseCounterKey(k)

@@ -486,6 +486,7 @@ type Snapshot struct {
 	Dropped      map[string]uint64
 	Certificates uint64 // issuances in the file
 	WriteErrors  uint64
+	ReadErrors   uint64 // of a shared state's mirror; 0 for the state file
 }
 
 // countIssuer adds the issuer of a ct_new_certificates_total counter key to

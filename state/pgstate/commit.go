@@ -78,6 +78,7 @@ func (s *Store) applyOwn(seq uint64, change state.Change, added map[string]map[s
 	ctx, cancel := context.WithTimeout(s.ctx, opTimeout)
 	defer cancel()
 	if err := s.refresh(ctx); err != nil {
+		s.AddReadError()
 		s.logger.Warn("refreshing the state from PostgreSQL failed; it will be tried again", "state", s.name, "err", err)
 	}
 }

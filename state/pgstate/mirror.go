@@ -207,6 +207,7 @@ func (s *Store) refreshLogged() {
 	ctx, cancel := context.WithTimeout(s.ctx, opTimeout)
 	defer cancel()
 	if err := s.refresh(ctx); err != nil && s.ctx.Err() == nil {
+		s.AddReadError()
 		s.logger.Warn("refreshing the state from PostgreSQL failed; it will be tried again", "state", s.name, "err", err)
 	}
 }
