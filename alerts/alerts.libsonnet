@@ -180,6 +180,21 @@
             },
           },
           {
+            alert: 'CTLogNotFollowed',
+            // Every replica reports every log it knows: 1 on the one that
+            // follows it, 0 on the others (state in PostgreSQL, shared by
+            // lease). A takeover leaves a log unfollowed for seconds.
+            expr: 'max without (%(without)s) (ct_log_followed{%(sel)s}) == 0' % { without: without, sel: c.selector },
+            'for': '10m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'No replica of ct_exporter follows a CT log',
+              description: 'Every replica reports ct_log_followed 0 for log {{ $labels.log }}: no replica holds its lease in PostgreSQL, so new certificates in it are not seen. ' +
+                           'The replicas cannot renew or take leases (the database), or none is running with the log in its configuration.',
+              runbook_url: runbook('CTLogNotFollowed'),
+            },
+          },
+          {
             alert: 'CTLogFallingBehind',
             // Not shrunk for an hour: at least as large as an hour ago (so
             // nothing fires before an hour of data), and never down to zero
@@ -233,6 +248,17 @@
               summary: 'ct_exporter cannot write its state file',
               description: '{{ $labels.instance }} failed to write its state file: nothing new is recorded (and so nothing alerts) until it can. Check disk space and permissions.',
               runbook_url: runbook('CTExporterStateWriteFailing'),
+            },
+          },
+          {
+            alert: 'CTExporterStateReadFailing',
+            expr: 'increase(ct_state_read_errors_total{%(sel)s}[5m]) > 0' % { sel: c.selector },
+            'for': '5m',
+            labels: { severity: 'warning' },
+            annotations: {
+              summary: 'ct_exporter cannot read its state in PostgreSQL',
+              description: '{{ $labels.instance }} has failed to read the state in PostgreSQL for 5 minutes: its certificate metrics no longer follow what the other replicas record. Check that the database is up and reachable from it.',
+              runbook_url: runbook('CTExporterStateReadFailing'),
             },
           },
           {
