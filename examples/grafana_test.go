@@ -3,8 +3,11 @@ package examples
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,6 +160,77 @@ func TestHistoryDashboard(t *testing.T) {
 		}
 		if strings.Contains(q, "LIMIT") && n != 20 {
 			t.Errorf("query %d: %d certificates of example.com, want 20", i, n)
+		}
+	}
+}
+
+// The compose Grafana has a PostgreSQL data source on the exporters'
+// database (the password from postgres.env, not the file), and provisions
+// the history dashboard from examples/grafana/.
+func TestComposeGrafanaHistory(t *testing.T) {
+	c := readCompose(t)
+	g := c.Services["grafana"]
+	root := containerFS(t, g)
+	prov := filepath.Join(root, "etc/grafana/provisioning")
+	var ds struct {
+		APIVersion  int `yaml:"apiVersion"`
+		Datasources []struct {
+			Type     string `yaml:"type"`
+			URL      string `yaml:"url"`
+			User     string `yaml:"user"`
+			JSONData struct {
+				Database string `yaml:"database"`
+			} `yaml:"jsonData"`
+			SecureJSONData map[string]string `yaml:"secureJsonData"`
+		} `yaml:"datasources"`
+	}
+	readYAML(t, filepath.Join(prov, "datasources/postgres.yml"), &ds)
+	if ds.APIVersion != 1 || len(ds.Datasources) != 1 {
+		t.Fatalf("data sources %+v: want one", ds)
+	}
+	d := ds.Datasources[0]
+	stateURL, err := url.Parse(commandFlag(c.Services["ct_exporter"], "state.url"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Type != "grafana-postgresql-datasource" || d.URL != stateURL.Host || d.User != stateURL.User.Username() ||
+		d.JSONData.Database != strings.TrimPrefix(stateURL.Path, "/") {
+		t.Errorf("data source %+v is not the exporters' database %s", d, stateURL.Redacted())
+	}
+	if d.SecureJSONData["password"] != "$PGPASSWORD" || !slices.Contains(g.EnvFile, "postgres.env") {
+		t.Errorf("the data source's password is not $PGPASSWORD from postgres.env: %v, env_file %v", d.SecureJSONData, g.EnvFile)
+	}
+
+	var dp struct {
+		Providers []struct {
+			Type    string `yaml:"type"`
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	readYAML(t, filepath.Join(prov, "dashboards/history.yml"), &dp)
+	if len(dp.Providers) != 1 || dp.Providers[0].Type != "file" {
+		t.Fatalf("providers %+v", dp)
+	}
+	data, err := os.ReadFile(filepath.Join(root, dp.Providers[0].Options.Path, "ct_exporter-history.json"))
+	if err != nil {
+		t.Fatalf("the history dashboard is not at the provider's path: %v", err)
+	}
+	var h struct {
+		Templating struct {
+			List []struct {
+				Name  string          `json:"name"`
+				Query json.RawMessage `json:"query"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(data, &h); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range h.Templating.List {
+		if v.Name == "datasource" && string(v.Query) != `"`+d.Type+`"` {
+			t.Errorf("the datasource variable selects %s, the data source is %s", v.Query, d.Type)
 		}
 	}
 }
