@@ -63,11 +63,25 @@ func TestKubernetesPostgres(t *testing.T) {
 		t.Fatalf("%d containers, want 1", len(dep.Spec.Template.Spec.Containers))
 	}
 	c := dep.Spec.Template.Spec.Containers[0]
-	flags := parseFlags(t, "Deployment args", c.Args)
+	// Kubernetes expands $(NAME) in args from the container's env.
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if ref := e.ValueFrom.SecretKeyRef; ref.Name == secret.Metadata.Name {
+			env[e.Name] = secret.Data[ref.Key]
+		}
+	}
+	var args []string
+	for _, a := range c.Args {
+		args = append(args, os.Expand(strings.NewReplacer("$(", "${", ")", "}").Replace(a), func(k string) string { return env[k] }))
+	}
+	flags := parseFlags(t, "Deployment args", args)
 	u := flags["state.url"]
 	if flags["state.file"] != "" || !strings.HasPrefix(u, "postgres://") || strings.Contains(u, "password") ||
 		strings.Contains(strings.SplitN(strings.TrimPrefix(u, "postgres://"), "@", 2)[0], ":") {
 		t.Errorf("--state.url=%q --state.file=%q: want a postgres:// URL without a password, and no state file", u, flags["state.file"])
+	}
+	if !strings.Contains(strings.Join(c.Args, " "), "--state.url=$(") {
+		t.Errorf("--state.url is not from the Secret: %v", c.Args)
 	}
 	var fromSecret bool
 	for _, e := range c.Env {
@@ -99,7 +113,7 @@ func TestKubernetesPostgres(t *testing.T) {
 	if err := os.WriteFile(config, []byte(cm.Data[key]), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	acceptsFlags(t, "Deployment args", c.Args, config)
+	acceptsFlags(t, "Deployment args", args, config)
 
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
