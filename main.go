@@ -68,10 +68,18 @@ func run(args []string) int {
 	checkCmd := app.Command("check", "Poll every source once, print the certificates new to the state file, record them, and exit: "+
 		"0 when none is issuer_unexpected, 1 when one is, 2 when a source failed (1 wins over 2). For cron, and for trying a configuration.")
 	checkOutput := checkCmd.Flag("output", "How to print the new certificates: table or json.").Default("table").Enum("table", "json")
+	stateCopyCmd := app.Command("state", "Manage the state.").Command("copy", "Copy the whole state from a state file or PostgreSQL database to another (file to PostgreSQL, or back as a backup), "+
+		"so that an exporter started on the copy neither loses nor reports again anything. Stop the exporters using either first.")
+	copyFrom := stateCopyCmd.Flag("from", "The state to copy: a state file, or a PostgreSQL URL (postgres://, postgresql:// or key=value).").Required().String()
+	copyTo := stateCopyCmd.Flag("to", "Where to copy it: a state file (created) or a PostgreSQL URL. It must be empty unless --replace.").Required().String()
+	copyReplace := stateCopyCmd.Flag("replace", "Replace what the destination holds instead of refusing a destination that is not empty.").Bool()
 	cmd, err := app.Parse(args)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ct_exporter: %v\n", err)
 		return 2
+	}
+	if cmd == stateCopyCmd.FullCommand() {
+		return runStateCopy(*copyFrom, *copyTo, *copyReplace, os.Stdout, os.Stderr)
 	}
 	stateLoc := stateLocation{file: *stateFile, fileSet: stateFileSet, url: *stateURL}
 	if err := stateLoc.check(); err != nil {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
 	"github.com/ct-exporter/ct_exporter/state/pgstate"
+	"github.com/ct-exporter/ct_exporter/state/statecopy"
 )
 
 // stateLocation is where the state is: a file (--state.file) or a
@@ -51,4 +53,16 @@ func openStore(l stateLocation, logger *slog.Logger) (monitor.Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// runStateCopy is `ct_exporter state copy`.
+func runStateCopy(from, to string, replace bool, stdout, stderr io.Writer) int {
+	st, err := statecopy.Copy(from, to, replace)
+	if err != nil {
+		fmt.Fprintf(stderr, "ct_exporter: state copy: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "Copied %s to %s: %d issuances (%d watch matches), %d counters, %d cursors, %d log positions, %d processed ids.\n",
+		statecopy.Name(from), statecopy.Name(to), st.Issuances, st.Matches, st.Counters, st.Cursors, st.LogPositions, st.IDs)
+	return 0
 }

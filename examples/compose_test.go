@@ -31,6 +31,7 @@ type composeService struct {
 	Volumes     []string          `yaml:"volumes"`
 	Ports       []string          `yaml:"ports"`
 	Environment map[string]string `yaml:"environment"`
+	EnvFile     []string          `yaml:"env_file"`
 }
 
 type composeFile struct {
@@ -142,35 +143,79 @@ func TestCompose(t *testing.T) {
 		}
 	}
 
-	ct := c.Services["ct_exporter"]
-	if ct.Build == nil || ct.Build.Dockerfile != "Dockerfile" || filepath.Clean(filepath.Join(composeDir, ct.Build.Context)) != ".." {
-		t.Errorf("ct_exporter is not built from the repository's Dockerfile: %+v", ct.Build)
+	exporters := 0
+	for name, ct := range c.Services {
+		if ct.Build == nil && ct.Image != "ct_exporter:local" {
+			continue
+		}
+		exporters++
+		checkComposeExporter(t, name, ct, df)
 	}
-	if !ct.ReadOnly {
-		t.Error("ct_exporter: read_only is not true")
+	if exporters != 2 {
+		t.Errorf("%d ct_exporter services, want the two replicas", exporters)
 	}
-	if uid(ct.User) != uid(df.User) || uid(ct.User) == "0" {
-		t.Errorf("ct_exporter: user %q, the Dockerfile's USER is %s", ct.User, df.User)
+	pg, ok := c.Services["postgres"]
+	if !ok {
+		t.Fatal("compose.yml: no postgres service")
 	}
-	if !slices.Equal(ct.CapDrop, []string{"ALL"}) || !slices.Contains(ct.SecurityOpt, "no-new-privileges:true") {
-		t.Errorf("ct_exporter: cap_drop %v, security_opt %v: want [ALL] and no-new-privileges", ct.CapDrop, ct.SecurityOpt)
+	if !slices.Equal(pg.EnvFile, []string{"postgres.env"}) || pg.Environment["POSTGRES_PASSWORD"] != "" {
+		t.Errorf("postgres: the password is not from postgres.env: env_file %v", pg.EnvFile)
 	}
-	flags := parseFlags(t, "compose.yml ct_exporter command", ct.Command)
-	var stateVolume bool
-	for _, m := range ct.mounts(t) {
-		if m.Target == df.Volume && !m.Bind {
-			stateVolume = true
+	env, err := os.ReadFile(filepath.Join(composeDir, "postgres.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := map[string]string{}
+	for _, line := range strings.Split(string(env), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(k, "#") {
+			vals[k] = v
 		}
 	}
-	if !stateVolume || path.Dir(flags["state.file"]) != df.Volume {
-		t.Errorf("ct_exporter: --state.file=%s is not on a named volume at the Dockerfile's VOLUME %s", flags["state.file"], df.Volume)
+	if vals["PGPASSWORD"] == "" || vals["PGPASSWORD"] != vals["POSTGRES_PASSWORD"] {
+		t.Errorf("postgres.env: PGPASSWORD and POSTGRES_PASSWORD are not one password: %v", vals)
+	}
+}
+
+// checkComposeExporter checks a ct_exporter replica of compose.yml.
+func checkComposeExporter(t *testing.T, name string, ct composeService, df dockerfile) {
+	if ct.Build == nil || ct.Build.Dockerfile != "Dockerfile" || filepath.Clean(filepath.Join(composeDir, ct.Build.Context)) != ".." {
+		t.Errorf("%s is not built from the repository's Dockerfile: %+v", name, ct.Build)
+	}
+	if !ct.ReadOnly {
+		t.Errorf("%s: read_only is not true", name)
+	}
+	if uid(ct.User) != uid(df.User) || uid(ct.User) == "0" {
+		t.Errorf("%s: user %q, the Dockerfile's USER is %s", name, ct.User, df.User)
+	}
+	if !slices.Equal(ct.CapDrop, []string{"ALL"}) || !slices.Contains(ct.SecurityOpt, "no-new-privileges:true") {
+		t.Errorf("%s: cap_drop %v, security_opt %v: want [ALL] and no-new-privileges", name, ct.CapDrop, ct.SecurityOpt)
+	}
+	flags := parseFlags(t, "compose.yml "+name+" command", ct.Command)
+	if u := flags["state.url"]; u != "" {
+		// The state in PostgreSQL: the password is not in the command.
+		if !strings.HasPrefix(u, "postgres://") || strings.Contains(u, "password") || strings.Contains(strings.SplitN(strings.TrimPrefix(u, "postgres://"), "@", 2)[0], ":") {
+			t.Errorf("%s: --state.url=%s: want a postgres:// URL without the password", name, u)
+		}
+		if !slices.Contains(ct.EnvFile, "postgres.env") {
+			t.Errorf("%s: PGPASSWORD is not from postgres.env: env_file %v", name, ct.EnvFile)
+		}
+	} else {
+		var stateVolume bool
+		for _, m := range ct.mounts(t) {
+			if m.Target == df.Volume && !m.Bind {
+				stateVolume = true
+			}
+		}
+		if !stateVolume || path.Dir(flags["state.file"]) != df.Volume {
+			t.Errorf("%s: --state.file=%s is not on a named volume at the Dockerfile's VOLUME %s", name, flags["state.file"], df.Volume)
+		}
 	}
 	if len(ct.Ports) != 1 || !strings.HasSuffix(ct.Ports[0], ":"+df.Expose) {
-		t.Errorf("ct_exporter: ports %v, the Dockerfile exposes %s", ct.Ports, df.Expose)
+		t.Errorf("%s: ports %v, the Dockerfile exposes %s", name, ct.Ports, df.Expose)
 	}
 	// The mounted configuration validates, and the command's flags parse.
 	root := containerFS(t, ct)
-	acceptsFlags(t, "compose.yml ct_exporter command", ct.Command, filepath.Join(root, flags["config.file"]))
+	acceptsFlags(t, "compose.yml "+name+" command", ct.Command, filepath.Join(root, flags["config.file"]))
 }
 
 // promtool accepts Prometheus's configuration where the container sees it,
@@ -218,7 +263,7 @@ func TestComposePrometheus(t *testing.T) {
 	var scraped bool
 	for _, sc := range cfg.ScrapeConfigs {
 		for _, st := range sc.StaticConfigs {
-			if slices.Contains(st.Targets, "ct_exporter:"+df.Expose) {
+			if slices.Contains(st.Targets, "ct_exporter:"+df.Expose) && slices.Contains(st.Targets, "ct_exporter_b:"+df.Expose) {
 				scraped = true
 				if !strings.Contains(string(rulesText), `job=\"`+sc.JobName+`\"`) {
 					t.Errorf("ct_exporter is scraped as job %q, which the shipped rules do not select", sc.JobName)
@@ -227,7 +272,7 @@ func TestComposePrometheus(t *testing.T) {
 		}
 	}
 	if !scraped {
-		t.Errorf("no scrape config targets ct_exporter:%s", df.Expose)
+		t.Errorf("no scrape config targets both replicas, ct_exporter:%s and ct_exporter_b:%s", df.Expose, df.Expose)
 	}
 	if len(cfg.Alerting.Alertmanagers) != 1 || len(cfg.Alerting.Alertmanagers[0].StaticConfigs) != 1 ||
 		!slices.Equal(cfg.Alerting.Alertmanagers[0].StaticConfigs[0].Targets, []string{"alertmanager:9093"}) {

@@ -101,6 +101,38 @@ CREATE TABLE replicas (
 	expires_at  timestamptz NOT NULL
 );
 `,
+	// 3: the stable, read-only SQL interface (docs/sql.md): views whose
+	// columns are only ever added to, so that queries and dashboards keep
+	// working when the tables change.
+	`
+CREATE VIEW ct_certificates AS
+SELECT
+	w.watch,
+	w.verdict,
+	w.first_seen,
+	encode(i.tbs_sha256, 'hex') AS tbs_sha256,
+	nullif(encode(i.cert_sha256, 'hex'), repeat('0', 64)) AS cert_sha256,
+	CASE WHEN i.issuer_cn <> '' THEN i.issuer_cn ELSE i.issuer_o END AS issuer,
+	i.issuer_cn,
+	i.issuer_o,
+	i.issuer_dn,
+	i.serial,
+	i.subject_cn,
+	i.dns_names,
+	i.ip_addresses,
+	i.not_before,
+	i.not_after,
+	nullif(i.embedded_scts, -1) AS embedded_scts,
+	nullif(i.parse_error, '') AS parse_error,
+	i.first_seen AS issuance_first_seen
+FROM issuance_watches w
+JOIN issuances i ON i.tbs_sha256 = w.tbs_sha256;
+
+CREATE INDEX issuance_watches_watch_first_seen ON issuance_watches (watch, first_seen);
+
+CREATE VIEW ct_counters AS
+SELECT name, labels, value FROM counters;
+`,
 }
 
 // SchemaVersion is the schema version this build creates and reads.
