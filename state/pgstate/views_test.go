@@ -84,18 +84,18 @@ FROM ct_certificates WHERE watch = $1 AND first_seen BETWEEN $2 AND $3 ORDER BY 
 	}
 }
 
-// A database at schema version 1 (before the views) is migrated to the
+// A database at schema version 2 (before the views) is migrated to the
 // views at start, its data kept.
-func TestViewsMigratedFromVersion1(t *testing.T) {
+func TestViewsMigratedFromVersion2(t *testing.T) {
 	srv := pgtest.Start(t)
-	url := srv.CreateDB(t, "v1")
+	url := srv.CreateDB(t, "v2")
 	c := storetest.NewClock()
 	s := open(t, url, c.Now)
 	storetest.Observe(t, s, storetest.Issuance(1, c.Now()), state.Match{Watch: "example.com", Verdict: watch.Unreviewed})
 	ctx := context.Background()
-	// Back to version 1, as an exporter before the views left it.
+	// Back to version 2, as an exporter before the views left it.
 	if _, err := s.pool.Exec(ctx, `DROP VIEW ct_certificates; DROP VIEW ct_counters; DROP INDEX issuance_watches_watch_first_seen;
-DELETE FROM ct_exporter_schema WHERE version > 1`); err != nil {
+DELETE FROM ct_exporter_schema WHERE version > 2`); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -104,7 +104,7 @@ DELETE FROM ct_exporter_schema WHERE version > 1`); err != nil {
 	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM ct_certificates WHERE watch = 'example.com'`).Scan(&n); err != nil || n != 1 {
 		t.Errorf("ct_certificates after the migration: %d rows, %v", n, err)
 	}
-	if err := s.pool.QueryRow(ctx, `SELECT max(version) FROM ct_exporter_schema`).Scan(&v); err != nil || v != SchemaVersion || v < 2 {
+	if err := s.pool.QueryRow(ctx, `SELECT max(version) FROM ct_exporter_schema`).Scan(&v); err != nil || v != SchemaVersion || v < 3 {
 		t.Errorf("schema version %d, %v", v, err)
 	}
 }
