@@ -202,20 +202,7 @@ func (s *Store) commit(ctx context.Context, tx pgx.Tx, c *state.Commit) ([]state
 		is := known[tbs]
 		rec := state.EncodeIssuance(is)
 		if fresh[tbs] {
-			ips := make([]string, len(is.IPs))
-			for i, a := range is.IPs {
-				ips[i] = a.String()
-			}
-			names := make([]string, len(is.DNSNames))
-			for i, n := range is.DNSNames {
-				names[i] = text(n)
-			}
-			b.Queue(`INSERT INTO issuances (tbs_sha256, cert_sha256, serial, issuer_cn, issuer_o, issuer_dn, subject_cn,
-	dns_names, ip_addresses, not_before, not_after, embedded_scts, parse_error, first_seen, expires, changed, record)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
-				tbs[:], is.CertSHA256[:], text(is.Serial), text(is.Issuer.CN), text(is.Issuer.O), text(is.Issuer.DN), text(is.SubjectCN),
-				names, ips, timeOrNil(is.NotBefore), timeOrNil(is.NotAfter), is.EmbeddedSCTs, text(is.ParseError),
-				is.FirstSeen, state.ExpiryOf(is, now), next, rec)
+			queueInsertIssuance(b, is, state.ExpiryOf(is, now), next, rec)
 		} else {
 			b.Queue(`UPDATE issuances SET embedded_scts = $2, parse_error = $3, changed = $4, record = $5 WHERE tbs_sha256 = $1`,
 				tbs[:], is.EmbeddedSCTs, text(is.ParseError), next, rec)
@@ -264,4 +251,23 @@ func timeOrNil(t time.Time) any {
 		return nil
 	}
 	return t
+}
+
+// queueInsertIssuance queues the row of a new issuance: its columns for SQL
+// readers (text made valid UTF-8) and rec, the record the stores read back.
+func queueInsertIssuance(b *pgx.Batch, is *state.Issuance, expires time.Time, changed int64, rec []byte) {
+	ips := make([]string, len(is.IPs))
+	for i, a := range is.IPs {
+		ips[i] = a.String()
+	}
+	names := make([]string, len(is.DNSNames))
+	for i, n := range is.DNSNames {
+		names[i] = text(n)
+	}
+	b.Queue(`INSERT INTO issuances (tbs_sha256, cert_sha256, serial, issuer_cn, issuer_o, issuer_dn, subject_cn,
+	dns_names, ip_addresses, not_before, not_after, embedded_scts, parse_error, first_seen, expires, changed, record)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+		is.TBSSHA256[:], is.CertSHA256[:], text(is.Serial), text(is.Issuer.CN), text(is.Issuer.O), text(is.Issuer.DN), text(is.SubjectCN),
+		names, ips, timeOrNil(is.NotBefore), timeOrNil(is.NotAfter), is.EmbeddedSCTs, text(is.ParseError),
+		is.FirstSeen, expires, changed, rec)
 }

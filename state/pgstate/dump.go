@@ -166,20 +166,7 @@ func (s *Store) Import(replace bool, items func(yield func(state.Item) error) er
 			case it.Issuance != nil:
 				is := it.Issuance
 				tbs := is.TBSSHA256
-				ips := make([]string, len(is.IPs))
-				for i, a := range is.IPs {
-					ips[i] = a.String()
-				}
-				names := make([]string, len(is.DNSNames))
-				for i, n := range is.DNSNames {
-					names[i] = text(n)
-				}
-				b.Queue(`INSERT INTO issuances (tbs_sha256, cert_sha256, serial, issuer_cn, issuer_o, issuer_dn, subject_cn,
-	dns_names, ip_addresses, not_before, not_after, embedded_scts, parse_error, first_seen, expires, changed, record)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
-					tbs[:], is.CertSHA256[:], text(is.Serial), text(is.Issuer.CN), text(is.Issuer.O), text(is.Issuer.DN), text(is.SubjectCN),
-					names, ips, timeOrNil(is.NotBefore), timeOrNil(is.NotAfter), is.EmbeddedSCTs, text(is.ParseError),
-					is.FirstSeen, state.ExpiryOf(is, is.FirstSeen), next, state.EncodeIssuance(is))
+				queueInsertIssuance(b, is, state.ExpiryOf(is, is.FirstSeen), next, state.EncodeIssuance(is))
 				for _, m := range is.Watches {
 					b.Queue(`INSERT INTO issuance_watches (tbs_sha256, watch, first_seen, verdict, changed, ordinal) VALUES ($1, $2, $3, $4, $5, $6)`,
 						tbs[:], m.Watch, m.FirstSeen, m.Verdict.String(), next, ordinal)
