@@ -193,12 +193,16 @@ sources:
 		case stops == 0 && time.Now().After(stopAt):
 			// SIGSTOP the follower of a log past its lease: another
 			// replica takes the log over; resumed, it gives it up.
+			// Wait for a follower first: a log handed over to rebalance
+			// (to a replacement) is followed by none for a moment.
 			name := logNames[rand.IntN(2)]
-			f := followers(all...)[name]
-			if len(f) != 1 {
-				t.Fatalf("%s followed by replicas %v", name, f)
-			}
-			x := f[0]
+			x := -1
+			replicas[0].Eventually(name+" followed by one replica before the stop", func() bool {
+				if f := followers(all...)[name]; len(f) == 1 {
+					x = f[0]
+				}
+				return x >= 0
+			})
 			if err := replicas[x].Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
