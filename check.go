@@ -93,6 +93,14 @@ func newCheckRow(is *state.Issuance, m state.Match) checkRow {
 
 // runCheck polls every source once, prints what is new and records it.
 func runCheck(cfgFile string, stateLoc stateLocation, output string, logger *slog.Logger, stdout, stderr io.Writer) int {
+	if stateLoc.url != "" {
+		// check commits without a lease: beside running replicas it would
+		// record log positions and cursors that their fenced commits do
+		// not expect. Refused rather than half-supported.
+		fmt.Fprintf(stderr, "ct_exporter check: --state.url is not supported: check commits without the replicas' leases. "+
+			"Run it against a state file (--state.file), or copy the state to a file first (ct_exporter state copy)\n")
+		return checkFailed
+	}
 	cfg, err := config.Load(cfgFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s is not valid:\n%v\n", cfgFile, err)

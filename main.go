@@ -66,7 +66,7 @@ func run(args []string) int {
 	app.HelpFlag.Short('h')
 	app.Command("serve", "Run the exporter (the default command).").Default()
 	checkCmd := app.Command("check", "Poll every source once, print the certificates new to the state file, record them, and exit: "+
-		"0 when none is issuer_unexpected, 1 when one is, 2 when a source failed (1 wins over 2). For cron, and for trying a configuration.")
+		"0 when none is issuer_unexpected, 1 when one is, 2 when a source failed (1 wins over 2). For cron, and for trying a configuration. With a state file only: --state.url is refused (it would commit without a lease).")
 	checkOutput := checkCmd.Flag("output", "How to print the new certificates: table or json.").Default("table").Enum("table", "json")
 	stateCopyCmd := app.Command("state", "Manage the state.").Command("copy", "Copy the whole state from a state file or PostgreSQL database to another (file to PostgreSQL, or back as a backup), "+
 		"so that an exporter started on the copy neither loses nor reports again anything. Stop the exporters using either first.")

@@ -313,6 +313,21 @@ local logs = [
   ]),
   g.line(8, [
     g.timeseries(
+      'Replicas following each log',
+      'How many replicas follow each log now (sum of ct_log_followed): 1 when settled; a line at 0 is a log followed by no replica (CTLogNotFollowed after 10 minutes), more than 1 only during a handover. With --state.url the replicas share the logs by leases.',
+      'none',
+      [g.range('sum by (log) (%s)' % sel('ct_log_followed'), '{{log}}')],
+    ),
+    g.timeseries(
+      'State read errors',
+      'Failed reads of the shared state per rate window (ct_state_read_errors_total): with --state.url, the database cannot be reached or answered with an error (CTExporterStateReadFailing).',
+      'none',
+      [g.range('increase(%s[$__rate_interval])' % sel('ct_state_read_errors_total'), '{{instance}}')],
+      bars=true,
+    ),
+  ]),
+  g.line(8, [
+    g.timeseries(
       'Entries behind',
       'Entries in the newest verified tree not processed yet (ct_log_entries_behind). A backlog that does not shrink for an hour fires CTLogFallingBehind: raise workers, batch_size or requests_per_second, or shard the logs (--shard).',
       'none',
