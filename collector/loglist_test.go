@@ -42,4 +42,10 @@ ct_source_errors_total{reason="bad_signature",source="google"} 2
 	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
 		t.Fatalf("lint: %v %+v", err, problems)
 	}
+	// Restarted (a reload, or the name reused by another type of source),
+	// the source has taken no list yet.
+	src.SourceStarted("google", time.Hour, []string{"bad_signature"})
+	if n := testutil.CollectAndCount(c, "ct_loglist_timestamp_seconds"); n != 0 {
+		t.Fatalf("%d ct_loglist_timestamp_seconds series after the restart, want 0", n)
+	}
 }

@@ -22,7 +22,11 @@ type Sources struct {
 
 // SourceStarted reports a source started, or restarted on reload, with its
 // configured interval and every reason its errors are counted by.
+// A restarted source has taken no log list yet (and a name reused on reload
+// may now be another type of source): its list timestamp goes until it
+// reports one.
 func (s *Sources) SourceStarted(source string, interval time.Duration, reasons []string) {
+	s.logListTime.DeleteLabelValues(source)
 	if interval > 0 {
 		s.interval.WithLabelValues(source).Set(interval.Seconds())
 	}

@@ -56,10 +56,6 @@ type SourceHealth struct {
 	// searched successfully; a watch never searched successfully, or no
 	// longer configured, is absent.
 	WatchLastSuccess map[string]time.Time
-	// LogListTimestamp is, for a loglist source, the log_list_timestamp of
-	// the list in effect; zero before a list is accepted, or when the list
-	// has none.
-	LogListTimestamp time.Time
 	Errors           map[string]uint64 // by reason; every reason present
 	// Poll durations: how many, and their sum in seconds.
 	DurationCount uint64
@@ -78,7 +74,6 @@ type health struct {
 	up          bool
 	lastSuccess time.Time
 	watches     map[string]time.Time
-	listTime    time.Time
 	errors      map[string]uint64
 	count       uint64
 	sum         float64
@@ -126,10 +121,9 @@ func (h *health) watchSearched(w string, at time.Time) {
 	h.metrics.WatchSearched(h.name, w, at)
 }
 
+// logListAccepted reports the log_list_timestamp of the list a loglist
+// source took.
 func (h *health) logListAccepted(timestamp time.Time) {
-	h.mu.Lock()
-	h.listTime = timestamp
-	h.mu.Unlock()
 	h.metrics.LogListAccepted(h.name, timestamp)
 }
 
@@ -170,7 +164,6 @@ func (h *health) snapshot(name string, watches func(string) bool) SourceHealth {
 		LastSuccess:      h.lastSuccess,
 		Errors:           maps.Clone(h.errors),
 		WatchLastSuccess: make(map[string]time.Time, len(h.watches)),
-		LogListTimestamp: h.listTime,
 		DurationCount:    h.count,
 		DurationSum:      h.sum,
 	}

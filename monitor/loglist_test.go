@@ -345,6 +345,8 @@ func TestMonitorSignedLogList(t *testing.T) {
 	v1 := list("2026-09-01T00:00:00Z", goodLog)
 	serve(v1, sign(v1))
 	m := newTestMonitor(t)
+	lists := &listTimes{at: map[string]time.Time{}}
+	m.ReportTo(lists)
 	cfg := parse(t, fmt.Sprintf("watches: [{domain: example.com}]\nsources:\n  - name: list\n    type: loglist\n    url: %s/ct/log_list.json\n    interval: 50ms\n    log_interval: 50ms\n    public_key: |\n      %s\n",
 		srv.URL, strings.ReplaceAll(strings.TrimSpace(string(keyPEM)), "\n", "\n      ")))
 	if got := cfg.Sources[0].SignatureURL; got != srv.URL+"/ct/log_list.sig" {
@@ -355,8 +357,7 @@ func TestMonitorSignedLogList(t *testing.T) {
 	}
 	t1 := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
 	eventually(t, "the signed list's log followed and its timestamp reported", func() bool {
-		h, _ := healthOf(m, "list")
-		return followedLogs(m)["test_good_log"] && h.LogListTimestamp.Equal(t1)
+		return followedLogs(m)["test_good_log"] && lists.of("list").Equal(t1)
 	})
 
 	signed := list("2026-09-02T00:00:00Z", goodLog)
@@ -372,14 +373,33 @@ func TestMonitorSignedLogList(t *testing.T) {
 	if _, ok := healthOf(m, "test_other_log"); ok {
 		t.Fatal("the log the tampered list added has a source")
 	}
-	if h, _ := healthOf(m, "list"); !h.LogListTimestamp.Equal(t1) {
-		t.Fatalf("list timestamp %v after the tampered list, want the previous list's %v", h.LogListTimestamp, t1)
+	if got := lists.of("list"); !got.Equal(t1) {
+		t.Fatalf("list timestamp %v after the tampered list, want the previous list's %v", got, t1)
 	}
 
 	v3 := list("2026-09-03T00:00:00Z", goodLog, otherLog)
 	serve(v3, sign(v3))
 	eventually(t, "the next signed list taken", func() bool {
 		h, _ := healthOf(m, "list")
-		return h.Up && followedLogs(m)["test_other_log"] && h.LogListTimestamp.Equal(time.Date(2026, 9, 3, 0, 0, 0, 0, time.UTC))
+		return h.Up && followedLogs(m)["test_other_log"] && lists.of("list").Equal(time.Date(2026, 9, 3, 0, 0, 0, 0, time.UTC))
 	})
+}
+
+// listTimes keeps the log_list_timestamp each source last reported.
+type listTimes struct {
+	noMetrics
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (l *listTimes) LogListAccepted(source string, t time.Time) {
+	l.mu.Lock()
+	l.at[source] = t
+	l.mu.Unlock()
+}
+
+func (l *listTimes) of(source string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.at[source]
 }

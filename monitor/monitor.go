@@ -251,10 +251,6 @@ func (m *Monitor) Health() []SourceHealth {
 		s := h.snapshot(name, func(w string) bool { return searchType(cfg.Type) && current(w) })
 		s.Type = cfg.Type
 		s.Interval = time.Duration(cfg.Interval)
-		if cfg.Type != config.TypeLogList {
-			// A list's name reused for another type on reload.
-			s.LogListTimestamp = time.Time{}
-		}
 		out = append(out, s)
 	}
 	return out
