@@ -29,6 +29,22 @@ type groundTruth struct {
 	pairs map[string]map[string]bool // tbs_sha256 → watches
 }
 
+// writeConfig writes, in dir, a configuration that watches what issue
+// plants, through the fake crt.sh, and returns its path.
+func (g *groundTruth) writeConfig(dir string) string {
+	cfg := filepath.Join(dir, "ct.yml")
+	testenv.WriteFile(g.t, cfg, fmt.Sprintf(`
+watches:
+  - domain: example.com
+  - domain: shop.example.com
+  - domain: example.org
+    expected_issuers: ["Let's Encrypt"]
+sources:
+  - {name: crtsh, type: crtsh, url: %q, interval: 200ms, request_interval: 0s}
+`, g.fake.URL+"/"))
+	return cfg
+}
+
 // issue makes one issuance, sometimes for two watches, sometimes with a
 // decoy name, and lets crt.sh ingest its precertificate and final certificate.
 func (g *groundTruth) issue() {
@@ -106,17 +122,8 @@ func TestSIGKILLDuringPollsLosesNothing(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "ct.yml")
+	cfg := g.writeConfig(dir)
 	state := filepath.Join(dir, "ct.state")
-	testenv.WriteFile(t, cfg, fmt.Sprintf(`
-watches:
-  - domain: example.com
-  - domain: shop.example.com
-  - domain: example.org
-    expected_issuers: ["Let's Encrypt"]
-sources:
-  - {name: crtsh, type: crtsh, url: %q, interval: 200ms, request_interval: 0s}
-`, fake.URL+"/"))
 	args := []string{"--config.file=" + cfg, "--state.file=" + state}
 
 	for k := 0; k < kills; k++ {

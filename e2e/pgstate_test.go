@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -10,7 +9,6 @@ import (
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
 	"github.com/ct-exporter/ct_exporter/internal/harness"
 	"github.com/ct-exporter/ct_exporter/internal/pgtest"
-	"github.com/ct-exporter/ct_exporter/internal/testenv"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 )
 
@@ -28,16 +26,7 @@ func TestStateInPostgreSQL(t *testing.T) {
 		g.issue()
 	}
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "ct.yml")
-	testenv.WriteFile(t, cfg, fmt.Sprintf(`
-watches:
-  - domain: example.com
-  - domain: shop.example.com
-  - domain: example.org
-    expected_issuers: ["Let's Encrypt"]
-sources:
-  - {name: crtsh, type: crtsh, url: %q, interval: 200ms, request_interval: 0s}
-`, fake.URL+"/"))
+	cfg := g.writeConfig(dir)
 	args := []string{"--config.file=" + cfg, "--state.url=" + url}
 
 	noPassword := func(what, out string) {
