@@ -102,6 +102,18 @@ func OneAttempt(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oneAttemptKey{}, true)
 }
 
+type leaseKey struct{}
+
+// WithLease makes every request sent with ctx through a Transport call
+// check first, just before it goes out, and fail with check's error
+// without being sent. A replica that no longer holds the lease on a
+// source, or may no longer hold it (a stall since its last renewal),
+// sends that source nothing more: a search is polled by one replica at a
+// time.
+func WithLease(ctx context.Context, check func() error) context.Context {
+	return context.WithValue(ctx, leaseKey{}, check)
+}
+
 // Get fetches url and returns its body; any failure is an *Error.
 func (t *Transport) Get(ctx context.Context, url, accept string) (*Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -234,6 +246,11 @@ func (t *Transport) once(req *http.Request, buf *[]byte, deadline time.Time) (*h
 	ctx := req.Context()
 	if err := t.space(ctx, deadline); err != nil {
 		return nil, nil, err
+	}
+	if check, ok := ctx.Value(leaseKey{}).(func() error); ok {
+		if err := check(); err != nil {
+			return nil, nil, err
+		}
 	}
 	end := time.Now().Add(t.Timeout)
 	if deadline.Before(end) {

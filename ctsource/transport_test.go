@@ -323,3 +323,39 @@ func BenchmarkTransportBody(b *testing.B) {
 		}
 	})
 }
+
+// A request made under a lease asks it just before going out: once the
+// lease is lost, nothing is sent, the check's error comes back unchanged
+// and no source error is counted.
+func TestTransportWithLease(t *testing.T) {
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	var counted []string
+	tr := NewTransport(time.Second, 0, time.Minute, 1<<10, func(reason string) { counted = append(counted, reason) })
+	defer tr.Close()
+	held := true
+	lost := errors.New("lease lost")
+	ctx := WithLease(context.Background(), func() error {
+		if held {
+			return nil
+		}
+		return lost
+	})
+	if _, err := tr.Get(ctx, srv.URL, "text/plain"); err != nil {
+		t.Fatal(err)
+	}
+	held = false
+	if _, err := tr.Get(ctx, srv.URL, "text/plain"); err != lost {
+		t.Fatalf("a request without the lease: %v, want the check's error", err)
+	}
+	if n := served.Load(); n != 1 {
+		t.Fatalf("the server saw %d requests, want 1 (none once the lease is lost)", n)
+	}
+	if len(counted) != 0 {
+		t.Fatalf("errors counted: %v", counted)
+	}
+}

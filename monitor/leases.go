@@ -15,10 +15,13 @@ import (
 // one replica holding its lease, and every commit carries the lease's
 // fencing token.
 type Leases interface {
-	// Round heartbeats, renews, balances, and returns the leases held
+	// Round heartbeats, renews, balances each group of sources (the CT
+	// logs; the search sources) on its own, and returns the leases held
 	// (source → epoch).
-	Round(ctx context.Context, sources []string) (map[string]int64, error)
-	// Fence is the fencing token of the lease held on source, or nil.
+	Round(ctx context.Context, groups [][]string) (map[string]int64, error)
+	// Fence is the fencing token of the lease held on source, or nil when
+	// it is not held or may have lapsed (a stall since its last renewal):
+	// the source then neither sends nor commits.
 	Fence(source string) *state.Fence
 	// Close releases every lease held.
 	Close(ctx context.Context) error
@@ -60,18 +63,21 @@ func (m *Monitor) leaseRound() {
 	m.discMu.Lock()
 	discovered := maps.Clone(m.discovered)
 	m.discMu.Unlock()
-	var names []string
+	// The logs and the search sources are shared each on their own, so
+	// that no replica follows two logs while another follows none.
+	var logNames, searches []string
 	logs := map[string]bool{}
 	for _, s := range sourceSet(cfg, discovered, m.shard) {
-		if s.Type == config.TypeLogList {
-			continue
-		}
-		names = append(names, s.Name)
-		if s.Type == config.TypeCTLog {
+		switch s.Type {
+		case config.TypeLogList:
+		case config.TypeCTLog:
+			logNames = append(logNames, s.Name)
 			logs[s.Name] = true
+		default:
+			searches = append(searches, s.Name)
 		}
 	}
-	held, err := m.leases.Round(m.ctx, names)
+	held, err := m.leases.Round(m.ctx, [][]string{logNames, searches})
 	if err != nil && m.ctx.Err() == nil {
 		m.logger.Warn("renewing the leases on the sources failed; it will be tried again", "err", err)
 	}

@@ -20,18 +20,19 @@ import (
 // the last round but gives no fence (another replica took it meanwhile):
 // once asked for its fence, it is no longer held.
 type fakeLeases struct {
-	mu      sync.Mutex
-	held    map[string]int64
-	lost    map[string]bool
-	fenced  map[string]bool // lost leases whose fence was asked for
-	sources []string
-	closed  bool
+	mu     sync.Mutex
+	held   map[string]int64
+	lost   map[string]bool
+	fenced map[string]bool // lost leases whose fence was asked for
+	groups [][]string
+	closed bool
 }
 
-func (f *fakeLeases) Round(_ context.Context, sources []string) (map[string]int64, error) {
+func (f *fakeLeases) Round(_ context.Context, groups [][]string) (map[string]int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.sources = slices.Clone(sources)
+	f.groups = groups
+	sources := slices.Concat(groups...)
 	out := map[string]int64{}
 	for s, e := range f.held {
 		if slices.Contains(sources, s) && !f.fenced[s] {
@@ -74,6 +75,8 @@ func (f *fakeLeases) set(held map[string]int64, lost map[string]bool) {
 func TestMonitorRunsTheSourcesItHoldsLeasesOn(t *testing.T) {
 	fake := crtshfake.New()
 	defer fake.Close()
+	fake2 := crtshfake.New() // c2's
+	defer fake2.Close()
 	ca, err := testpki.NewRoot("Test CA", "Test")
 	if err != nil {
 		t.Fatal(err)
@@ -89,14 +92,14 @@ func TestMonitorRunsTheSourcesItHoldsLeasesOn(t *testing.T) {
 	}
 	defer store.Close()
 	leases := &fakeLeases{}
-	// c2's lease is held at the round but lost since: its commit is
-	// refused, and it stops.
+	// c2's lease is held at the round but lost since: it sends nothing,
+	// commits nothing, and stops.
 	leases.set(map[string]int64{"c2": 1}, map[string]bool{"c2": true})
 	m := New(store, promslog.NewNopLogger(), Shard{})
 	m.ShareWith(leases, 20*time.Millisecond)
 	cfg := "watches: [{domain: example.com}]\nsources:\n"
-	for _, name := range []string{"c1", "c2"} {
-		cfg += fmt.Sprintf("  - {name: %s, type: crtsh, url: %q, interval: 50ms, request_interval: 0s}\n", name, fake.URL)
+	for name, url := range map[string]string{"c1": fake.URL, "c2": fake2.URL} {
+		cfg += fmt.Sprintf("  - {name: %s, type: crtsh, url: %q, interval: 50ms, request_interval: 0s}\n", name, url)
 	}
 	if err := m.Apply(parse(t, cfg)); err != nil {
 		t.Fatal(err)
@@ -112,7 +115,7 @@ func TestMonitorRunsTheSourcesItHoldsLeasesOn(t *testing.T) {
 			m.Stop()
 		}
 	}()
-	eventually(t, "c2 refused its commit", func() bool {
+	eventually(t, "c2 found its lease lost", func() bool {
 		leases.mu.Lock()
 		defer leases.mu.Unlock()
 		return leases.fenced["c2"]
@@ -124,6 +127,9 @@ func TestMonitorRunsTheSourcesItHoldsLeasesOn(t *testing.T) {
 	if n := store.Snapshot().Certificates; n != 0 {
 		t.Fatalf("%d certificates committed without a lease", n)
 	}
+	if r := fake2.Requests(); len(r) != 0 {
+		t.Fatalf("c2 sent %d requests under a lost lease", len(r))
+	}
 	// The lease of c1 comes: it runs and records.
 	leases.set(map[string]int64{"c1": 3}, nil)
 	eventually(t, "c1 running and recording", func() bool {
@@ -134,10 +140,10 @@ func TestMonitorRunsTheSourcesItHoldsLeasesOn(t *testing.T) {
 		t.Fatal("c2 runs without its lease")
 	}
 	leases.mu.Lock()
-	seen := slices.Sorted(slices.Values(leases.sources))
+	groups := leases.groups
 	leases.mu.Unlock()
-	if !slices.Equal(seen, []string{"c1", "c2"}) {
-		t.Fatalf("leases asked for %v, want c1 and c2", seen)
+	if len(groups) != 2 || len(groups[0]) != 0 || !slices.Equal(slices.Sorted(slices.Values(groups[1])), []string{"c1", "c2"}) {
+		t.Fatalf("leases asked for %v, want no log and the search sources c1 and c2", groups)
 	}
 	m.Stop()
 	stopped = true

@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -56,6 +57,17 @@ func (r *runner) run(ctx context.Context, env *ctsource.Env, interval time.Durat
 		case <-t.C:
 		}
 	}
+	// With a lease, nothing is sent once it is lost or may have lapsed.
+	lost := func() bool { return env.Fence != nil && env.Fence() == nil }
+	if env.Fence != nil {
+		lapsed := fmt.Errorf("%s: %w, or its time ran out since its last renewal", r.cfg.Name, state.ErrFenced)
+		ctx = ctsource.WithLease(ctx, func() error {
+			if lost() {
+				return lapsed
+			}
+			return nil
+		})
+	}
 	ws, _ := r.source.(ctsource.WatchSource)
 	failures := 0 // polls in a row that failed as a whole, or were paused
 	next := time.Now()
@@ -75,10 +87,13 @@ func (r *runner) run(ctx context.Context, env *ctsource.Env, interval time.Durat
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, state.ErrFenced) {
-			// Another replica holds the source now: nothing more of ours
-			// is committed for it.
-			logger.Warn("the lease on the source was taken over by another replica: it stops here", "err", err)
+		if errors.Is(err, state.ErrFenced) || err != nil && lost() {
+			// Another replica holds the source now, or may: nothing more
+			// of ours is sent or committed for it until a lease round
+			// says it is still ours. (A library between the source and
+			// its Transport may not keep the error's chain: the lease is
+			// asked again.)
+			logger.Warn("the lease on the source was lost or lapsed: it stops here until a lease round gives it back", "err", err)
 			if r.fenced != nil {
 				r.fenced()
 			}

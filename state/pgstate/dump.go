@@ -111,12 +111,18 @@ func (s *Store) Empty() (empty bool, err error) {
 	return empty, err
 }
 
+// ErrInUse is wrapped by Import's error when replicas run on the database.
+var ErrInUse = errors.New("replicas are running on the database")
+
 // Import writes every item items gives in one transaction: all of them or,
 // when it fails, none. It refuses a state that is not empty
 // (state.ErrNotEmpty) unless replace is true: then what it held is deleted
-// in the same transaction. Replicas that run meanwhile see the new rows
-// as another replica's commit, but keep in their mirror what was deleted:
-// stop them before replacing a state.
+// in the same transaction. It refuses a database that replicas run on (a
+// live heartbeat, ErrInUse): they keep in memory what an import would
+// replace (their mirror, the positions they read from), and would write
+// it back. Once written, the tables are analyzed, as after any bulk load,
+// so that the planner reads the recent window by its index from the first
+// open on.
 func (s *Store) Import(replace bool, items func(yield func(state.Item) error) error) (state.ImportStats, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -131,6 +137,14 @@ func (s *Store) Import(replace bool, items func(yield func(state.Item) error) er
 		defer tx.Rollback(ctx)
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
 			return err
+		}
+		var live int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM replicas WHERE expires_at > now()`).Scan(&live); err != nil {
+			return err
+		}
+		if live > 0 {
+			return fmt.Errorf("%w: %d ct_exporter replica(s) heartbeat on it: stop them first "+
+				"(a replica killed without stopping keeps it for its lease duration, %v by default)", ErrInUse, live, DefaultLeaseDuration)
 		}
 		var empty bool
 		if err := tx.QueryRow(ctx, `SELECT NOT (EXISTS (SELECT 1 FROM issuances) OR EXISTS (SELECT 1 FROM counters)
@@ -207,8 +221,16 @@ func (s *Store) Import(replace bool, items func(yield func(state.Item) error) er
 		if errors.Is(err, state.ErrNotEmpty) {
 			return st, err
 		}
-		s.AddWriteError()
+		if !errors.Is(err, ErrInUse) {
+			s.AddWriteError()
+		}
 		return st, fmt.Errorf("state: import into %s: %w", s.name, err)
+	}
+	// Without statistics, the planner takes a freshly filled table for a
+	// small one and reads the window by a hash join over all of it (2 s
+	// at a million issuances; 39 ms once analyzed).
+	if _, err := s.pool.Exec(ctx, `ANALYZE `+stateTables); err != nil {
+		return st, fmt.Errorf("state: analyzing %s after the import: %w", s.name, err)
 	}
 	return st, s.refresh(ctx)
 }

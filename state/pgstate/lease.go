@@ -52,17 +52,32 @@ func micros(d time.Duration) int64 { return d.Microseconds() }
 // Leaser holds leases on sources for one replica (its holder id), and
 // balances them with the other live replicas: each Round heartbeats,
 // renews what it holds, releases what is beyond its share and acquires
-// free or expired leases up to its share. The live replicas, ordered by
-// id, share n sources so that the first n mod r hold one more than the
-// others: followed sources per replica differ by at most one once
-// settled.
+// free or expired leases up to its share. Sources come in groups (CT logs;
+// search sources), each shared on its own: followed sources of a group
+// per replica differ by at most one once settled.
+//
+// A lease is also bounded by this replica's own monotonic clock: it is
+// taken as lost once duration has passed since the statement that last
+// acquired or renewed it was sent, which is never after the database's
+// expiry. A replica that stalls (SIGSTOP, a long GC, a partition) thus
+// stops using its leases when it resumes, before any round: sources stop
+// sending (ctsource.WithLease) and committing. The fence in each commit's
+// transaction, not this clock, is what guarantees that a lost lease
+// commits nothing.
 type Leaser struct {
 	s        *Store
 	id       string
 	duration time.Duration
 
+	now func() time.Time // monotonic; a test's own in tests
+
 	mu   sync.Mutex
-	held map[string]int64 // source → epoch
+	held map[string]lease // source → the lease held
+}
+
+type lease struct {
+	epoch int64
+	until time.Time // by this replica's monotonic clock
 }
 
 // Leaser returns a leaser for the replica with this id (unique among
@@ -71,22 +86,23 @@ func (s *Store) Leaser(id string, duration time.Duration) *Leaser {
 	if duration <= 0 {
 		duration = DefaultLeaseDuration
 	}
-	return &Leaser{s: s, id: id, duration: duration, held: map[string]int64{}}
+	return &Leaser{s: s, id: id, duration: duration, now: time.Now, held: map[string]lease{}}
 }
 
 // ID is the replica's holder id.
 func (l *Leaser) ID() string { return l.id }
 
 // Fence is the fencing token of the lease on source, or nil when it is not
-// held.
+// held or its time ran out by this replica's clock since it was last
+// renewed.
 func (l *Leaser) Fence(source string) *state.Fence {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e, ok := l.held[source]
-	if !ok {
+	h, ok := l.held[source]
+	if !ok || !l.now().Before(h.until) {
 		return nil
 	}
-	return &state.Fence{Lease: source, Holder: l.id, Epoch: e}
+	return &state.Fence{Lease: source, Holder: l.id, Epoch: h.epoch}
 }
 
 // Held is a copy of the leases held: source → epoch.
@@ -94,20 +110,21 @@ func (l *Leaser) Held() map[string]int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make(map[string]int64, len(l.held))
-	for k, v := range l.held {
-		out[k] = v
+	for k, h := range l.held {
+		out[k] = h.epoch
 	}
 	return out
 }
 
-// Round runs one round over these sources (every replica's same list) and
-// returns the leases held after it. On an error, the leases not renewed
-// are dropped from what is held (the caller stops their sources: their
-// commits would be fenced anyway once another replica takes them).
-func (l *Leaser) Round(ctx context.Context, sources []string) (map[string]int64, error) {
+// Round runs one round over these groups of sources (every replica's same
+// groups) and returns the leases held after it. On an error, the leases
+// not renewed are dropped from what is held (the caller stops their
+// sources: their commits would be fenced anyway once another replica takes
+// them).
+func (l *Leaser) Round(ctx context.Context, groups [][]string) (map[string]int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.duration)
 	defer cancel()
-	err := l.round(ctx, sources)
+	err := l.round(ctx, groups)
 	if err != nil {
 		// What could not be renewed may be lost by now: stop following
 		// it rather than risk a refused commit later.
@@ -120,9 +137,13 @@ func (l *Leaser) Round(ctx context.Context, sources []string) (map[string]int64,
 	return l.Held(), err
 }
 
-func (l *Leaser) round(ctx context.Context, sources []string) error {
+func (l *Leaser) round(ctx context.Context, groups [][]string) error {
 	db := l.s.pool
 	dur := micros(l.duration)
+	var all []string
+	for _, g := range groups {
+		all = append(all, g...)
+	}
 	// Heartbeat, then the live replicas.
 	if _, err := db.Exec(ctx, `INSERT INTO replicas (id, expires_at) VALUES ($1, now() + $2::bigint * interval '1 microsecond')
 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at`, l.id, dur); err != nil {
@@ -136,10 +157,10 @@ ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at`, l.id, dur); er
 	var renew []string
 	var epochs []int64
 	var drop []string
-	for src, e := range l.held {
-		if slices.Contains(sources, src) {
+	for src, h := range l.held {
+		if slices.Contains(all, src) {
 			renew = append(renew, src)
-			epochs = append(epochs, e)
+			epochs = append(epochs, h.epoch)
 		} else {
 			drop = append(drop, src)
 		}
@@ -150,8 +171,9 @@ ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at`, l.id, dur); er
 			return err
 		}
 	}
-	renewed := map[string]int64{}
+	renewed := map[string]lease{}
 	if len(renew) > 0 {
+		sent := l.now()
 		rows, err := db.Query(ctx, `UPDATE leases SET expires_at = now() + $3::bigint * interval '1 microsecond'
 FROM unnest($1::text[], $2::bigint[]) AS h(source, epoch)
 WHERE leases.source = h.source AND leases.epoch = h.epoch AND leases.holder = $4
@@ -166,7 +188,7 @@ RETURNING leases.source, leases.epoch`, renew, epochs, dur, l.id)
 				rows.Close()
 				return err
 			}
-			renewed[src] = e
+			renewed[src] = lease{epoch: e, until: sent.Add(l.duration)}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -176,28 +198,124 @@ RETURNING leases.source, leases.epoch`, renew, epochs, dur, l.id)
 	l.mu.Lock()
 	l.held = renewed // a lease not renewed was taken over
 	l.mu.Unlock()
-	share, err := l.share(ctx, sources, len(renewed))
+	shares, err := l.shares(ctx, groups, all)
 	if err != nil {
 		return err
 	}
+	for i, g := range groups {
+		if err := l.balance(ctx, g, shares[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-	// Beyond the share: release the extras.
-	if len(renewed) > share {
-		held := sortedKeys(renewed)
-		for _, src := range held[share:] {
+// shares is how many sources of each group this replica follows, as
+// assign decides for the live replicas (by their heartbeat) and what they
+// hold.
+func (l *Leaser) shares(ctx context.Context, groups [][]string, all []string) ([]int, error) {
+	rows, err := l.s.pool.Query(ctx, `SELECT r.id, coalesce(l.source, '') FROM replicas r
+LEFT JOIN leases l ON l.holder = r.id AND l.expires_at > now() AND l.source = ANY($1)
+WHERE r.expires_at > now()`, all)
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]map[string]bool{}
+	for rows.Next() {
+		var id, src string
+		if err := rows.Scan(&id, &src); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if held[id] == nil {
+			held[id] = map[string]bool{}
+		}
+		if src != "" {
+			held[id][src] = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Ourselves as we know us (our heartbeat may have just expired).
+	mine := map[string]bool{}
+	for src := range l.Held() {
+		mine[src] = true
+	}
+	held[l.id] = mine
+	return assign(held, groups)[l.id], nil
+}
+
+// assign shares each group among the replicas (id → the sources each
+// holds) so that, in each group, they differ by at most one, and in all,
+// by at most one too. A group of n sources on r replicas gives each n/r
+// and one more to n mod r of them: the replicas given the fewest extras in
+// the groups before it first, then those holding the most of the group
+// already (so that a replica that comes back takes nothing from one that
+// follows its share), then by id. Every replica computes the same from the
+// same rows.
+func assign(held map[string]map[string]bool, groups [][]string) map[string][]int {
+	ids := make([]string, 0, len(held))
+	for id := range held {
+		ids = append(ids, id)
+	}
+	extras := map[string]int{}
+	out := map[string][]int{}
+	for _, g := range groups {
+		in := map[string]int{}
+		for _, id := range ids {
+			for _, src := range g {
+				if held[id][src] {
+					in[id]++
+				}
+			}
+		}
+		slices.SortFunc(ids, func(a, b string) int {
+			if extras[a] != extras[b] {
+				return extras[a] - extras[b]
+			}
+			if in[a] != in[b] {
+				return in[b] - in[a]
+			}
+			return strings.Compare(a, b)
+		})
+		base, more := len(g)/len(ids), len(g)%len(ids)
+		for rank, id := range ids {
+			n := base
+			if rank < more {
+				n++
+				extras[id]++
+			}
+			out[id] = append(out[id], n)
+		}
+	}
+	return out
+}
+
+// balance releases what this replica holds of group beyond its share, or
+// acquires free or expired leases of it up to its share.
+func (l *Leaser) balance(ctx context.Context, group []string, share int) error {
+	held := l.Held()
+	var mine []string
+	for _, src := range group {
+		if _, ok := held[src]; ok {
+			mine = append(mine, src)
+		}
+	}
+	slices.Sort(mine)
+	if len(mine) >= share {
+		for _, src := range mine[share:] {
 			if err := l.release(ctx, src); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if len(renewed) == share {
-		return nil
-	}
 
 	// Below it: acquire free or expired leases, in an order of this
 	// replica's own, so that replicas rarely race for the same one.
-	rows, err := db.Query(ctx, `SELECT source FROM leases WHERE source = ANY($1) AND holder <> '' AND expires_at > now()`, sources)
+	rows, err := l.s.pool.Query(ctx, `SELECT source FROM leases WHERE source = ANY($1) AND holder <> '' AND expires_at > now()`, group)
 	if err != nil {
 		return err
 	}
@@ -206,24 +324,24 @@ RETURNING leases.source, leases.epoch`, renew, epochs, dur, l.id)
 		return err
 	}
 	var free []string
-	for _, src := range sources {
+	for _, src := range group {
 		if !slices.Contains(taken, src) {
 			free = append(free, src)
 		}
 	}
 	slices.SortFunc(free, func(a, b string) int { return cmpHash(l.id, a, b) })
-	n := len(renewed)
+	n := len(mine)
 	for _, src := range free {
 		if n >= share {
 			break
 		}
-		e, ok, err := l.acquire(ctx, src)
+		h, ok, err := l.acquire(ctx, src)
 		if err != nil {
 			return err
 		}
 		if ok {
 			l.mu.Lock()
-			l.held[src] = e
+			l.held[src] = h
 			l.mu.Unlock()
 			n++
 		}
@@ -231,73 +349,33 @@ RETURNING leases.source, leases.epoch`, renew, epochs, dur, l.id)
 	return nil
 }
 
-// share is how many of the sources this replica, holding n of them,
-// follows: the live replicas (by their heartbeat) share them so that they
-// differ by at most one, and the one more goes to the replicas that hold
-// the most already (then by id), so that a replica coming back takes
-// nothing from one that follows its share.
-func (l *Leaser) share(ctx context.Context, sources []string, n int) (int, error) {
-	rows, err := l.s.pool.Query(ctx, `SELECT r.id, count(l.source) FROM replicas r
-LEFT JOIN leases l ON l.holder = r.id AND l.expires_at > now() AND l.source = ANY($1)
-WHERE r.expires_at > now() GROUP BY r.id`, sources)
-	if err != nil {
-		return 0, err
-	}
-	type replica struct {
-		id   string
-		held int64
-	}
-	live, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (replica, error) {
-		var x replica
-		err := r.Scan(&x.id, &x.held)
-		return x, err
-	})
-	if err != nil {
-		return 0, err
-	}
-	// Ourselves as we know us (our heartbeat may have just expired).
-	live = slices.DeleteFunc(live, func(r replica) bool { return r.id == l.id })
-	live = append(live, replica{l.id, int64(n)})
-	slices.SortFunc(live, func(a, b replica) int {
-		if a.held != b.held {
-			return int(b.held - a.held)
-		}
-		return strings.Compare(a.id, b.id)
-	})
-	rank := slices.IndexFunc(live, func(r replica) bool { return r.id == l.id })
-	share := len(sources) / len(live)
-	if rank < len(sources)%len(live) {
-		share++
-	}
-	return share, nil
-}
-
 // acquire takes the lease on src if it is free, released or expired (by
 // the database's clock), with a new epoch.
-func (l *Leaser) acquire(ctx context.Context, src string) (int64, bool, error) {
+func (l *Leaser) acquire(ctx context.Context, src string) (lease, bool, error) {
 	var e int64
+	sent := l.now()
 	err := l.s.pool.QueryRow(ctx, `INSERT INTO leases (source, holder, epoch, expires_at)
 VALUES ($1, $2, 1, now() + $3::bigint * interval '1 microsecond')
 ON CONFLICT (source) DO UPDATE SET holder = excluded.holder, epoch = leases.epoch + 1, expires_at = excluded.expires_at
 WHERE leases.holder = '' OR leases.expires_at <= now()
 RETURNING epoch`, src, l.id, micros(l.duration)).Scan(&e)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, nil
+		return lease{}, false, nil
 	}
-	return e, err == nil, err
+	return lease{epoch: e, until: sent.Add(l.duration)}, err == nil, err
 }
 
 // release gives the lease on src up, if it is still this replica's, and
 // forgets it. A commit of the source after the release is fenced.
 func (l *Leaser) release(ctx context.Context, src string) error {
 	l.mu.Lock()
-	e, ok := l.held[src]
+	h, ok := l.held[src]
 	delete(l.held, src)
 	l.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	_, err := l.s.pool.Exec(ctx, `UPDATE leases SET holder = '', expires_at = now() WHERE source = $1 AND holder = $2 AND epoch = $3`, src, l.id, e)
+	_, err := l.s.pool.Exec(ctx, `UPDATE leases SET holder = '', expires_at = now() WHERE source = $1 AND holder = $2 AND epoch = $3`, src, l.id, h.epoch)
 	return err
 }
 

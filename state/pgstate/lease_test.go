@@ -14,10 +14,10 @@ import (
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
-// round runs l's round and fails the test on an error.
-func round(t *testing.T, l *Leaser, sources []string) map[string]int64 {
+// round runs l's round over groups and fails the test on an error.
+func round(t *testing.T, l *Leaser, groups ...[]string) map[string]int64 {
 	t.Helper()
-	held, err := l.Round(context.Background(), sources)
+	held, err := l.Round(context.Background(), groups)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,8 +63,8 @@ func TestLeaseAcquireRenewTakeover(t *testing.T) {
 	if took := time.Since(start); took > 3*dur {
 		t.Errorf("takeover took %v with a lease of %v", took, dur)
 	}
-	if f := b.Fence("log1"); f == nil || f.Epoch != 2 || f.Holder != "b" {
-		t.Fatalf("b's fence %+v", f)
+	if held := b.Held(); held["log1"] != 2 {
+		t.Fatalf("b holds %v", held)
 	}
 	// a comes back: its renewal fails and it holds nothing; nor does it
 	// take the log back from b, which holds its share (the one more goes
@@ -86,6 +86,50 @@ func TestLeaseAcquireRenewTakeover(t *testing.T) {
 	}
 }
 
+// heldFence is the fence of the lease l holds on src by the database,
+// whatever l's clock says of it.
+func heldFence(t *testing.T, l *Leaser, src string) *state.Fence {
+	t.Helper()
+	e, ok := l.Held()[src]
+	if !ok {
+		t.Fatalf("%s holds no lease on %s", l.ID(), src)
+	}
+	return &state.Fence{Lease: src, Holder: l.ID(), Epoch: e}
+}
+
+// A lease is lost by the replica's own clock once its duration passed
+// since it was last renewed, whatever the database says: a replica that
+// resumes from a stall stops using it before any round. A round that
+// renews it (nobody took it) gives it back, at the same epoch.
+func TestLeaseLapsesByLocalClock(t *testing.T) {
+	srv := pgtest.Start(t)
+	url := srv.CreateDB(t, "lapse")
+	c := storetest.NewClock()
+	s := open(t, url, c.Now)
+	const dur = time.Hour // the database's lease never expires here
+	a := s.Leaser("a", dur)
+	a.now = c.Now
+	round(t, a, []string{"log1"})
+	if f := a.Fence("log1"); f == nil || f.Epoch != 1 {
+		t.Fatalf("fence after the round: %+v", f)
+	}
+	c.Advance(dur - time.Nanosecond)
+	if a.Fence("log1") == nil {
+		t.Fatal("the lease lapsed before its duration")
+	}
+	c.Advance(time.Nanosecond)
+	if f := a.Fence("log1"); f != nil {
+		t.Fatalf("fence %+v after the lease's duration without a renewal", f)
+	}
+	if f := a.Fence("log2"); f != nil {
+		t.Fatalf("fence %+v for a lease never held", f)
+	}
+	round(t, a, []string{"log1"})
+	if f := a.Fence("log1"); f == nil || f.Epoch != 1 {
+		t.Fatalf("fence after the renewal: %+v, want epoch 1", f)
+	}
+}
+
 // A commit carrying a stale epoch is refused whole, in the transaction
 // that would write it: no issuance, counter, position or cursor; the
 // current holder's commit goes through. A released lease fences too.
@@ -98,10 +142,7 @@ func TestFencingRefusesStaleEpoch(t *testing.T) {
 	a, b := s.Leaser("a", dur), s.Leaser("b", dur)
 	src := []string{"log1"}
 	round(t, a, src)
-	stale := a.Fence("log1")
-	if stale == nil {
-		t.Fatal("a holds no lease")
-	}
+	stale := heldFence(t, a, "log1")
 	deadline := time.Now().Add(10 * dur)
 	for len(round(t, b, src)) == 0 {
 		if time.Now().After(deadline) {
@@ -135,7 +176,7 @@ func TestFencingRefusesStaleEpoch(t *testing.T) {
 		t.Fatalf("the fenced commit counted %v", cs)
 	}
 	// A fence naming another holder at the current epoch is refused too.
-	cur := b.Fence("log1")
+	cur := heldFence(t, b, "log1")
 	if _, err := commit(&state.Fence{Lease: "log1", Holder: "a", Epoch: cur.Epoch}, 1); !errors.Is(err, state.ErrFenced) {
 		t.Fatalf("another holder's commit: %v, want ErrFenced", err)
 	}
@@ -172,7 +213,7 @@ func TestFenceHoldsTakeoverUntilCommit(t *testing.T) {
 	const dur = 200 * time.Millisecond
 	a, b := s.Leaser("a", dur), s.Leaser("b", dur)
 	round(t, a, []string{"log1"})
-	f := a.Fence("log1")
+	f := heldFence(t, a, "log1")
 	ctx := context.Background()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -285,4 +326,91 @@ func TestLeaseBalance(t *testing.T) {
 	}
 	settle(ls[:2], []int{4, 3})
 	settle(ls[:1], []int{7}) // r2 stops renewing
+}
+
+// Groups are shared each on its own: two logs and two search sources on
+// three replicas settle with at most one of each per replica (2/1/1 in
+// all), also when one replica held everything before the others came.
+func TestLeaseBalanceByGroup(t *testing.T) {
+	srv := pgtest.Start(t)
+	url := srv.CreateDB(t, "groups")
+	s := open(t, url, storetest.NewClock().Now)
+	const dur = 400 * time.Millisecond
+	logs, searches := []string{"fakelog", "sunlight"}, []string{"certspotter", "crtsh"}
+	ls := []*Leaser{s.Leaser("r1", dur), s.Leaser("r2", dur), s.Leaser("r3", dur)}
+	if held := round(t, ls[0], logs, searches); len(held) != 4 {
+		t.Fatalf("a replica alone holds %v, want all four", held)
+	}
+	deadline := time.Now().Add(20 * dur)
+	for {
+		var totals []int
+		owner := map[string]int{}
+		ok := true
+		for _, l := range ls {
+			held := round(t, l, logs, searches)
+			totals = append(totals, len(held))
+			for _, g := range [][]string{logs, searches} {
+				n := 0
+				for _, src := range g {
+					if _, h := held[src]; h {
+						n++
+						owner[src]++
+					}
+				}
+				ok = ok && n <= 1
+			}
+		}
+		for _, src := range append(slices.Clone(logs), searches...) {
+			ok = ok && owner[src] == 1
+		}
+		slices.Sort(totals)
+		if ok {
+			if !slices.Equal(totals, []int{1, 1, 2}) {
+				t.Fatalf("settled with %v sources per replica, want 2/1/1", totals)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not settled: totals %v, owners %v", totals, owner)
+		}
+	}
+}
+
+// assign balances each group and the totals, keeps leases where they are
+// when that is balanced, and never leaves a replica idle while another
+// holds two more.
+func TestAssign(t *testing.T) {
+	logs, searches := []string{"A", "B"}, []string{"X", "Y"}
+	set := func(srcs ...string) map[string]bool {
+		m := map[string]bool{}
+		for _, s := range srcs {
+			m[s] = true
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		held map[string]map[string]bool
+		want map[string][]int
+	}{
+		{"fresh", map[string]map[string]bool{"r1": set(), "r2": set(), "r3": set()},
+			map[string][]int{"r1": {1, 1}, "r2": {1, 0}, "r3": {0, 1}}},
+		// Balanced by group but not in all (2/2/0): the idle replica
+		// takes a search source.
+		{"per group only", map[string]map[string]bool{"r1": set("A", "X"), "r2": set("B", "Y"), "r3": set()},
+			map[string][]int{"r1": {1, 1}, "r2": {1, 0}, "r3": {0, 1}}},
+		// Settled: nothing moves.
+		{"settled", map[string]map[string]bool{"r1": set("B"), "r2": set("A", "Y"), "r3": set("X")},
+			map[string][]int{"r1": {1, 0}, "r2": {1, 1}, "r3": {0, 1}}},
+		// A replica that comes back takes one source, not two, and
+		// only in the group where the totals need it.
+		{"comeback", map[string]map[string]bool{"r0": set(), "r2": set("A", "X"), "r3": set("B", "Y")},
+			map[string][]int{"r0": {0, 1}, "r2": {1, 1}, "r3": {1, 0}}},
+		{"alone", map[string]map[string]bool{"r1": set()}, map[string][]int{"r1": {2, 2}}},
+	} {
+		got := assign(tc.held, [][]string{logs, searches})
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package statecopy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ct-exporter/ct_exporter/internal/pgtest"
 	"github.com/ct-exporter/ct_exporter/state"
@@ -131,11 +134,12 @@ func recommit(t *testing.T, s storetest.Store, c *storetest.Clock) int {
 	return fresh
 }
 
-// A state file copied to PostgreSQL and back is the same state, and
-// neither copy counts again what the original counted.
+// A state file copied to PostgreSQL, to another PostgreSQL database and
+// back to a file is the same state, and no copy counts again what the
+// original counted.
 func TestRoundTrip(t *testing.T) {
 	srv := pgtest.Start(t)
-	url := srv.CreateDB(t, "copy")
+	url, url2 := srv.CreateDB(t, "copy"), srv.CreateDB(t, "copy2")
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
 	c := storetest.NewClock()
@@ -158,7 +162,17 @@ func TestRoundTrip(t *testing.T) {
 	if got := content(t, url); !reflect.DeepEqual(got, orig) {
 		t.Errorf("PostgreSQL after the copy:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(orig, "\n"))
 	}
-	if _, err := Copy(url, b, false); err != nil {
+	// Analyzed as the copy ends: the planner knows the tables' sizes.
+	if got := reltuples(t, url, "issuances"); got != n {
+		t.Errorf("pg_class.reltuples of issuances after the copy = %v, want %d", got, n)
+	}
+	if _, err := Copy(url, url2, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := content(t, url2); !reflect.DeepEqual(got, orig) {
+		t.Errorf("PostgreSQL after a copy from PostgreSQL:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(orig, "\n"))
+	}
+	if _, err := Copy(url2, b, false); err != nil {
 		t.Fatal(err)
 	}
 	if got := content(t, b); !reflect.DeepEqual(got, orig) {
@@ -167,7 +181,7 @@ func TestRoundTrip(t *testing.T) {
 
 	// The copies show the same counters and series, and count nothing again.
 	c.Advance(time.Minute)
-	for name, s := range map[string]storetest.Store{"postgres": openPG(t, url, c), "file": openFile(t, b, c)} {
+	for name, s := range map[string]storetest.Store{"postgres": openPG(t, url, c), "postgres copy": openPG(t, url2, c), "file": openFile(t, b, c)} {
 		got := s.Snapshot()
 		if !reflect.DeepEqual(counters(got), counters(want)) {
 			t.Errorf("%s: counters %v, want %v", name, counters(got), counters(want))
@@ -191,6 +205,60 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("%s: log position %x %v", name, pos, err)
 		}
 		s.Close()
+	}
+}
+
+// reltuples is what PostgreSQL's statistics hold of table's rows (-1 when
+// it was never analyzed).
+func reltuples(t *testing.T, url, table string) float64 {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var v float64
+	if err := conn.QueryRow(context.Background(), `SELECT reltuples FROM pg_class WHERE relname = $1`, table).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// A database that replicas run on is refused, replace or not: they would
+// write back what they hold in memory. Once they stop, the copy goes.
+func TestLiveReplicas(t *testing.T) {
+	srv := pgtest.Start(t)
+	url := srv.CreateDB(t, "live")
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.db")
+	c := storetest.NewClock()
+	src := openFile(t, a, c)
+	fill(t, src, c)
+	src.Close()
+
+	replica := openPG(t, url, c)
+	defer replica.Close()
+	leaser := replica.Leaser("replica-1", time.Minute)
+	if _, err := leaser.Round(context.Background(), [][]string{{"ct/log"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, replace := range []bool{false, true} {
+		_, err := Copy(a, url, replace)
+		if !errors.Is(err, pgstate.ErrInUse) || !strings.Contains(err.Error(), "stop them first") {
+			t.Errorf("copy (replace %v) into a database a replica runs on: %v, want a refusal", replace, err)
+		}
+	}
+	if got := content(t, url); len(got) != 0 {
+		t.Errorf("a refused copy wrote %d items", len(got))
+	}
+	if err := leaser.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Copy(a, url, false); err != nil {
+		t.Fatalf("copy once the replica stopped: %v", err)
+	}
+	if got, want := content(t, url), content(t, a); !reflect.DeepEqual(got, want) {
+		t.Errorf("after the copy:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
