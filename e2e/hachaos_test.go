@@ -5,13 +5,20 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/internal/certspotterfake"
@@ -30,8 +37,16 @@ import (
 // random (and replaced), one is SIGSTOPped past its lease and resumed, and
 // the PostgreSQL server is restarted as a crash would. At the end every
 // issuance is counted exactly once, every recent series is there, each log
-// is followed by exactly one replica at its tree size, and no verification
-// failed.
+// is followed by exactly one replica at its tree size, the sources are
+// balanced (no replica follows two logs or two search sources), and no
+// verification failed.
+//
+// crt.sh and Cert Spotter are polled by one replica at a time: each
+// replica reaches them through a recording proxy of its own (the only
+// difference between the replicas' configurations), and the requests,
+// in the order they arrive, change hands no more often than the sources'
+// leases changed hands (their epochs), but for the replica resumed after
+// its stop.
 //
 // The short form (CI) uses leases of 3 s renewed every 1 s. With
 // CT_EXPORTER_CHAOS_SECONDS=N it runs chaos for N seconds with the default
@@ -116,17 +131,25 @@ func TestReplicasChaos(t *testing.T) {
 	arrive(10, 50)
 
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "ct.yml")
-	testenv.WriteFile(t, cfg, fmt.Sprintf(`
+	// Each replica (each process: a replacement is a new one) reaches the
+	// search sources through proxies of its own, which note who sent what.
+	polls := &searchPolls{by: map[string][]int{}}
+	gen := 0
+	config := func() string {
+		gen++
+		cfg := filepath.Join(dir, fmt.Sprintf("ct%d.yml", gen))
+		testenv.WriteFile(t, cfg, fmt.Sprintf(`
 watches: [{domain: example.com}]
 sources:
   - {name: crtsh, type: crtsh, url: %q, interval: 300ms, request_interval: 0s}
   - {name: certspotter, type: certspotter, url: %q, interval: 300ms, request_interval: 0s}
   - {name: fakelog, type: ctlog, url: %q, public_key: %s, start: beginning, interval: 200ms, batch_size: 20, workers: 2}
   - {name: sunlight, type: ctlog, protocol: static, url: %q, public_key: %s, start: beginning, interval: 200ms}
-`, crtsh.URL+"/", api.URL+"/", fake.URL+"/", base64.StdEncoding.EncodeToString(fake.PublicKeyDER()),
-		sun.MonitoringPrefix(), base64.StdEncoding.EncodeToString(sun.PublicKey())))
-	args := append([]string{"--config.file=" + cfg, "--state.url=" + url}, leaseArgs...)
+`, polls.proxy(t, "crtsh", gen, crtsh.URL)+"/", polls.proxy(t, "certspotter", gen, api.URL)+"/",
+			fake.URL+"/", base64.StdEncoding.EncodeToString(fake.PublicKeyDER()),
+			sun.MonitoringPrefix(), base64.StdEncoding.EncodeToString(sun.PublicKey())))
+		return cfg
+	}
 	logNames := []string{"fakelog", "sunlight"}
 	treeSize := func(name string) int64 {
 		if name == "fakelog" {
@@ -137,7 +160,7 @@ sources:
 
 	replicas := make([]*harness.Exporter, 3)
 	start := func(i int) {
-		replicas[i] = harness.StartExporter(t, args...)
+		replicas[i] = harness.StartExporter(t, append([]string{"--config.file=" + config(), "--state.url=" + url}, leaseArgs...)...)
 		replicas[i].WaitReady()
 	}
 	for i := range replicas {
@@ -220,9 +243,18 @@ sources:
 				return len(followers(x)[name]) == 0
 			})
 		default:
-			// SIGKILL a random replica (most often a follower), wait for
-			// its logs to be taken over, and start a replacement.
+			// SIGKILL a replica, a log's follower three times in four,
+			// wait for its logs to be taken over, and start a replacement.
 			x := rand.IntN(3)
+			if rand.IntN(4) > 0 {
+				var fs []int
+				for _, is := range followers(all...) {
+					fs = append(fs, is...)
+				}
+				if len(fs) > 0 {
+					x = fs[rand.IntN(len(fs))]
+				}
+			}
 			lost := 0
 			for _, is := range followers(x) {
 				lost += len(is)
@@ -250,12 +282,22 @@ sources:
 		t.Fatal(err)
 	}
 	// Settled: each log followed by exactly one replica, at its tree size,
-	// and every issuance counted on every replica.
-	replicas[0].Eventually("settled, everything counted", func() bool {
+	// the sources balanced, and every issuance counted on every replica.
+	db, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	replicas[0].Eventually("settled, balanced, everything counted", func() bool {
 		f := followers(all...)
+		per := map[int]int{}
 		for _, name := range logNames {
 			if len(f[name]) != 1 {
 				return false
+			}
+			per[f[name][0]]++
+			if per[f[name][0]] > 1 {
+				return false // balanced: at most one log per replica
 			}
 			m := replicas[f[name][0]].Scrape()
 			if harness.Value(m, "ct_log_entries_processed_total", "log", name) != float64(treeSize(name)) ||
@@ -268,8 +310,31 @@ sources:
 				return false
 			}
 		}
-		return true
+		// The search sources held by two live replicas, one each.
+		var holders int
+		if err := db.QueryRow(ctx, `SELECT count(DISTINCT holder) FROM leases
+WHERE source IN ('crtsh', 'certspotter') AND holder <> '' AND expires_at > now()`).Scan(&holders); err != nil {
+			t.Fatal(err)
+		}
+		return holders == 2
 	})
+	// Each search source changed hands no more often than its lease did;
+	// the replica resumed from its stop may send one more request before
+	// it sees its lease lapsed (between its check and the send).
+	for _, src := range []string{"crtsh", "certspotter"} {
+		var epoch int
+		if err := db.QueryRow(ctx, `SELECT epoch FROM leases WHERE source = $1`, src).Scan(&epoch); err != nil {
+			t.Fatal(err)
+		}
+		runs, requests, by := polls.runs(src)
+		t.Logf("%s: %d requests from %d replicas in %d runs; its lease was acquired %d times", src, requests, by, runs, epoch)
+		if runs > epoch+2*stops {
+			t.Errorf("%s: the requests changed hands %d times, its lease %d times: replicas polled it at once", src, runs-1, epoch-1)
+		}
+		if requests == 0 {
+			t.Errorf("%s was never polled", src)
+		}
+	}
 	counted, doubled := 0, 0
 	for _, i := range all {
 		m := replicas[i].Scrape()
@@ -316,4 +381,44 @@ sources:
 		"%d failovers: median %v, max %v; %v verification failures",
 		seconds, leaseDuration, kills, stops, pgRestarts, len(truth), counted, len(truth)-counted, doubled,
 		fake.Size(), sunSize, len(failovers), median.Round(100*time.Millisecond), maxFailover.Round(100*time.Millisecond), verificationFailures)
+}
+
+// searchPolls notes, for each search source, which replica (by its
+// number) sent each request, in the order they arrived.
+type searchPolls struct {
+	mu sync.Mutex
+	by map[string][]int
+}
+
+// proxy starts a proxy to target for replica gen's requests to source, and
+// returns its URL.
+func (p *searchPolls) proxy(t *testing.T, source string, gen int, target string) string {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.by[source] = append(p.by[source], gen)
+		p.mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// runs is how many runs of consecutive requests from one replica the
+// source's requests make, how many requests, and from how many replicas.
+func (p *searchPolls) runs(source string) (runs, requests, replicas int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := map[int]bool{}
+	for i, g := range p.by[source] {
+		if i == 0 || g != p.by[source][i-1] {
+			runs++
+		}
+		seen[g] = true
+	}
+	return runs, len(p.by[source]), len(seen)
 }
