@@ -594,3 +594,37 @@ func TestCTLogTreeSizeBeyondInt64(t *testing.T) {
 		}
 	}
 }
+
+// A log polled under a lease that is lost sends nothing and counts no
+// error of the log's: the poll's error says the lease is lost, through
+// certificate-transparency-go's client (RFC 6962) as through the tile
+// reader (static-ct-api).
+func TestCTLogLeaseLost(t *testing.T) {
+	lost := fmt.Errorf("testlog: %w", state.ErrFenced)
+	ctx := ctsource.WithLease(context.Background(), func() error { return lost })
+
+	h := newLogHarness(t)
+	h.noise(3)
+	h.fake.Publish()
+	err := h.follower("beginning").Poll(ctx, h.Env)
+	if !errors.Is(err, state.ErrFenced) {
+		t.Errorf("RFC 6962: poll under a lost lease: %v, want ErrFenced", err)
+	}
+	if n := h.fake.Requests("get-sth"); n != 0 {
+		t.Errorf("RFC 6962: %d get-sth requests sent under a lost lease", n)
+	}
+
+	s := newStaticHarness(t)
+	s.submit([]string{"www.example.com"}, false)
+	s.wait()
+	if err := s.follower("beginning").Poll(ctx, s.Env); !errors.Is(err, state.ErrFenced) {
+		t.Errorf("static: poll under a lost lease: %v, want ErrFenced", err)
+	}
+	for name, hh := range map[string]*sourcetest.Harness{"RFC 6962": h.Harness, "static": s.Harness} {
+		for reason, n := range hh.Errors {
+			if n != 0 {
+				t.Errorf("%s: %d errors counted as %s", name, n, reason)
+			}
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -20,6 +21,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/ct-exporter/ct_exporter/ctsource"
+	"github.com/ct-exporter/ct_exporter/state"
 )
 
 // maxLogResponse caps one response from a log: a get-entries answer of
@@ -206,12 +208,13 @@ func (l *rfc6962Log) fetch(ctx context.Context, tree treeHead, start, end int64)
 
 // classify turns a client error into an *Error with a reason, keeping the
 // transport's when there is one (the transport counted it); errs counts
-// the others.
+// the others. A lease lost or lapsed (ctsource.WithLease) is no error of
+// the log's: it is returned as it is, uncounted.
 func classify(ctx context.Context, errs ctsource.ErrorCounter, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if ctsource.ReasonOf(err) != "" {
+	if ctsource.ReasonOf(err) != "" || errors.Is(err, state.ErrFenced) {
 		return err
 	}
 	errs.Count(ctsource.ReasonBadResponse)
