@@ -64,6 +64,16 @@ func fill(t *testing.T, s storetest.Store, c *storetest.Clock) {
 	}
 }
 
+// filled is a new state file holding the test state, closed.
+func filled(t *testing.T, c *storetest.Clock) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "a.db")
+	s := openFile(t, path, c)
+	fill(t, s, c)
+	s.Close()
+	return path
+}
+
 // content is every item of a state, printed and sorted.
 func content(t *testing.T, loc string) []string {
 	t.Helper()
@@ -229,12 +239,8 @@ func reltuples(t *testing.T, url, table string) float64 {
 func TestLiveReplicas(t *testing.T) {
 	srv := pgtest.Start(t)
 	url := srv.CreateDB(t, "live")
-	dir := t.TempDir()
-	a := filepath.Join(dir, "a.db")
 	c := storetest.NewClock()
-	src := openFile(t, a, c)
-	fill(t, src, c)
-	src.Close()
+	a := filled(t, c)
 
 	replica := openPG(t, url, c)
 	defer replica.Close()
@@ -276,14 +282,10 @@ func counters(s state.Snapshot) []string {
 func TestNonEmptyDestination(t *testing.T) {
 	srv := pgtest.Start(t)
 	url := srv.CreateDB(t, "dest")
-	dir := t.TempDir()
-	a := filepath.Join(dir, "a.db")
 	c := storetest.NewClock()
-	src := openFile(t, a, c)
-	fill(t, src, c)
-	src.Close()
+	a := filled(t, c)
 
-	other := filepath.Join(dir, "other.db")
+	other := filepath.Join(t.TempDir(), "other.db")
 	o := openFile(t, other, c)
 	storetest.Observe(t, o, storetest.Issuance(1000, c.Now()), state.Match{Watch: "example.net", Verdict: watch.Unreviewed})
 	o.Close()
