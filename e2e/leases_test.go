@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/base64"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -128,6 +129,23 @@ func TestReplicasShareLogsByLease(t *testing.T) {
 	for _, e := range replicas {
 		e.Eventually("every issuance counted", counted(e))
 		exact(e)
+	}
+	// The replica that follows no log says on its status page that the
+	// others run them.
+	f := followers(replicas)
+	for _, e := range replicas {
+		if e == f["log1"][0] || e == f["log2"][0] {
+			continue
+		}
+		e.Eventually("the idle replica's status page names the logs the others run", func() bool {
+			res, err := e.Client.Get(e.URL("/"))
+			if err != nil {
+				return false
+			}
+			defer res.Body.Close()
+			body, err := io.ReadAll(res.Body)
+			return err == nil && strings.Contains(string(body), "<code>log1</code>, <code>log2</code>. Their status pages show them.")
+		})
 	}
 
 	// SIGKILL the follower of log1: another replica takes it over.

@@ -89,6 +89,7 @@ func (m *Monitor) leaseRound() {
 	changed := !maps.Equal(m.held, now)
 	m.held = now
 	m.leased = logs
+	m.shared = slices.Concat(logNames, searches)
 	m.discMu.Unlock()
 	if changed {
 		m.logger.Info("the sources this replica follows changed", "sources", slices.Sorted(maps.Keys(now)))
@@ -142,6 +143,25 @@ func (m *Monitor) Followed() map[string]bool {
 	for _, l := range m.Logs() {
 		out[l.Log] = true
 	}
+	return out
+}
+
+// Elsewhere returns, with leases, the sources this replica does not run
+// because it does not hold their lease (another replica runs them, or will
+// once it takes the lease), sorted; nil without leases.
+func (m *Monitor) Elsewhere() []string {
+	if m.leases == nil {
+		return nil
+	}
+	m.discMu.Lock()
+	defer m.discMu.Unlock()
+	var out []string
+	for _, name := range m.shared {
+		if !m.held[name] {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 

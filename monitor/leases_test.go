@@ -139,6 +139,8 @@ func TestMonitorRunsTheSourcesItHoldsLeasesOn(t *testing.T) {
 	if running("c2") {
 		t.Fatal("c2 runs without its lease")
 	}
+	// The status page names what other replicas run.
+	eventually(t, "c2 said to run elsewhere", func() bool { return slices.Equal(m.Elsewhere(), []string{"c2"}) })
 	leases.mu.Lock()
 	groups := leases.groups
 	leases.mu.Unlock()

@@ -74,13 +74,14 @@ type Monitor struct {
 	discovered map[string][]loglist.Log
 	reconcile  chan struct{}
 
-	// With leases (ShareWith): the sources whose lease is held and the
-	// CT logs shared, under discMu.
+	// With leases (ShareWith): the sources whose lease is held, the CT
+	// logs shared and every source shared, under discMu.
 	leases    Leases
 	renew     time.Duration
 	leaseKick chan struct{}
 	held      map[string]bool
 	leased    map[string]bool
+	shared    []string
 }
 
 // Shard is this replica's share of the CT logs: those whose log id hashes

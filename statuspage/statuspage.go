@@ -40,6 +40,8 @@ type (
 		Health() []monitor.SourceHealth
 		Logs() []monitor.LogStatus
 		WatchSet() *watch.Set
+		// Elsewhere: the sources other replicas run (leases).
+		Elsewhere() []string
 	}
 )
 
@@ -125,9 +127,10 @@ type page struct {
 	WriteErrors  uint64
 	Verdicts     []verdictCount // recent issuances by verdict, most urgent first
 
-	Watches []watchRow
-	Sources []sourceRow
-	Logs    []logRow
+	Watches   []watchRow
+	Sources   []sourceRow
+	Elsewhere []string // sources that other replicas sharing the state run
+	Logs      []logRow
 
 	Recent       []recentRow
 	RecentTotal  int
@@ -237,6 +240,7 @@ func (h *Handler) page() *page {
 		p.Sources = append(p.Sources, newSourceRow(s, now))
 	}
 	slices.SortFunc(p.Sources, func(a, b sourceRow) int { return strings.Compare(a.Name, b.Name) })
+	p.Elsewhere = h.health.Elsewhere()
 
 	for _, l := range h.health.Logs() {
 		p.Logs = append(p.Logs, newLogRow(l, now))

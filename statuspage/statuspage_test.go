@@ -39,14 +39,16 @@ func (f *fakeState) Snapshot() state.Snapshot {
 }
 
 type fakeHealth struct {
-	sources []monitor.SourceHealth
-	logs    []monitor.LogStatus
-	set     *watch.Set
+	sources   []monitor.SourceHealth
+	logs      []monitor.LogStatus
+	set       *watch.Set
+	elsewhere []string
 }
 
 func (f *fakeHealth) Health() []monitor.SourceHealth { return f.sources }
 func (f *fakeHealth) Logs() []monitor.LogStatus      { return f.logs }
 func (f *fakeHealth) WatchSet() *watch.Set           { return f.set }
+func (f *fakeHealth) Elsewhere() []string            { return f.elsewhere }
 
 type clock struct {
 	mu sync.Mutex
@@ -365,6 +367,19 @@ func TestStatusPageEmpty(t *testing.T) {
 	}
 	mustContain(t, body, "No watches configured.", "No sources running.", "No CT logs followed.",
 		"No issuance first seen within the recent window.", `href="/metrics"`)
+}
+
+// A replica sharing the state by leases names the sources the other
+// replicas run, escaped; without leases, nothing is said of them.
+func TestStatusPageElsewhere(t *testing.T) {
+	h := New(&fakeState{}, &fakeHealth{elsewhere: []string{"crtsh", "<log>"}}, Options{})
+	_, body := get(t, h, "GET", "/")
+	mustContain(t, body, "No sources running on this replica.", `id="elsewhere"`,
+		"<code>crtsh</code>, <code>&lt;log&gt;</code>. Their status pages show them.")
+	_, body = get(t, New(&fakeState{}, &fakeHealth{}, Options{}), "GET", "/")
+	if strings.Contains(body, `id="elsewhere"`) || strings.Contains(body, "on this replica") {
+		t.Error("a page without leases speaks of other replicas")
+	}
 }
 
 func TestStatusPageOnlyAtRoot(t *testing.T) {
