@@ -255,6 +255,14 @@ WHERE r.expires_at > now()`, all)
 // already (so that a replica that comes back takes nothing from one that
 // follows its share), then by id. Every replica computes the same from the
 // same rows.
+//
+// The first group (the monitor passes the CT logs first) is shared by what
+// is held and by id alone, so a log never moves for the totals. A later
+// group may: a replica that died keeps its heartbeat until it expires and
+// may meanwhile be given a search source's extra, which then waits for
+// that expiry (at most a lease duration) to go to a live replica. A search
+// is polled every few minutes from a shared cursor: it is late, never
+// missed.
 func assign(held map[string]map[string]bool, groups [][]string) map[string][]int {
 	ids := make([]string, 0, len(held))
 	for id := range held {
