@@ -35,7 +35,8 @@ import (
 // two CT logs (the fake RFC 6962 log and a real Sunlight log), crt.sh and
 // Cert Spotter, while issuances keep arriving: replicas are SIGKILLed at
 // random (and replaced), one is SIGSTOPped past its lease and resumed, and
-// the PostgreSQL server is restarted as a crash would. At the end every
+// the PostgreSQL server crashes and comes back once every replica counted
+// a failed read. At the end every
 // issuance is counted exactly once, every recent series is there, each log
 // is followed by exactly one replica at its tree size, the sources are
 // balanced (no replica follows two logs or two search sources), and no
@@ -210,9 +211,23 @@ sources:
 		arrive(1+rand.IntN(3), rand.IntN(30))
 		switch {
 		case pgRestarts == 0 && time.Now().After(pgAt):
-			srv.Restart(t)
+			// The server crashes and stays down until every replica
+			// has counted a failed read (what CTExporterStateReadFailing
+			// watches), then comes back.
+			before := map[int]float64{}
+			for _, i := range all {
+				before[i] = harness.Value(replicas[i].Scrape(), "ct_state_read_errors_total")
+			}
+			srv.Stop(t)
+			at := time.Now()
+			for _, i := range all {
+				replicas[i].Eventually("a read error counted while PostgreSQL is down", func() bool {
+					return harness.Value(replicas[i].Scrape(), "ct_state_read_errors_total") > before[i]
+				})
+			}
+			srv.StartAgain(t)
 			pgRestarts++
-			t.Logf("PostgreSQL restarted")
+			t.Logf("PostgreSQL down for %v: every replica counted read errors", time.Since(at).Round(100*time.Millisecond))
 		case stops == 0 && time.Now().After(stopAt):
 			// SIGSTOP the follower of a log past its lease: another
 			// replica takes the log over; resumed, it gives it up.

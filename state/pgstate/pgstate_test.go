@@ -191,6 +191,54 @@ func TestRestartMidRun(t *testing.T) {
 	}
 }
 
+// While the server is down, a commit fails, is counted as a write error
+// and changes nothing; the mirror's refreshes fail and are counted as read
+// errors (ct_state_read_errors_total, which CTExporterStateReadFailing
+// watches). Once it is back, both recover, and nothing was lost.
+func TestOutageCounted(t *testing.T) {
+	srv := pgtest.Start(t)
+	url := srv.CreateDB(t, "outage")
+	c := storetest.NewClock()
+	s, other := open(t, url, c.Now), open(t, url, c.Now)
+	m := state.Match{Watch: "example.com", Verdict: watch.Unreviewed}
+	storetest.Observe(t, s, storetest.Issuance(1, c.Now()), m)
+	srv.Stop(t)
+	commit := func(i int) error {
+		_, err := s.Commit(&state.Commit{Source: "log", LogPosition: []byte{byte(i)}, Processed: 1,
+			Observations: []state.Observation{{Issuance: storetest.Issuance(i, c.Now()), Matches: []state.Match{m}}}})
+		return err
+	}
+	if err := commit(2); err == nil {
+		t.Fatal("a commit succeeded with the server down")
+	}
+	if snap := s.Snapshot(); snap.WriteErrors != 1 || snap.Certificates != 1 {
+		t.Fatalf("after a failed commit: %d write errors, %d certificates; want 1, 1", snap.WriteErrors, snap.Certificates)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for other.Snapshot().ReadErrors == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no read error counted while the server is down")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.StartAgain(t)
+	for i := 0; commit(2) != nil; i++ {
+		if i == 5 {
+			t.Fatal("commits keep failing once the server is back")
+		}
+	}
+	deadline = time.Now().Add(RefreshInterval + 5*time.Second)
+	for other.Snapshot().Certificates != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the other replica's mirror did not recover")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if snap := s.Snapshot(); storetest.NewCertificates(snap, "example.com", "R11", "unreviewed") != 2 {
+		t.Errorf("counted %d, want 2", storetest.NewCertificates(snap, "example.com", "R11", "unreviewed"))
+	}
+}
+
 // A schema newer than this build is refused, and left untouched.
 func TestNewerSchemaIsRefused(t *testing.T) {
 	srv := pgtest.Start(t)
