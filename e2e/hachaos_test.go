@@ -36,7 +36,7 @@ import (
 // Cert Spotter, while issuances keep arriving: replicas are SIGKILLed at
 // random (and replaced), one is SIGSTOPped past its lease and resumed, and
 // the PostgreSQL server crashes and comes back once every replica counted
-// a failed read. At the end every
+// a failed read and stopped following its logs (its leases lapsed). At the end every
 // issuance is counted exactly once, every recent series is there, each log
 // is followed by exactly one replica at its tree size, the sources are
 // balanced (no replica follows two logs or two search sources), and no
@@ -213,7 +213,8 @@ sources:
 		case pgRestarts == 0 && time.Now().After(pgAt):
 			// The server crashes and stays down until every replica
 			// has counted a failed read (what CTExporterStateReadFailing
-			// watches), then comes back.
+			// watches) and, its leases lapsed by its own clock, follows
+			// no log; then it comes back and the logs are shared again.
 			before := map[int]float64{}
 			for _, i := range all {
 				before[i] = harness.Value(replicas[i].Scrape(), "ct_state_read_errors_total")
@@ -221,13 +222,19 @@ sources:
 			srv.Stop(t)
 			at := time.Now()
 			for _, i := range all {
-				replicas[i].Eventually("a read error counted while PostgreSQL is down", func() bool {
-					return harness.Value(replicas[i].Scrape(), "ct_state_read_errors_total") > before[i]
+				replicas[i].Eventually("a read error counted and no log followed while PostgreSQL is down", func() bool {
+					m := replicas[i].Scrape()
+					return harness.Value(m, "ct_state_read_errors_total") > before[i] &&
+						harness.Value(m, "ct_log_followed", "log", "fakelog") == 0 &&
+						harness.Value(m, "ct_log_followed", "log", "sunlight") == 0
 				})
 			}
+			down := time.Since(at)
 			srv.StartAgain(t)
 			pgRestarts++
-			t.Logf("PostgreSQL down for %v: every replica counted read errors", time.Since(at).Round(100*time.Millisecond))
+			d := takeOver("the logs shared again once PostgreSQL is back", time.Now(), all...)
+			t.Logf("PostgreSQL down for %v: every replica counted read errors and stopped its logs; shared again %v after it came back",
+				down.Round(100*time.Millisecond), d.Round(100*time.Millisecond))
 		case stops == 0 && time.Now().After(stopAt):
 			// SIGSTOP the follower of a log past its lease: another
 			// replica takes the log over; resumed, it gives it up.

@@ -117,10 +117,12 @@ func (l *Leaser) Held() map[string]int64 {
 }
 
 // Round runs one round over these groups of sources (every replica's same
-// groups) and returns the leases held after it. On an error, the leases
-// not renewed are dropped from what is held (the caller stops their
-// sources: their commits would be fenced anyway once another replica takes
-// them).
+// groups) and returns the leases held after it and not lapsed (Fence), the
+// sources to run. On an error, what could not be renewed lapses in time,
+// and is then left out: the caller stops those sources (their commits
+// would be fenced anyway once another replica takes them), and runs them
+// again after a round that renews them. A lapsed lease is kept to be
+// renewed: if no replica took it, it is still this one's.
 func (l *Leaser) Round(ctx context.Context, groups [][]string) (map[string]int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.duration)
 	defer cancel()
@@ -134,7 +136,16 @@ func (l *Leaser) Round(ctx context.Context, groups [][]string) (map[string]int64
 		}
 		l.mu.Unlock()
 	}
-	return l.Held(), err
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	out := make(map[string]int64, len(l.held))
+	for src, h := range l.held {
+		if now.Before(h.until) {
+			out[src] = h.epoch
+		}
+	}
+	return out, err
 }
 
 func (l *Leaser) round(ctx context.Context, groups [][]string) error {

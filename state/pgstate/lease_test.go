@@ -128,6 +128,30 @@ func TestLeaseLapsesByLocalClock(t *testing.T) {
 	if f := a.Fence("log1"); f == nil || f.Epoch != 1 {
 		t.Fatalf("fence after the renewal: %+v, want epoch 1", f)
 	}
+	// The database goes away: rounds fail at once, the lease lapses and
+	// is no longer among those to run, round after round (its sources
+	// must not start again), until a round renews it.
+	srv.Stop(t)
+	c.Advance(dur)
+	for i := 0; i < 3; i++ {
+		held, err := a.Round(context.Background(), [][]string{{"log1"}})
+		if err == nil || len(held) != 0 {
+			t.Fatalf("round with the database down: %v, %v; want an error and nothing to run", held, err)
+		}
+	}
+	srv.StartAgain(t)
+	var held map[string]int64
+	for i := 0; ; i++ {
+		var err error
+		if held, err = a.Round(context.Background(), [][]string{{"log1"}}); err == nil {
+			break
+		} else if i == 5 {
+			t.Fatal(err)
+		}
+	}
+	if held["log1"] != 1 {
+		t.Fatalf("after the database came back: %v, want log1 at epoch 1 again", held)
+	}
 }
 
 // A commit carrying a stale epoch is refused whole, in the transaction
