@@ -18,6 +18,7 @@ type Mirror struct {
 	policy      Policy
 	refreshed   bool
 	counters    map[string]uint64
+	issuers     Issuers // of the counters' keys: see IssuerLabel
 	count       uint64
 	exposed     map[string][]Recent // watch → recent series
 	dropped     map[string]uint64
@@ -37,6 +38,7 @@ func NewMirror(now func() time.Time) *Mirror {
 	return &Mirror{
 		now:      now,
 		counters: map[string]uint64{},
+		issuers:  Issuers{},
 		exposed:  map[string][]Recent{},
 		dropped:  map[string]uint64{},
 		policy:   Policy{RecentWindow: 168 * time.Hour, SeriesLimit: 1000, MaxIssuersPerWatch: DefaultMaxIssuersPerWatch},
@@ -69,10 +71,10 @@ func (s *Mirror) Apply(c Change) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, d := range c.Counters {
-		s.counters[k] += d
+		s.setCounter(k, s.counters[k]+d)
 	}
 	for k, v := range c.SetCounters {
-		s.counters[k] = v
+		s.setCounter(k, v)
 	}
 	s.count = uint64(int64(s.count) + c.CountDelta)
 	if c.SetCount != nil {
@@ -92,6 +94,43 @@ func (s *Mirror) Apply(c Change) {
 	for tbs, e := range c.ParseErrors {
 		s.eachExposed(tbs, func(r *Recent) { r.ParseError = ParseErrorLabel(e) })
 	}
+}
+
+// setCounter sets a counter, under mu. A ct_new_certificates_total key
+// seen for the first time adds its issuer to its watch's issuers.
+func (s *Mirror) setCounter(k string, v uint64) {
+	if _, ok := s.counters[k]; !ok {
+		if name, labels := ParseCounterKey(k); name == CounterNewCertificates && len(labels) == 3 && labels[1] != IssuerOther {
+			s.issuers.Add(labels[0], labels[1])
+		}
+	}
+	s.counters[k] = v
+}
+
+// IssuerLabel is the issuer label of ct_new_certificates_total for a new
+// issuance of watch w, given the issuers a transaction added for it
+// before: the issuer's own, unless the watch has reached the policy's
+// MaxIssuersPerWatch without it (IssuerOther). isNew says that the issuer
+// is counted for the watch for the first time. The issuers counted so far
+// are the mirror's, an index of its counters' keys: a store's commit
+// decides on them without scanning the counters.
+func (s *Mirror) IssuerLabel(p Policy, w string, added Issuers, issuer string) (label string, isNew bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return issuerLabel(p, s.issuers[w], added[w], issuer)
+}
+
+// Issuers are issuer labels (IssuerOther aside) by watch.
+type Issuers map[string]map[string]struct{}
+
+// Add adds issuer to w's.
+func (is Issuers) Add(w, issuer string) {
+	set := is[w]
+	if set == nil {
+		set = map[string]struct{}{}
+		is[w] = set
+	}
+	set[issuer] = struct{}{}
 }
 
 // AddReadError counts a failed read of a shared state (PostgreSQL) that

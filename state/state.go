@@ -98,11 +98,6 @@ type Store struct {
 	path string
 
 	writeMu sync.Mutex // one transaction at a time, applied in commit order
-	// issuers are the issuer label values of ct_new_certificates_total by
-	// watch, IssuerOther aside: a mirror of the counters' keys, so that a
-	// transaction knows whether an issuer is new without scanning them.
-	// Read and written under writeMu only (by transactions and their apply).
-	issuers map[string]map[string]struct{}
 	// maxKey and maxValue are bbolt's limits, lowered by tests.
 	maxKey, maxValue int
 
@@ -125,7 +120,6 @@ func Open(path string, opts Options) (*Store, error) {
 	s := &Store{
 		path:     path,
 		Mirror:   NewMirror(opts.Now),
-		issuers:  map[string]map[string]struct{}{},
 		maxKey:   bbolt.MaxKeySize,
 		maxValue: bbolt.MaxValueSize,
 	}
@@ -262,8 +256,7 @@ func (s *Store) load() error {
 			if !ok {
 				return fmt.Errorf("counter %q is corrupt", k)
 			}
-			s.counters[string(k)] = n
-			s.countIssuer(string(k))
+			s.setCounter(string(k), n)
 			return nil
 		})
 	})
@@ -327,11 +320,6 @@ func (s *Store) View(fn func(*Tx) error) error {
 }
 
 func (s *Store) apply(tx *Tx) {
-	for w, issuers := range tx.issuers {
-		for i := range issuers {
-			s.addIssuer(w, i)
-		}
-	}
 	s.Apply(Change{Counters: tx.counters, CountDelta: tx.countDelta, Recent: tx.recent, SCTs: tx.scts, ParseErrors: tx.parseErrors})
 }
 
@@ -487,27 +475,6 @@ type Snapshot struct {
 	Certificates uint64 // issuances in the file
 	WriteErrors  uint64
 	ReadErrors   uint64 // of a shared state's mirror; 0 for the state file
-}
-
-// countIssuer adds the issuer of a ct_new_certificates_total counter key to
-// its watch's issuers.
-func (s *Store) countIssuer(key string) {
-	name, labels := ParseCounterKey(key)
-	if name == CounterNewCertificates && len(labels) == 3 {
-		s.addIssuer(labels[0], labels[1])
-	}
-}
-
-func (s *Store) addIssuer(w, issuer string) {
-	if issuer == IssuerOther {
-		return
-	}
-	set := s.issuers[w]
-	if set == nil {
-		set = map[string]struct{}{}
-		s.issuers[w] = set
-	}
-	set[issuer] = struct{}{}
 }
 
 // CounterKey is a counter's name and label values, NUL-separated. Label

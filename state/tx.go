@@ -25,7 +25,7 @@ type Tx struct {
 	recent      []Recent
 	scts        map[[32]byte]int
 	parseErrors map[[32]byte]string
-	issuers     map[string]map[string]struct{} // new issuer labels by watch
+	issuers     Issuers // new issuer labels by watch
 }
 
 // Issuance returns the issuance with this tbs_sha256, or nil.
@@ -52,7 +52,6 @@ func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
 		return nil, nil
 	}
 	if !tx.btx.Writable() {
-		// Before anything else: the issuers are read under writeMu only.
 		return nil, bberrors.ErrTxNotWritable
 	}
 	stored, err := tx.Issuance(obs.TBSSHA256)
@@ -110,7 +109,10 @@ func (tx *Tx) Observe(obs *Issuance, matches []Match) ([]Match, error) {
 		tx.parseErrors[is.TBSSHA256] = is.ParseError
 	}
 	for _, w := range d.NewIssuers {
-		tx.addIssuer(w, d.Issuer)
+		if tx.issuers == nil {
+			tx.issuers = Issuers{}
+		}
+		tx.issuers.Add(w, d.Issuer)
 	}
 	tx.recent = append(tx.recent, d.Recent...)
 	return d.Fresh, nil
@@ -241,19 +243,15 @@ func (tx *Tx) recordable(is *Issuance, expiry []byte, firstSeen [][]byte, counte
 }
 
 // issuerLabel is the issuer label of ct_new_certificates_total for a new
-// issuance of watch w: the issuer's own, unless the watch has reached
-// MaxIssuersPerWatch without it (IssuerOther). isNew says that the issuer
-// is counted for the watch for the first time.
+// issuance of watch w (Mirror.IssuerLabel), the transaction's new issuers
+// included.
 func (tx *Tx) issuerLabel(w, issuer string) (label string, isNew bool) {
-	return IssuerLabel(tx.policy, tx.s.issuers[w], tx.issuers[w], issuer)
+	return tx.s.IssuerLabel(tx.policy, w, tx.issuers, issuer)
 }
 
-// IssuerLabel is the issuer label of ct_new_certificates_total for a new
-// issuance of a watch whose issuers counted so far are known (IssuerOther
-// aside), and added by the transaction: the issuer's own, unless the watch
-// has reached the policy's MaxIssuersPerWatch without it (IssuerOther).
-// isNew says that the issuer is counted for the watch for the first time.
-func IssuerLabel(p Policy, known, added map[string]struct{}, issuer string) (label string, isNew bool) {
+// issuerLabel decides Mirror.IssuerLabel from the issuers of the watch
+// counted so far (known) and added by the transaction.
+func issuerLabel(p Policy, known, added map[string]struct{}, issuer string) (label string, isNew bool) {
 	if issuer == IssuerOther {
 		return issuer, false
 	}
@@ -271,20 +269,6 @@ func IssuerLabel(p Policy, known, added map[string]struct{}, issuer string) (lab
 		return IssuerOther, false
 	}
 	return issuer, true
-}
-
-// addIssuer notes an issuer counted for the first time for watch w, for
-// the rest of the transaction and, once it commits, for the store.
-func (tx *Tx) addIssuer(w, issuer string) {
-	if tx.issuers == nil {
-		tx.issuers = map[string]map[string]struct{}{}
-	}
-	set := tx.issuers[w]
-	if set == nil {
-		set = map[string]struct{}{}
-		tx.issuers[w] = set
-	}
-	set[issuer] = struct{}{}
 }
 
 // unreadableValidity is how long an issuance whose NotAfter could not be

@@ -18,7 +18,6 @@ func (s *Store) Commit(c *state.Commit) ([]state.Observed, error) {
 		out    []state.Observed
 		change state.Change
 		seq    uint64
-		added  map[string]map[string]struct{}
 	)
 	err := s.write(func(ctx context.Context, tx pgx.Tx) error {
 		// Fencing first, in this transaction: the lease row is locked
@@ -28,13 +27,13 @@ func (s *Store) Commit(c *state.Commit) ([]state.Observed, error) {
 				return err
 			}
 		}
-		// Bring the mirror (and the issuers counted) up to what is
+		// Bring the mirror (and so the issuers counted) up to what is
 		// committed: the issuer labels are decided on them.
 		if err := s.refreshWith(ctx, tx); err != nil {
 			return err
 		}
 		var err error
-		out, change, added, err = s.commit(ctx, tx, c)
+		out, change, err = s.commit(ctx, tx, c)
 		if err != nil {
 			return err
 		}
@@ -44,7 +43,7 @@ func (s *Store) Commit(c *state.Commit) ([]state.Observed, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.applyOwn(seq, change, added)
+	s.applyOwn(seq, change)
 	return out, nil
 }
 
@@ -61,14 +60,9 @@ func bump(ctx context.Context, tx pgx.Tx, countDelta int64) (uint64, error) {
 // applyOwn applies the effects of the transaction that made change number
 // seq: at once when the mirror was at the number before (no other commit
 // came between), else by a refresh.
-func (s *Store) applyOwn(seq uint64, change state.Change, added map[string]map[string]struct{}) {
+func (s *Store) applyOwn(seq uint64, change state.Change) {
 	s.refreshMu.Lock()
 	if s.seq == seq-1 {
-		for w, set := range added {
-			for i := range set {
-				s.addIssuer(w, i)
-			}
-		}
 		s.Apply(change)
 		s.seq = seq
 		s.refreshMu.Unlock()
@@ -83,12 +77,12 @@ func (s *Store) applyOwn(seq uint64, change state.Change, added map[string]map[s
 	}
 }
 
-func (s *Store) commit(ctx context.Context, tx pgx.Tx, c *state.Commit) ([]state.Observed, state.Change, map[string]map[string]struct{}, error) {
+func (s *Store) commit(ctx context.Context, tx pgx.Tx, c *state.Commit) ([]state.Observed, state.Change, error) {
 	now := s.Now()
 	policy := s.Policy()
 	out := make([]state.Observed, len(c.Observations))
 	change := state.Change{Counters: map[string]uint64{}}
-	added := map[string]map[string]struct{}{}
+	added := state.Issuers{} // new issuer labels by watch
 	known := map[[32]byte]*state.Issuance{}
 	fresh := map[[32]byte]bool{} // issuances new in this transaction
 	dirty := map[[32]byte]bool{}
@@ -103,28 +97,28 @@ func (s *Store) commit(ctx context.Context, tx pgx.Tx, c *state.Commit) ([]state
 		}
 		rows, err := tx.Query(ctx, `SELECT tbs_sha256, record FROM issuances WHERE tbs_sha256 = ANY($1)`, keys)
 		if err != nil {
-			return nil, change, nil, err
+			return nil, change, err
 		}
 		for rows.Next() {
 			var tbs, rec []byte
 			if err := rows.Scan(&tbs, &rec); err != nil {
 				rows.Close()
-				return nil, change, nil, err
+				return nil, change, err
 			}
 			is, err := state.DecodeIssuance(tbs, rec)
 			if err != nil {
 				rows.Close()
-				return nil, change, nil, err
+				return nil, change, err
 			}
 			known[is.TBSSHA256] = is
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return nil, change, nil, err
+			return nil, change, err
 		}
 	}
 	label := func(w, issuer string) (string, bool) {
-		return state.IssuerLabel(policy, s.issuers[w], added[w], issuer)
+		return s.IssuerLabel(policy, w, added, issuer)
 	}
 	for i := range c.Observations {
 		o := &c.Observations[i]
@@ -157,10 +151,7 @@ func (s *Store) commit(ctx context.Context, tx pgx.Tx, c *state.Commit) ([]state
 			change.Counters[k]++
 		}
 		for _, w := range d.NewIssuers {
-			if added[w] == nil {
-				added[w] = map[string]struct{}{}
-			}
-			added[w][d.Issuer] = struct{}{}
+			added.Add(w, d.Issuer)
 		}
 		for _, m := range d.Fresh {
 			watchRows = append(watchRows, []any{tbs[:], m.Watch, now, m.Verdict.String()})
@@ -195,7 +186,7 @@ func (s *Store) commit(ctx context.Context, tx pgx.Tx, c *state.Commit) ([]state
 	// The next change number: the lock is held, so it is ours.
 	var next int64
 	if err := tx.QueryRow(ctx, `SELECT seq + 1 FROM ct_changes WHERE id = 1`).Scan(&next); err != nil {
-		return nil, change, nil, err
+		return nil, change, err
 	}
 	b := &pgx.Batch{}
 	for _, tbs := range order {
@@ -233,10 +224,10 @@ ON CONFLICT (source, id) DO UPDATE SET tbs_sha256 = excluded.tbs_sha256, not_aft
 	}
 	if b.Len() > 0 {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return nil, change, nil, err
+			return nil, change, err
 		}
 	}
-	return out, change, added, nil
+	return out, change, nil
 }
 
 // text is a string as PostgreSQL text holds it: valid UTF-8 without NUL.

@@ -47,11 +47,7 @@ func (s *Store) refreshWith(ctx context.Context, q querier) error {
 			rows.Close()
 			return err
 		}
-		k := state.CounterKey(name, labels...)
-		change.SetCounters[k] = uint64(v)
-		if name == state.CounterNewCertificates && len(labels) == 3 {
-			s.addIssuer(labels[0], labels[1])
-		}
+		change.SetCounters[state.CounterKey(name, labels...)] = uint64(v)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -134,18 +130,6 @@ WHERE changed > $1 AND (embedded_scts >= 0 OR parse_error <> '')`, since)
 	s.Apply(change)
 	s.seq = uint64(seq)
 	return nil
-}
-
-func (s *Store) addIssuer(w, issuer string) {
-	if issuer == state.IssuerOther {
-		return
-	}
-	set := s.issuers[w]
-	if set == nil {
-		set = map[string]struct{}{}
-		s.issuers[w] = set
-	}
-	set[issuer] = struct{}{}
 }
 
 // listen refreshes the mirror when another replica commits (NOTIFY), and

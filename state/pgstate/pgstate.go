@@ -66,7 +66,6 @@ type Store struct {
 	refreshMu sync.Mutex // guards what follows and orders the mirror's changes
 	seq       uint64     // the change number the mirror reflects
 	loaded    bool       // the counters were read once
-	issuers   map[string]map[string]struct{}
 
 	*state.Mirror
 }
@@ -96,7 +95,7 @@ func Open(connString string, opts Options) (*Store, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{name: name, logger: logger, ctx: ctx, cancel: cancel,
-		issuers: map[string]map[string]struct{}{}, Mirror: state.NewMirror(opts.Now)}
+		Mirror: state.NewMirror(opts.Now)}
 	octx, ocancel := context.WithTimeout(ctx, opTimeout)
 	defer ocancel()
 	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
