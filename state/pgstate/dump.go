@@ -130,14 +130,11 @@ func (s *Store) Import(replace bool, items func(yield func(state.Item) error) er
 	ctx, cancel := context.WithTimeout(s.ctx, dumpTimeout)
 	defer cancel()
 	err := func() error {
-		tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+		tx, err := beginWrite(ctx, s.pool)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
-			return err
-		}
 		var live int
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM replicas WHERE expires_at > now()`).Scan(&live); err != nil {
 			return err

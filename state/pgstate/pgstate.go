@@ -205,20 +205,31 @@ func (s *Store) write(fn func(ctx context.Context, tx pgx.Tx) error) error {
 func (s *Store) writeOnce(fn func(ctx context.Context, tx pgx.Tx) error) error {
 	ctx, cancel := context.WithTimeout(s.ctx, opTimeout)
 	defer cancel()
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	tx, err := beginWrite(ctx, s.pool)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx)
-	// Writers take turns: each statement after the lock sees every
-	// transaction committed before, and change numbers commit in order.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
-		return err
-	}
 	if err := fn(ctx, tx); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
+}
+
+// beginWrite begins a transaction that writes, and takes the writers'
+// advisory lock in it. Writers take turns: each statement after the lock
+// sees every transaction committed before, and change numbers commit in
+// order.
+func beginWrite(ctx context.Context, db beginner) (pgx.Tx, error) {
+	tx, err := db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
+		tx.Rollback(ctx)
+		return nil, err
+	}
+	return tx, nil
 }
 
 // read runs one read.

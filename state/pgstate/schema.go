@@ -3,8 +3,6 @@ package pgstate
 import (
 	"context"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // migrations are the schema's versions, in order: migrations[i] makes
@@ -145,14 +143,11 @@ const lockKey = 0x63745f6578706f72 // "ct_expor"
 // migrate brings the schema to SchemaVersion in one transaction, under the
 // advisory lock, and refuses a schema newer than this build.
 func migrate(ctx context.Context, db beginner) error {
-	tx, err := db.BeginTx(ctx, pgx.TxOptions{})
+	tx, err := beginWrite(ctx, db)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
-		return err
-	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS ct_exporter_schema (
 	version  integer PRIMARY KEY,
 	applied  timestamptz NOT NULL DEFAULT now()
