@@ -120,20 +120,6 @@ func (s *Store) Export(fn func(Item) error) error {
 	})
 }
 
-// Empty reports whether the state holds nothing at all.
-func (s *Store) Empty() (bool, error) {
-	empty := true
-	err := s.db.View(func(btx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketIssuances, bucketCounters, bucketCursors, bucketLogs, bucketIDs} {
-			if k, _ := btx.Bucket(name).Cursor().First(); k != nil {
-				empty = false
-			}
-		}
-		return nil
-	})
-	return empty, err
-}
-
 // Import writes every item items gives in one transaction: all of them or,
 // when it fails, none. It refuses a store that is not empty (ErrNotEmpty)
 // unless replace is true: then what the store held is deleted in the same

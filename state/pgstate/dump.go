@@ -102,15 +102,6 @@ func (s *Store) Export(fn func(state.Item) error) error {
 // stateTables are the tables of the state, which Import fills.
 const stateTables = `issuances, issuance_watches, counters, log_positions, cursors, processed_ids`
 
-// Empty reports whether the state holds nothing at all.
-func (s *Store) Empty() (empty bool, err error) {
-	err = s.read(func(ctx context.Context) error {
-		return s.pool.QueryRow(ctx, `SELECT NOT (EXISTS (SELECT 1 FROM issuances) OR EXISTS (SELECT 1 FROM counters)
-	OR EXISTS (SELECT 1 FROM log_positions) OR EXISTS (SELECT 1 FROM cursors) OR EXISTS (SELECT 1 FROM processed_ids))`).Scan(&empty)
-	})
-	return empty, err
-}
-
 // ErrInUse is wrapped by Import's error when replicas run on the database.
 var ErrInUse = errors.New("replicas are running on the database")
 
