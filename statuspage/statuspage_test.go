@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/monitor"
 	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/state/storetest"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
@@ -49,23 +49,6 @@ func (f *fakeHealth) Health() []monitor.SourceHealth { return f.sources }
 func (f *fakeHealth) Logs() []monitor.LogStatus      { return f.logs }
 func (f *fakeHealth) WatchSet() *watch.Set           { return f.set }
 func (f *fakeHealth) Elsewhere() []string            { return f.elsewhere }
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 func get(t *testing.T, h http.Handler, method, path string) (*http.Response, string) {
 	t.Helper()
@@ -103,7 +86,7 @@ func watches(t *testing.T) *watch.Set {
 
 // recordedState records issuances in a real state file, so that the page
 // shows what the state really hands it (escaped names, bounded labels).
-func recordedState(t *testing.T, clk *clock) *state.Store {
+func recordedState(t *testing.T, clk *storetest.Clock) *state.Store {
 	t.Helper()
 	st, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{Now: clk.Now})
 	if err != nil {
@@ -168,7 +151,7 @@ func health(t *testing.T, now time.Time) *fakeHealth {
 }
 
 func TestStatusPageRendersEverySection(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	clk := storetest.ClockAt(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 	st := recordedState(t, clk)
 	h := New(st, health(t, clk.Now()), Options{Version: "(version=9.9.9, branch=test)", MetricsPath: "/custom-metrics", Now: clk.Now})
 

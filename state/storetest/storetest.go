@@ -56,7 +56,10 @@ func (c *Clock) Advance(d time.Duration) {
 
 // NewClock is a clock at a fixed time, to the microsecond as every store
 // keeps it.
-func NewClock() *Clock { return &Clock{t: time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)} }
+func NewClock() *Clock { return ClockAt(time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)) }
+
+// ClockAt is a clock at t.
+func ClockAt(t time.Time) *Clock { return &Clock{t: t} }
 
 // Issuance is a test issuance, the same for the same i.
 func Issuance(i int, now time.Time) *state.Issuance {

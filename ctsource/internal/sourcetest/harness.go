@@ -17,6 +17,7 @@ import (
 	"github.com/ct-exporter/ct_exporter/ctsource/cert"
 	"github.com/ct-exporter/ct_exporter/internal/testpki"
 	"github.com/ct-exporter/ct_exporter/state"
+	"github.com/ct-exporter/ct_exporter/state/storetest"
 	"github.com/ct-exporter/ct_exporter/watch"
 )
 
@@ -29,7 +30,7 @@ type Harness struct {
 	Set    *watch.Set
 	Env    *ctsource.Env
 	CA     *testpki.CA
-	Clock  *Clock // the watches' schedule's: backoffs pass when a test says
+	Clock  *storetest.Clock // the watches' schedule's: backoffs pass when a test says
 	mu     sync.Mutex
 	Errors map[string]int
 	// searched is the last successful search of each watch, as
@@ -41,7 +42,7 @@ type Harness struct {
 func NewHarness(t *testing.T, domains ...string) *Harness {
 	t.Helper()
 	h := &Harness{T: t, Errors: map[string]int{}, CA: testpki.NewIssuer(t, "R11", "Let's Encrypt"),
-		Clock: &Clock{t: time.Now()}, searched: map[string]time.Time{}}
+		Clock: storetest.ClockAt(time.Now()), searched: map[string]time.Time{}}
 	h.Path = filepath.Join(t.TempDir(), "s.state")
 	store, err := state.Open(h.Path, state.Options{})
 	if err != nil {
@@ -68,24 +69,6 @@ func (h *Harness) CountError(reason string) {
 	h.mu.Lock()
 	h.Errors[reason]++
 	h.mu.Unlock()
-}
-
-// Clock is a time that moves only when told to.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 func (h *Harness) LastSearched(w string) (time.Time, bool) {
