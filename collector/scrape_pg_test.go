@@ -3,7 +3,6 @@ package collector
 import (
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,23 +115,6 @@ func BenchmarkScrapeRecent10kPostgres(b *testing.B) {
 	srv := pgtest.Start(b)
 	h := pgHandler(pgRecent10k(b, srv, "bench10k"))
 	for _, enc := range []string{"identity", "gzip", "zstd"} {
-		b.Run(enc, func(b *testing.B) {
-			var took []time.Duration
-			for b.Loop() {
-				start := time.Now()
-				req, _ := http.NewRequest("GET", "/metrics", nil)
-				req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
-				req.Header.Set("Accept-Encoding", enc)
-				rec := &discard{header: http.Header{}}
-				h.ServeHTTP(rec, req)
-				took = append(took, time.Since(start))
-				if rec.Code != 200 || rec.n < 100<<10 {
-					b.Fatalf("%d, %d bytes", rec.Code, rec.n)
-				}
-			}
-			slices.Sort(took)
-			b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
-		})
+		b.Run(enc, func(b *testing.B) { benchScrapes(b, h, enc) })
 	}
 }
