@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/internal/crtshfake"
-	"github.com/ct-exporter/ct_exporter/state"
 )
 
 // reports records what the monitor reports, one line per call.
@@ -119,11 +117,7 @@ func keys(m map[string]time.Time) []string {
 func TestMonitorReportsHealth(t *testing.T) {
 	fake := crtshfake.New()
 	defer fake.Close()
-	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openState(t)
 	m := New(store, promslog.NewNopLogger(), Shard{})
 	r := &reports{}
 	m.ReportTo(r)

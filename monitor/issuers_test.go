@@ -3,7 +3,6 @@ package monitor
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/prometheus/common/promslog"
@@ -26,11 +25,7 @@ func TestMaxIssuersPerWatchApplied(t *testing.T) {
 		}
 		fake.Add(iss.Final)
 	}
-	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openState(t)
 	m := New(store, promslog.NewNopLogger(), Shard{})
 	cfg := parse(t, fmt.Sprintf("max_issuers_per_watch: 1\nwatches: [{domain: example.com}]\n"+
 		"sources: [{name: crtsh, type: crtsh, url: %q, request_interval: 0s}]\n", fake.URL))

@@ -3,7 +3,6 @@ package monitor
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -86,11 +85,7 @@ func TestMonitorRunsTheSourcesItHoldsLeasesOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	fake.Add(iss.Final)
-	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openState(t)
 	leases := &fakeLeases{}
 	// c2's lease is held at the round but lost since: it sends nothing,
 	// commits nothing, and stops.

@@ -25,7 +25,6 @@ import (
 	"github.com/ct-exporter/ct_exporter/config"
 	"github.com/ct-exporter/ct_exporter/ctsource"
 	"github.com/ct-exporter/ct_exporter/internal/ctlogfake"
-	"github.com/ct-exporter/ct_exporter/state"
 )
 
 // listedLog is one log of a v3 log list.
@@ -126,12 +125,7 @@ func followedLogs(m *Monitor) map[string]bool {
 
 func newTestMonitor(t *testing.T) *Monitor {
 	t.Helper()
-	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	m := New(store, promslog.NewNopLogger(), Shard{})
+	m := New(openState(t), promslog.NewNopLogger(), Shard{})
 	m.Start()
 	t.Cleanup(m.Stop)
 	return m

@@ -32,6 +32,17 @@ func parse(t *testing.T, yaml string) *config.Config {
 	return cfg
 }
 
+// openState opens a new state file, closed when the test ends.
+func openState(t *testing.T) *state.Store {
+	t.Helper()
+	s, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // eventually waits for cond, as everywhere in the tests, with this
 // package's deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
@@ -71,11 +82,7 @@ func TestMonitorAppliesConfigurations(t *testing.T) {
 	fake.Add(iss.Precert)
 	fake.Add(iss.Final)
 
-	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openState(t)
 	m := New(store, promslog.NewNopLogger(), Shard{})
 	m.Start()
 	defer m.Stop()
@@ -135,11 +142,7 @@ func TestMonitorAppliesConfigurations(t *testing.T) {
 func TestMonitorRunsNothingBeforeStart(t *testing.T) {
 	fake := crtshfake.New()
 	defer fake.Close()
-	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openState(t)
 	m := New(store, promslog.NewNopLogger(), Shard{})
 	defer m.Stop()
 	source := func(name string) string {
@@ -182,11 +185,7 @@ func TestMonitorFollowsLogList(t *testing.T) {
 		}
 	}
 	writeList(map[string]*ctlogfake.Log{"Test 'A' log": logA})
-	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openState(t)
 	m := New(store, promslog.NewNopLogger(), Shard{})
 	m.Start()
 	defer m.Stop()
@@ -241,11 +240,7 @@ func TestMonitorSkipsAListedLogItCannotFollow(t *testing.T) {
 	if err := os.WriteFile(list, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openState(t)
 	m := New(store, promslog.NewNopLogger(), Shard{})
 	m.Start()
 	defer m.Stop()
@@ -312,11 +307,7 @@ func TestMonitorIsolatesAFailingWatch(t *testing.T) {
 				}
 				return c.TBSSHA256
 			}
-			store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer store.Close()
+			store := openState(t)
 			recorded := func(tbs [32]byte) bool {
 				var is *state.Issuance
 				if err := store.View(func(tx *state.Tx) error {
@@ -397,11 +388,7 @@ func TestMonitorPausesASourceOn429(t *testing.T) {
 	fake := crtshfake.New()
 	defer fake.Close()
 	fake.Fault(crtshfake.KindSearch, 1<<30, crtshfake.Fault429)
-	store, err := state.Open(filepath.Join(t.TempDir(), "s.state"), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := openState(t)
 	m := New(store, promslog.NewNopLogger(), Shard{})
 	m.Start()
 	defer m.Stop()
